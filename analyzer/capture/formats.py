@@ -1,0 +1,257 @@
+"""Record framing for classic pcap and pcapng, streamed from a binary file.
+
+Both readers yield ``Record`` tuples ``(ts, linktype, data, wire_len)`` and never
+raise on damaged content: a truncated or corrupt tail is reported through the
+``weird`` callback and ends that file, keeping every record before it.
+
+dpkt's own readers assume one interface per pcapng file and trust block lengths,
+so the hot path frames records here with precompiled structs; dpkt still parses
+the rare Interface Description Blocks (their options carry the time resolution).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from typing import IO
+
+import dpkt
+
+Record = tuple[float, int, bytes, int]
+WeirdSink = Callable[[float, str, str], None]
+
+MAX_RECORD = 256 * 1024
+"""Largest captured length accepted (libpcap's own maximum snaplen)."""
+MAX_BLOCK = 16 * 1024 * 1024
+"""Largest pcapng block accepted; anything larger is treated as corruption."""
+CHUNK = 1 << 20
+
+# Classic pcap magic (as it appears in the first four bytes) -> (byte order, ts unit)
+PCAP_MAGIC: dict[bytes, tuple[str, float]] = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+
+# pcapng block types (pcapng spec section 11.1)
+BT_SHB = 0x0A0D0D0A
+BT_IDB = 0x00000001
+BT_PB = 0x00000002
+BT_SPB = 0x00000003
+BT_EPB = 0x00000006
+OPT_IF_TSRESOL = 9
+OPT_IF_TSOFFSET = 14
+
+_DECOMPRESS_ERRORS = (EOFError, zlib.error, OSError)
+
+
+class _Chunks:
+    """A read buffer that hands out exact byte counts without a read() per record."""
+
+    __slots__ = ("fh", "buf", "pos", "eof", "error")
+
+    def __init__(self, fh: IO[bytes], initial: bytes = b"") -> None:
+        self.fh = fh
+        self.buf = initial
+        self.pos = 0
+        self.eof = False
+        self.error: str | None = None
+
+    def take(self, n: int) -> bytes | None:
+        """Return exactly ``n`` bytes, or None at end of input (short tail kept in ``buf``)."""
+        end = self.pos + n
+        if end > len(self.buf):
+            if not self._fill(n):
+                return None
+            end = self.pos + n
+        out = self.buf[self.pos : end]
+        self.pos = end
+        return out
+
+    def remaining(self) -> int:
+        return len(self.buf) - self.pos
+
+    def _fill(self, n: int) -> bool:
+        parts = [self.buf[self.pos :]]
+        have = len(parts[0])
+        while have < n and not self.eof:
+            try:
+                chunk = self.fh.read(max(CHUNK, n - have))
+            except _DECOMPRESS_ERRORS as exc:
+                self.error = f"{type(exc).__name__}: {exc}"
+                chunk = b""
+            if not chunk:
+                self.eof = True
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        self.buf = b"".join(parts)
+        self.pos = 0
+        return have >= n
+
+
+def _end_of_input(chunks: _Chunks, ts: float, weird: WeirdSink, what: str) -> None:
+    if chunks.error is not None:
+        weird(ts, "capture_corrupt_compression", f"{what}: {chunks.error}")
+    elif chunks.remaining():
+        weird(ts, "capture_truncated", f"{what}: {chunks.remaining()} bytes of a cut-off record")
+
+
+def read_pcap(fh: IO[bytes], header: bytes, weird: WeirdSink, name: str) -> Iterator[Record]:
+    """Yield the records of a classic pcap file whose 24-byte header was already read.
+
+    File header (24 bytes): magic(4) version_major(2) version_minor(2)
+    thiszone(4) sigfigs(4) snaplen(4) linktype(4, low 16 bits are the link type).
+    Record header (16 bytes): ts_sec(4) ts_frac(4) caplen(4) wire_len(4).
+    """
+    order, unit = PCAP_MAGIC[header[:4]]
+    linktype = struct.unpack(order + "I", header[20:24])[0] & 0xFFFF
+    rec = struct.Struct(order + "IIII")
+    unpack = rec.unpack
+    chunks = _Chunks(fh)
+    take = chunks.take
+    ts = 0.0
+    while True:
+        head = take(16)
+        if head is None:
+            _end_of_input(chunks, ts, weird, name)
+            return
+        sec, frac, caplen, wire_len = unpack(head)
+        ts = sec + frac * unit
+        if caplen > MAX_RECORD:
+            weird(ts, "capture_corrupt_record", f"{name}: record length {caplen} is not plausible")
+            return
+        data = take(caplen)
+        if data is None:
+            _end_of_input(chunks, ts, weird, name)
+            return
+        yield ts, linktype, data, wire_len if wire_len >= caplen else caplen
+
+
+class _Interface:
+    __slots__ = ("linktype", "unit", "offset", "snaplen")
+
+    def __init__(self, linktype: int, unit: float, offset: int, snaplen: int) -> None:
+        self.linktype = linktype
+        self.unit = unit
+        self.offset = offset
+        self.snaplen = snaplen
+
+
+def _parse_idb(block: bytes, little: bool) -> _Interface:
+    """Interface Description Block: linktype(2) reserved(2) snaplen(4) options."""
+    cls = (
+        dpkt.pcapng.InterfaceDescriptionBlockLE if little else dpkt.pcapng.InterfaceDescriptionBlock
+    )
+    idb = cls(block)
+    unit = 1e-6
+    offset = 0
+    for opt in idb.opts:
+        if opt.code == OPT_IF_TSRESOL and len(opt.data) >= 1:
+            v = opt.data[0]
+            unit = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -(v & 0x7F)
+        elif opt.code == OPT_IF_TSOFFSET and len(opt.data) >= 8:
+            offset = struct.unpack("<q" if little else ">q", opt.data[:8])[0]
+    return _Interface(int(idb.linktype), unit, offset, int(idb.snaplen))
+
+
+def read_pcapng(fh: IO[bytes], weird: WeirdSink, name: str) -> Iterator[Record]:
+    """Yield the packets of a pcapng file, every section and interface included.
+
+    Block: type(4) total_length(4) body trailing_total_length(4).
+    EPB body: interface_id(4) ts_high(4) ts_low(4) caplen(4) wire_len(4) data options.
+    SPB body: wire_len(4) data.  PB (obsolete): interface_id(2) drops(2) ts_high(4)
+    ts_low(4) caplen(4) wire_len(4) data.
+    """
+    chunks = _Chunks(fh)
+    take = chunks.take
+    little = True
+    interfaces: list[_Interface] = []
+    head_s = struct.Struct("<II")
+    epb_s = struct.Struct("<IIIII")
+    ts = 0.0
+    while True:
+        head = take(8)
+        if head is None:
+            _end_of_input(chunks, ts, weird, name)
+            return
+        if head[:4] == PCAPNG_MAGIC:
+            bom = take(4)
+            if bom is None:
+                _end_of_input(chunks, ts, weird, name)
+                return
+            if bom == b"\x4d\x3c\x2b\x1a":
+                little = True
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                little = False
+            else:
+                weird(ts, "capture_corrupt_record", f"{name}: bad pcapng byte-order magic")
+                return
+            order = "<" if little else ">"
+            head_s = struct.Struct(order + "II")
+            epb_s = struct.Struct(order + "IIIII")
+            length = head_s.unpack(head)[1]
+            if length < 28 or length % 4 or length > MAX_BLOCK:
+                weird(ts, "capture_corrupt_record", f"{name}: section header length {length}")
+                return
+            if take(length - 12) is None:
+                _end_of_input(chunks, ts, weird, name)
+                return
+            interfaces = []
+            continue
+        btype, length = head_s.unpack(head)
+        if length < 12 or length % 4 or length > MAX_BLOCK:
+            weird(ts, "capture_corrupt_record", f"{name}: block length {length} is not plausible")
+            return
+        body = take(length - 8)
+        if body is None:
+            _end_of_input(chunks, ts, weird, name)
+            return
+        if btype == BT_EPB:
+            if len(body) < 24:
+                weird(ts, "capture_corrupt_record", f"{name}: short enhanced packet block")
+                continue
+            iface_id, hi, lo, caplen, wire_len = epb_s.unpack_from(body)
+            if iface_id >= len(interfaces):
+                weird(ts, "capture_unknown_interface", f"{name}: interface {iface_id}")
+                continue
+            iface = interfaces[iface_id]
+            ts = iface.offset + ((hi << 32) | lo) * iface.unit
+            if 20 + caplen > len(body) - 4:
+                weird(ts, "capture_corrupt_record", f"{name}: packet overruns its block")
+                continue
+            yield ts, iface.linktype, body[20 : 20 + caplen], max(wire_len, caplen)
+        elif btype == BT_IDB:
+            try:
+                interfaces.append(_parse_idb(head + body, little))
+            except (dpkt.UnpackError, struct.error, ValueError, IndexError) as exc:
+                weird(ts, "capture_corrupt_record", f"{name}: interface block: {exc}")
+                return
+        elif btype == BT_SPB:
+            if not interfaces or len(body) < 8:
+                weird(
+                    ts, "capture_corrupt_record", f"{name}: simple packet block without interface"
+                )
+                continue
+            wire_len = struct.unpack_from("<I" if little else ">I", body)[0]
+            iface = interfaces[0]
+            caplen = min(wire_len, len(body) - 8)
+            if iface.snaplen:
+                caplen = min(caplen, iface.snaplen)
+            yield ts, iface.linktype, body[4 : 4 + caplen], max(wire_len, caplen)
+        elif btype == BT_PB:
+            if len(body) < 24:
+                continue
+            o = "<" if little else ">"
+            iface_id, _drops, hi, lo, caplen, wire_len = struct.unpack_from(o + "HHIIII", body)
+            if iface_id >= len(interfaces) or 20 + caplen > len(body) - 4:
+                weird(ts, "capture_corrupt_record", f"{name}: bad packet block")
+                continue
+            iface = interfaces[iface_id]
+            ts = iface.offset + ((hi << 32) | lo) * iface.unit
+            yield ts, iface.linktype, body[20 : 20 + caplen], max(wire_len, caplen)
+        # other blocks (statistics, name resolution, custom) carry no packets

@@ -1,0 +1,144 @@
+"""Command line: ``dicom-analyzer analyze INPUT... -o OUTDIR``.
+
+Exit codes:
+    0  success (warnings, e.g. a truncated capture, are printed but do not fail the run)
+    1  internal error (a bug: please report it)
+    2  usage or configuration error
+    3  an input could not be read as a capture
+    4  an output could not be written
+    130 interrupted (tables hold everything processed until then)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from analyzer import __version__
+from analyzer.capture import open_inputs
+from analyzer.config import load_config
+from analyzer.errors import AnalyzerError, OutputError
+from analyzer.output.writer import FORMATS
+from analyzer.pipeline import RunSummary, run_analysis
+from analyzer.progress import Progress
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dicom-analyzer",
+        description="Passive DICOM network traffic analyzer.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 usage/config, 3 bad input, 4 cannot write output, 130 interrupted.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("analyze", help="analyze captures into tables")
+    a.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="pcap/pcapng files (gzip ok), directories of them, or - for stdin",
+    )
+    a.add_argument(
+        "-o", "--output", required=True, metavar="OUTDIR", help="directory for the tables"
+    )
+    a.add_argument(
+        "--format", choices=FORMATS, default="parquet", help="table format (default parquet)"
+    )
+    a.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    a.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    return p
+
+
+def _prepare_outdir(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot create output directory: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"{path}: output directory is not writable")
+
+
+def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
+    st = s.stats
+    rate = st.packets / s.seconds if s.seconds > 0 else 0.0
+    err = sys.stderr
+    print(
+        f"{st.packets:,} packets ({st.wire_bytes / 1e6:,.1f} MB) from {s.inputs} input(s) "
+        f"in {s.seconds:.1f} s ({rate:,.0f} pkt/s)",
+        file=err,
+    )
+    services = ", ".join(f"{n} {k}" for k, n in sorted(s.services.items())) or "none recognised"
+    print(f"{s.flows:,} TCP flows ({services}); {s.weird:,} anomalies", file=err)
+    for name, rows in s.rows.items():
+        print(f"  {outdir / f'{name}.{fmt}'}: {rows:,} rows", file=err)
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.strict:
+        config = type(config)(limits=config.limits, dicom_ports=config.dicom_ports, strict=True)
+    readers, warnings = open_inputs(args.inputs)
+    outdir = Path(args.output)
+    _prepare_outdir(outdir)
+    total = sum(r.size or 0 for r in readers) or None
+    progress = Progress(total, enabled=not args.quiet and sys.stderr.isatty())
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    summary = run_analysis(config, readers, outdir, args.format, progress)
+    if not args.quiet:
+        _print_summary(summary, outdir, args.format)
+    capture_warnings = summary.rows.get("weird", 0) and _capture_problems(outdir, args.format)
+    if capture_warnings and not args.quiet:
+        print(f"warning: {capture_warnings}", file=sys.stderr)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _capture_problems(outdir: Path, fmt: str) -> str:
+    """Name capture-level damage (truncation, corruption) found during the run."""
+    import polars as pl
+
+    path = outdir / f"weird.{fmt}"
+    frame = (
+        pl.read_parquet(path)
+        if fmt == "parquet"
+        else pl.read_csv(path)
+        if fmt == "csv"
+        else pl.read_ndjson(path)
+    )
+    if frame.height == 0:
+        return ""
+    bad = frame.filter(pl.col("source") == "capture")["name"].unique().sort().to_list()
+    return f"damaged input, processed up to the damage: {', '.join(bad)}" if bad else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.umask(0o077)  # nothing we write is readable by others, even between create and chmod
+    try:
+        if args.command == "analyze":
+            return _analyze(args)
+    except AnalyzerError as exc:
+        print(f"dicom-analyzer: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dicom-analyzer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug: one line, and the details only when asked
+        if os.environ.get("DICOM_ANALYZER_DEBUG"):
+            raise
+        print(
+            f"dicom-analyzer: internal error: {type(exc).__name__}: {exc} "
+            "(set DICOM_ANALYZER_DEBUG=1 for details)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Link, IP and TCP header decoding down to TCP segments."""

@@ -1,0 +1,114 @@
+"""Table writers with bounded memory.
+
+Rows are buffered up to ``chunk_rows``; each full chunk goes to a part file, and at
+the end the parts are streamed into one table file (Parquet via a lazy scan, CSV and
+JSON lines by appending). Every file is created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analyzer.errors import OutputError
+from analyzer.output.schema import Schema
+
+FORMATS = ("parquet", "csv", "jsonl")
+EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
+
+
+def _private_open(path: Path, mode: str = "wb") -> Any:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode)
+
+
+class TableWriter:
+    def __init__(
+        self, name: str, schema: Schema, outdir: Path, fmt: str, chunk_rows: int = 50_000
+    ) -> None:
+        if fmt not in FORMATS:
+            raise OutputError(f"unknown format {fmt!r}")
+        self.name = name
+        self.schema = schema
+        self.fmt = fmt
+        self.chunk_rows = chunk_rows
+        self.path = outdir / f"{name}.{EXTENSIONS[fmt]}"
+        self.rows: list[tuple[Any, ...]] = []
+        self.count = 0
+        self._parts: list[Path] = []
+        self._partdir: Path | None = None
+        self._outdir = outdir
+        self._started = False
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.chunk_rows:
+            self.flush()
+
+    def _frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.rows, schema=self.schema, orient="row")
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        frame = self._frame()
+        self.count += len(self.rows)
+        self.rows = []
+        try:
+            if self.fmt == "parquet":
+                if self._partdir is None:
+                    self._partdir = Path(
+                        tempfile.mkdtemp(prefix=f".{self.name}-", dir=self._outdir)
+                    )
+                part = self._partdir / f"part-{len(self._parts):06d}.parquet"
+                with _private_open(part) as fh:
+                    frame.write_parquet(fh)
+                self._parts.append(part)
+            else:
+                self._append(frame)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
+
+    def _append(self, frame: pl.DataFrame) -> None:
+        first = not self._started
+        self._started = True
+        with _private_open(self.path, "wb" if first else "ab") as fh:
+            if self.fmt == "csv":
+                frame.write_csv(fh, include_header=first)
+            else:
+                frame.write_ndjson(fh)
+
+    def close(self) -> int:
+        """Write the final table file and return its row count."""
+        total = self.count + len(self.rows)
+        try:
+            if self.fmt == "parquet":
+                if not self._parts:
+                    with _private_open(self.path) as fh:
+                        self._frame().write_parquet(fh)
+                else:
+                    self.flush()
+                    tmp = self.path.with_suffix(".parquet.tmp")
+                    with _private_open(tmp):
+                        pass
+                    pl.scan_parquet([str(p) for p in self._parts]).sink_parquet(str(tmp))
+                    os.chmod(tmp, 0o600)
+                    os.replace(tmp, self.path)
+            else:
+                if self.rows or not self._started:
+                    self._append(self._frame())
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
+        finally:
+            self.rows = []
+            self.count = total
+            if self._partdir is not None:
+                shutil.rmtree(self._partdir, ignore_errors=True)
+        return total

@@ -1,0 +1,158 @@
+"""One analysis run: capture records in, output tables out.
+
+readers -> merged_records -> Decoder.packet -> FlowTable.on_tcp -> Flow/Stream
+        -> ServiceSniffer -> protocol decoder sinks;  finished flows -> conn rows
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analyzer.capture import CaptureReader, Record, merged_records
+from analyzer.config import Config
+from analyzer.net.decode import Decoder, DecodeStats
+from analyzer.net.fragments import FragmentReassembler
+from analyzer.output.schema import TABLES
+from analyzer.output.writer import TableWriter
+from analyzer.progress import Progress
+from analyzer.service import DecoderFactory, ServiceSniffer
+from analyzer.tcp.events import StreamSink
+from analyzer.tcp.flow import Flow
+from analyzer.tcp.table import FlowTable, ip_text
+from analyzer.weird import WeirdLog
+
+
+def no_decoder(flow: Flow, service: str) -> StreamSink | None:
+    """Recognised flows whose protocol has no decoder yet: drop the payload."""
+    return None
+
+
+@dataclass(slots=True)
+class RunSummary:
+    inputs: int = 0
+    stats: DecodeStats = field(default_factory=DecodeStats)
+    flows: int = 0
+    flows_evicted: int = 0
+    services: dict[str, int] = field(default_factory=dict)
+    weird: int = 0
+    warnings: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        writers: dict[str, TableWriter],
+        decoder_factory: DecoderFactory = no_decoder,
+    ) -> None:
+        self.config = config
+        self.writers = writers
+        self.summary = RunSummary()
+        limits = config.limits
+        self.weirds = WeirdLog(limits, writers["weird"].add)
+        self.fragments = FragmentReassembler(
+            max_datagrams=limits.max_fragment_datagrams,
+            max_bytes=limits.max_fragment_bytes,
+            timeout=limits.fragment_timeout,
+            report=self.weirds.capture,
+        )
+        ports = config.dicom_ports
+
+        def make_sink(flow: Flow) -> StreamSink:
+            return ServiceSniffer(flow, decoder_factory, ports)
+
+        self.table = FlowTable(config, self.weirds, self._conn_row, make_sink)
+        self.decoder = Decoder(self.table.on_tcp, self.weirds.capture, self.fragments)
+
+    def _conn_row(self, flow: Flow) -> None:
+        o, r = flow.streams
+        svc = flow.service
+        if svc is not None:
+            self.summary.services[svc] = self.summary.services.get(svc, 0) + 1
+        self.writers["conn"].add(
+            (
+                flow.uid,
+                flow.ts,
+                ip_text(flow.orig_h),
+                flow.orig_p,
+                ip_text(flow.resp_h),
+                flow.resp_p,
+                "tcp",
+                svc,
+                flow.last_ts - flow.ts,
+                o.noff,
+                r.noff,
+                flow.conn_state(),
+                o.missed + r.missed,
+                "".join(flow.history),
+                flow.pkts[0],
+                flow.ip_bytes[0],
+                flow.pkts[1],
+                flow.ip_bytes[1],
+                flow.vlan,
+                flow.end_reason,
+            )
+        )
+
+    def feed(
+        self, records: Iterable[Record], on_progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Process records; an internal error in one packet is an anomaly, not the end."""
+        packet = self.decoder.packet
+        strict = self.config.strict
+        for n, (ts, linktype, buf, wire_len) in enumerate(records, 1):
+            try:
+                packet(ts, linktype, buf, wire_len)
+            except Exception as exc:
+                if strict:
+                    raise
+                self.weirds.capture(ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}")
+            if not n & 0x3FFF:
+                self.fragments.expire(self.table.now)
+                if on_progress is not None:
+                    on_progress(n)
+
+    def finish(self) -> RunSummary:
+        self.table.finish_all()
+        self.weirds.finish()
+        s = self.summary
+        s.stats = self.decoder.stats
+        s.flows = self.table.created
+        s.flows_evicted = self.table.evicted
+        s.weird = self.weirds.total
+        for name, writer in self.writers.items():
+            s.rows[name] = writer.close()
+        return s
+
+
+def run_analysis(
+    config: Config,
+    readers: list[CaptureReader],
+    outdir: Path,
+    fmt: str,
+    progress: Progress,
+    decoder_factory: DecoderFactory = no_decoder,
+) -> RunSummary:
+    started = time.monotonic()
+    writers = {name: TableWriter(name, schema, outdir, fmt) for name, schema in TABLES.items()}
+    pipe = Pipeline(config, writers, decoder_factory)
+    pipe.summary.inputs = len(readers)
+
+    def on_progress(packets: int) -> None:
+        progress.update(sum(r.position() for r in readers), packets)
+
+    try:
+        pipe.feed(merged_records(readers, pipe.weirds.capture), on_progress)
+    except KeyboardInterrupt:
+        pipe.summary.interrupted = True
+    finally:
+        progress.done()
+    summary = pipe.finish()
+    summary.seconds = time.monotonic() - started
+    return summary

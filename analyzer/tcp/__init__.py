@@ -1,0 +1,1 @@
+"""TCP flow tracking and per-direction reassembly into ordered, gap-aware byte streams."""

@@ -1,0 +1,35 @@
+"""What reassembly hands to consumers: ordered data, gaps and a final close."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Protocol
+
+
+class Direction(IntEnum):
+    ORIG = 0
+    RESP = 1
+
+
+class CloseReason:
+    FIN = "fin"
+    RST = "rst"
+    IDLE = "timeout"
+    EVICTED = "evicted"
+    END_OF_CAPTURE = "end_of_capture"
+    PORT_REUSE = "port_reuse"
+
+
+class StreamSink(Protocol):
+    """Receives one flow's bytes in order.
+
+    ``data`` and ``gap`` calls for one direction never overlap and never skip: a gap
+    stands exactly for the bytes that were sent but not captured (never zero-filled).
+    ``close`` comes once, after every buffered byte of both directions was handed over.
+    """
+
+    def data(self, direction: int, ts: float, data: bytes) -> None: ...
+
+    def gap(self, direction: int, ts: float, length: int) -> None: ...
+
+    def close(self, ts: float, reason: str) -> None: ...

@@ -1,0 +1,228 @@
+"""One TCP connection: both stream directions plus Zeek-style state and history.
+
+``conn_state`` and ``history`` follow Zeek's conn.log meanings: history letters are
+upper case for the originator and lower case for the responder; S H F R repeat only
+for a new sequence number, A D I Q appear once, and T G W repeat at 1, 10, 100, ...
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from analyzer.config import Limits
+from analyzer.tcp.events import StreamSink
+from analyzer.tcp.stream import Stream
+
+if TYPE_CHECKING:
+    from analyzer.weird import WeirdLog
+
+# Endpoint states (names after Zeek's TCP_* endpoint states)
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+# Timeout buckets
+ATTEMPT, ACTIVE, CLOSING = 0, 1, 2
+
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R")
+
+
+class Flow:
+    __slots__ = (
+        "uid",
+        "id",
+        "keys",
+        "orig_h",
+        "orig_p",
+        "resp_h",
+        "resp_p",
+        "ts",
+        "last_ts",
+        "streams",
+        "pkts",
+        "ip_bytes",
+        "state",
+        "history",
+        "_marks",
+        "service",
+        "sink",
+        "vlan",
+        "bucket",
+        "weirds",
+        "weird_counts",
+        "midstream",
+        "end_reason",
+        "syn_seq",
+    )
+
+    def __init__(
+        self,
+        *,
+        uid: str,
+        flow_id: int,
+        ts: float,
+        orig_h: bytes,
+        orig_p: int,
+        resp_h: bytes,
+        resp_p: int,
+        limits: Limits,
+        weirds: WeirdLog,
+        vlan: int | None,
+    ) -> None:
+        self.uid = uid
+        self.id = flow_id
+        self.orig_h = orig_h
+        self.orig_p = orig_p
+        self.resp_h = resp_h
+        self.resp_p = resp_p
+        self.keys = ((orig_h, orig_p, resp_h, resp_p), (resp_h, resp_p, orig_h, orig_p))
+        self.ts = ts
+        self.last_ts = ts
+        self.streams = (Stream(0, self, limits), Stream(1, self, limits))
+        self.pkts = [0, 0]
+        self.ip_bytes = [0, 0]
+        self.state = [INACTIVE, INACTIVE]
+        self.history: list[str] = []
+        self._marks: dict[str, int] = {}
+        self.service: str | None = None
+        self.sink: StreamSink | None = None
+        self.vlan = vlan
+        self.bucket = ATTEMPT
+        self.weirds = weirds
+        self.weird_counts: dict[str, int] | None = None
+        self.midstream = False
+        self.end_reason: str | None = None
+        self.syn_seq: int | None = None
+
+    # -- history ----------------------------------------------------------------
+
+    def mark_once(self, letter: str, direction: int) -> None:
+        ch = letter if direction == 0 else letter.lower()
+        if ch not in self._marks:
+            self._marks[ch] = 1
+            self.history.append(ch)
+
+    def mark_seq(self, letter: str, direction: int, seq: int) -> None:
+        ch = letter if direction == 0 else letter.lower()
+        if self._marks.get(ch) != seq + 1:
+            self._marks[ch] = seq + 1
+            self.history.append(ch)
+
+    def mark_log(self, letter: str, direction: int, count: int) -> None:
+        """Add ``letter`` when ``count`` reaches 1, 10, 100, ..."""
+        while count >= 10 and count % 10 == 0:
+            count //= 10
+        if count == 1:
+            self.history.append(letter if direction == 0 else letter.lower())
+
+    # -- packets ----------------------------------------------------------------
+
+    def set_sink(self, sink: StreamSink | None) -> None:
+        self.sink = sink
+        self.streams[0].sink = sink
+        self.streams[1].sink = sink
+
+    def weird(self, ts: float, name: str, detail: str) -> None:
+        self.weirds.flow(self, ts, name, detail)
+
+    def packet(
+        self,
+        d: int,
+        ts: float,
+        seq: int,
+        ack: int,
+        flags: int,
+        win: int,
+        data: bytes | None,
+        cap: int,
+        n: int,
+        ip_len: int,
+    ) -> None:
+        self.last_ts = ts
+        self.pkts[d] += 1
+        self.ip_bytes[d] += ip_len
+        stream = self.streams[d]
+        state = self.state
+        if flags & SYN:
+            if flags & (FIN | RST):
+                self.mark_once("Q", d)
+            if flags & ACK:
+                self.mark_seq("H", d, seq)
+                if state[d] in (INACTIVE, PARTIAL, SYN_SENT):
+                    state[d] = SYN_ACK_SENT
+            else:
+                self.mark_seq("S", d, seq)
+                if d == 0 and self.syn_seq is None:
+                    self.syn_seq = seq
+                if state[d] == INACTIVE:
+                    state[d] = SYN_SENT
+            if not stream.started:
+                stream.start(seq + 1)
+            seq = (seq + 1) & 0xFFFFFFFF
+        elif not stream.started:
+            stream.start(seq)
+            if state[d] == INACTIVE:
+                state[d] = PARTIAL
+                self.midstream = True
+        if flags & FIN and flags & RST:
+            self.mark_once("I", d)
+        if n:
+            self.mark_once("D", d)
+            stream.segment(ts, seq, data, cap, n)
+        elif flags & ACK and not flags & (SYN | FIN | RST):
+            self.mark_once("A", d)
+        if win == 0 and not flags & (SYN | RST):
+            counts = self._marks
+            key = "#W" if d == 0 else "#w"
+            counts[key] = counts.get(key, 0) + 1
+            self.mark_log("W", d, counts[key])
+        if flags & FIN:
+            self.mark_seq("F", d, seq)
+            stream.fin(ts, seq, n)
+            if state[d] != RESET:
+                state[d] = CLOSED
+        if flags & RST:
+            self.mark_seq("R", d, seq)
+            state[d] = RESET
+        if flags & ACK:
+            other = self.streams[1 - d]
+            if other.started:
+                other.acked(ts, ack)
+            if not flags & SYN and state[d] in (SYN_SENT, SYN_ACK_SENT):
+                state[d] = ESTABLISHED
+                if state[1 - d] in (SYN_SENT, SYN_ACK_SENT):
+                    state[1 - d] = ESTABLISHED
+
+    # -- summary ----------------------------------------------------------------
+
+    def closed(self) -> bool:
+        """True once the connection is over as far as TCP is concerned."""
+        a, b = self.state
+        return RESET in (a, b) or (a == CLOSED and b == CLOSED)
+
+    def conn_state(self) -> str:
+        os_, rs = self.state
+        o_inactive = os_ in (INACTIVE, PARTIAL)
+        r_inactive = rs in (INACTIVE, PARTIAL)
+        if rs == RESET:
+            if os_ in (SYN_SENT, SYN_ACK_SENT) or (
+                os_ == RESET and self.streams[0].noff == 0 and self.streams[1].noff == 0
+            ):
+                return "REJ"
+            return "RSTRH" if o_inactive else "RSTR"
+        if os_ == RESET:
+            if r_inactive:
+                return "RSTOS0" if _RSTOS0.match("".join(self.history)) else "OTH"
+            return "RSTO"
+        if rs == CLOSED and os_ == CLOSED:
+            return "SF"
+        if os_ == CLOSED:
+            return "SH" if r_inactive else "S2"
+        if rs == CLOSED:
+            return "SHR" if o_inactive else "S3"
+        if os_ == SYN_SENT and rs == INACTIVE:
+            return "S0"
+        if os_ == ESTABLISHED and rs == ESTABLISHED:
+            return "S1"
+        return "OTH"

@@ -1,0 +1,284 @@
+"""One direction of a TCP connection reassembled into an ordered byte stream.
+
+Positions are 64-bit stream offsets (first data byte = 0), so sequence-number
+wrap-around is handled once, in ``offset_of``. Segments carry their wire length and
+how much of it was captured; ``data`` is None when nobody wants the payload, and the
+accounting (bytes, gaps, retransmissions) stays exact either way.
+
+Gaps are declared when the peer acknowledges bytes never seen, when the out-of-order
+buffer exceeds its cap, and when the flow ends with bytes still missing.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import deque
+from typing import TYPE_CHECKING
+
+from analyzer.config import Limits
+from analyzer.tcp.events import StreamSink
+
+if TYPE_CHECKING:
+    from analyzer.tcp.flow import Flow
+
+MASK = 0xFFFFFFFF
+HALF = 0x80000000
+WRAP = 0x100000000
+
+# An out-of-order piece: (offset, wire length, captured length, data or None)
+Piece = tuple[int, int, int, bytes | None]
+
+
+class Stream:
+    __slots__ = (
+        "direction",
+        "flow",
+        "limits",
+        "sink",
+        "started",
+        "nseq",
+        "noff",
+        "fin_off",
+        "ooo",
+        "ooo_keys",
+        "ooo_bytes",
+        "recent",
+        "recent_bytes",
+        "missed",
+        "retrans",
+        "gaps",
+    )
+
+    def __init__(self, direction: int, flow: Flow, limits: Limits) -> None:
+        self.direction = direction
+        self.flow = flow
+        self.limits = limits
+        self.sink: StreamSink | None = None
+        self.started = False
+        self.nseq = 0
+        """Sequence number of the next byte expected (mod 2**32)."""
+        self.noff = 0
+        """Stream offset of the next byte expected: everything before it is delivered."""
+        self.fin_off: int | None = None
+        self.ooo: list[Piece] = []
+        self.ooo_keys: list[int] = []
+        self.ooo_bytes = 0
+        self.recent: deque[tuple[int, bytes]] = deque()
+        self.recent_bytes = 0
+        self.missed = 0
+        self.retrans = 0
+        self.gaps = 0
+
+    def start(self, seq: int) -> None:
+        """Begin the stream at ``seq``, the sequence number of its first data byte."""
+        self.started = True
+        self.nseq = seq & MASK
+        self.noff = 0
+
+    def offset_of(self, seq: int) -> int:
+        d = (seq - self.nseq) & MASK
+        if d >= HALF:
+            d -= WRAP
+        return self.noff + d
+
+    # -- segments ---------------------------------------------------------------
+
+    def segment(self, ts: float, seq: int, data: bytes | None, cap: int, n: int) -> None:
+        """Take ``n`` payload bytes at ``seq``, ``cap`` of them captured (``data``)."""
+        off = self.offset_of(seq)
+        noff = self.noff
+        if off == noff and not self.ooo and self.fin_off is None:
+            self._deliver(ts, data, cap, n)
+            return
+        end = off + n
+        if self.fin_off is not None and end > self.fin_off:
+            self.flow.weird(ts, "tcp_data_after_fin", f"{end - self.fin_off} bytes beyond FIN")
+            n = max(0, self.fin_off - off)
+            cap = min(cap, n)
+            if data is not None:
+                data = data[:cap]
+            end = off + n
+            if n == 0:
+                return
+        if end <= noff:
+            self._retransmitted(ts, off, data)
+            return
+        if off > noff:
+            if off - noff > self.limits.max_seq_jump:
+                self.flow.weird(
+                    ts, "tcp_seq_jump", f"segment {off - noff} bytes ahead of the stream"
+                )
+                return
+            self._insert(ts, off, data, cap, n)
+            if (
+                self.ooo_bytes > self.limits.max_ooo_bytes
+                or len(self.ooo) > self.limits.max_ooo_segments
+            ):
+                self.flow.weird(
+                    ts,
+                    "tcp_reassembly_overflow",
+                    f"{self.ooo_bytes} bytes in {len(self.ooo)} segments waiting; hole declared a gap",
+                )
+                self._skip_to(ts, self.ooo[0][0])
+                self._drain(ts)
+            return
+        skip = noff - off
+        if data is not None:
+            self._retransmitted(ts, off, data[:skip])
+            data = data[skip:]
+        else:
+            self._count_retransmission()
+        self._deliver(ts, data, max(0, cap - skip), n - skip)
+        self._drain(ts)
+
+    def fin(self, ts: float, seq: int, n: int) -> None:
+        """Record a FIN carried after ``n`` payload bytes at ``seq``."""
+        off = self.offset_of(seq) + n
+        if self.fin_off is None:
+            self.fin_off = max(off, self.noff)
+        elif off != self.fin_off:
+            self.flow.weird(ts, "tcp_fin_inconsistent", "FIN at a different sequence number")
+
+    def acked(self, ts: float, ack: int) -> None:
+        """The peer acknowledged everything before ``ack``: missing bytes there are gaps."""
+        d = (ack - self.nseq) & MASK
+        if d == 0 or d >= HALF or d > self.limits.max_seq_jump:
+            return
+        target = self.noff + d
+        if self.fin_off is not None and target > self.fin_off:
+            target = self.fin_off  # the ACK of a FIN counts one more
+        while self.noff < target:
+            if self.ooo and self.ooo[0][0] <= self.noff:
+                self._drain(ts)
+                continue
+            nxt = self.ooo[0][0] if self.ooo else target
+            self._skip_to(ts, min(nxt, target))
+            self._drain(ts)
+
+    def flush(self, ts: float) -> None:
+        """Hand over everything buffered, holes as gaps (the flow is ending)."""
+        while self.ooo:
+            if self.ooo[0][0] > self.noff:
+                self._skip_to(ts, self.ooo[0][0])
+            self._drain(ts)
+        if self.fin_off is not None and self.fin_off > self.noff:
+            self._skip_to(ts, self.fin_off)
+
+    # -- internals --------------------------------------------------------------
+
+    def _deliver(self, ts: float, data: bytes | None, cap: int, n: int) -> None:
+        sink = self.sink
+        if cap > 0 and data:
+            if sink is not None:
+                sink.data(self.direction, ts, data)
+            keep = self.limits.overlap_check_bytes
+            if keep:
+                self.recent.append((self.noff, data))
+                self.recent_bytes += len(data)
+                while self.recent_bytes > keep and len(self.recent) > 1:
+                    self.recent_bytes -= len(self.recent.popleft()[1])
+        self.noff += n
+        self.nseq = (self.nseq + n) & MASK
+        if n > cap:
+            self._gap(ts, n - cap)
+
+    def _gap(self, ts: float, length: int) -> None:
+        self.missed += length
+        self.gaps += 1
+        self.flow.mark_log("G", self.direction, self.gaps)
+        if self.sink is not None:
+            self.sink.gap(self.direction, ts, length)
+
+    def _skip_to(self, ts: float, target: int) -> None:
+        length = target - self.noff
+        if length <= 0:
+            return
+        self.noff = target
+        self.nseq = (self.nseq + length) & MASK
+        self._gap(ts, length)
+
+    def _count_retransmission(self) -> None:
+        self.retrans += 1
+        self.flow.mark_log("T", self.direction, self.retrans)
+
+    def _retransmitted(self, ts: float, off: int, data: bytes | None) -> None:
+        self._count_retransmission()
+        if not data or not self.recent:
+            return
+        end = off + len(data)
+        for ro, rd in reversed(self.recent):
+            lo = ro if ro > off else off
+            re = ro + len(rd)
+            hi = re if re < end else end
+            if lo < hi and rd[lo - ro : hi - ro] != data[lo - off : hi - off]:
+                self.flow.weird(
+                    ts,
+                    "tcp_retransmission_inconsistent",
+                    f"{hi - lo} retransmitted bytes at offset {lo} differ from the first copy",
+                )
+                return
+            if ro <= off:
+                return
+
+    def _insert(self, ts: float, off: int, data: bytes | None, cap: int, n: int) -> None:
+        """Buffer [off, off+n) minus what is already buffered, comparing overlaps."""
+        end = off + n
+        keys = self.ooo_keys
+        i = bisect_right(keys, off) - 1
+        if i < 0:
+            i = 0
+        pos = off
+        pieces: list[Piece] = []
+        while i < len(self.ooo) and pos < end:
+            o, length, c, d = self.ooo[i]
+            if o + length <= pos:
+                i += 1
+                continue
+            if o >= end:
+                break
+            if o > pos:
+                pieces.append(_cut(off, data, cap, pos, o))
+            lo, hi = max(o, off), min(o + c, off + cap)
+            if (
+                data is not None
+                and d is not None
+                and lo < hi
+                and d[lo - o : hi - o] != data[lo - off : hi - off]
+            ):
+                self.flow.weird(
+                    ts, "tcp_overlap_inconsistent", f"buffered bytes at offset {lo} differ"
+                )
+            self._count_retransmission()
+            pos = o + length
+            i += 1
+        if pos < end:
+            pieces.append(_cut(off, data, cap, pos, end))
+        for piece in pieces:
+            j = bisect_right(keys, piece[0])
+            keys.insert(j, piece[0])
+            self.ooo.insert(j, piece)
+            self.ooo_bytes += piece[2]
+
+    def _drain(self, ts: float) -> None:
+        ooo = self.ooo
+        while ooo and ooo[0][0] <= self.noff:
+            o, n, cap, data = ooo.pop(0)
+            self.ooo_keys.pop(0)
+            self.ooo_bytes -= cap
+            if o + n <= self.noff:
+                continue
+            skip = self.noff - o
+            if skip:
+                if data is not None:
+                    data = data[skip:]
+                cap = max(0, cap - skip)
+                n -= skip
+            self._deliver(ts, data, cap, n)
+
+
+def _cut(off: int, data: bytes | None, cap: int, lo: int, hi: int) -> Piece:
+    """The part [lo, hi) of a segment starting at ``off`` with ``cap`` captured bytes."""
+    cap_hi = min(hi, off + cap)
+    c = max(0, cap_hi - lo)
+    d = data[lo - off : lo - off + c] if data is not None else None
+    return (lo, hi - lo, c, d)

@@ -1,0 +1,230 @@
+"""The flow table: finds each segment's connection, creates, times out and evicts flows.
+
+Memory is bounded by ``Limits.max_flows``: beyond it the least recently active flow
+is closed early (reason ``evicted``) with an anomaly row. Timeouts run on capture
+time, from three LRU lists (handshake attempts, active flows, closing flows) so the
+oldest flow of each kind is always at the front.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections import OrderedDict
+from collections.abc import Callable
+
+from analyzer.config import Config
+from analyzer.tcp.events import CloseReason, StreamSink
+from analyzer.tcp.flow import ACK, ACTIVE, ATTEMPT, CLOSING, ESTABLISHED, RESET, SYN, Flow
+from analyzer.weird import WeirdLog
+
+FlowKey = tuple[bytes, int, bytes, int]
+SinkFactory = Callable[[Flow], StreamSink | None]
+EXPIRE_EVERY = 1.0
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def ip_text(addr: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
+
+
+def make_uid(ts: float, key: FlowKey, n: int) -> str:
+    """A Zeek-like flow uid, the same for the same input on every run."""
+    src, sport, dst, dport = key
+    digest = hashlib.blake2b(
+        f"{ts:.9f}|{src.hex()}|{sport}|{dst.hex()}|{dport}|{n}".encode(), digest_size=12
+    ).digest()
+    v = int.from_bytes(digest, "big")
+    out = []
+    for _ in range(17):
+        v, r = divmod(v, 62)
+        out.append(_B62[r])
+    return "C" + "".join(out)
+
+
+class FlowTable:
+    def __init__(
+        self,
+        config: Config,
+        weirds: WeirdLog,
+        on_end: Callable[[Flow], None],
+        sink_factory: SinkFactory,
+    ) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.weirds = weirds
+        self.on_end = on_end
+        self.sink_factory = sink_factory
+        self.flows: dict[FlowKey, Flow] = {}
+        self.lru: tuple[OrderedDict[int, Flow], ...] = (OrderedDict(), OrderedDict(), OrderedDict())
+        self.now = 0.0
+        self.next_expire = 0.0
+        self.created = 0
+        self.evicted = 0
+        self._uid_ts = -1.0
+        self._uid_seen: dict[FlowKey, int] = {}
+
+    @property
+    def open_flows(self) -> int:
+        return sum(len(lru) for lru in self.lru)
+
+    def on_tcp(
+        self,
+        ts: float,
+        src: bytes,
+        sport: int,
+        dst: bytes,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        win: int,
+        frame: bytes,
+        start: int,
+        cap_end: int,
+        n: int,
+        ip_len: int,
+        vlan: int | None,
+    ) -> None:
+        if ts > self.now:
+            self.now = ts
+            if ts >= self.next_expire:
+                self.expire(ts)
+        key = (src, sport, dst, dport)
+        flow = self.flows.get(key)
+        if flow is None:
+            flow, d = self._new(ts, key, flags, vlan)
+        else:
+            d = 0 if (sport == flow.orig_p and src == flow.orig_h) else 1
+            if flags & SYN and not flags & ACK and self._is_new_connection(flow, d, seq):
+                self._finish(flow, ts, CloseReason.PORT_REUSE)
+                flow, d = self._new(ts, key, flags, vlan)
+        cap = cap_end - start
+        data = frame[start:cap_end] if (flow.sink is not None and cap > 0) else None
+        flow.packet(d, ts, seq, ack, flags, win, data, cap, n, ip_len)
+        if flow.closed():
+            bucket = CLOSING
+        elif flow.bucket == ACTIVE or n or ESTABLISHED in flow.state:
+            bucket = ACTIVE
+        else:
+            bucket = ATTEMPT
+        lru = self.lru
+        if bucket != flow.bucket:
+            del lru[flow.bucket][flow.id]
+            lru[bucket][flow.id] = flow
+            flow.bucket = bucket
+        else:
+            lru[bucket].move_to_end(flow.id)
+
+    def _is_new_connection(self, flow: Flow, d: int, seq: int) -> bool:
+        """A SYN on a known 4-tuple starts a new connection unless it repeats the old one."""
+        if (
+            flow.closed()
+            or flow.streams[0].fin_off is not None
+            or flow.streams[1].fin_off is not None
+        ):
+            return True
+        if d == 0 and flow.syn_seq is not None:
+            return seq != flow.syn_seq and flow.bucket == ACTIVE
+        return d == 1 and flow.bucket == ACTIVE
+
+    def _new(self, ts: float, key: FlowKey, flags: int, vlan: int | None) -> tuple[Flow, int]:
+        src, sport, dst, dport = key
+        flipped = False
+        if flags & SYN:
+            flipped = bool(flags & ACK)
+        elif self._looks_like_server(sport, dport):
+            flipped = True
+        okey = (dst, dport, src, sport) if flipped else key
+        if len(self.lru[0]) + len(self.lru[1]) + len(self.lru[2]) >= self.limits.max_flows:
+            self._evict(ts)
+        if ts != self._uid_ts:
+            self._uid_ts = ts
+            self._uid_seen.clear()
+        nth = self._uid_seen.get(okey, 0)
+        self._uid_seen[okey] = nth + 1
+        self.created += 1
+        flow = Flow(
+            uid=make_uid(ts, okey, nth),
+            flow_id=self.created,
+            ts=ts,
+            orig_h=okey[0],
+            orig_p=okey[1],
+            resp_h=okey[2],
+            resp_p=okey[3],
+            limits=self.limits,
+            weirds=self.weirds,
+            vlan=vlan,
+        )
+        if flipped:
+            flow.history.append("^")
+        self.flows[flow.keys[0]] = flow
+        self.flows[flow.keys[1]] = flow
+        self.lru[ATTEMPT][flow.id] = flow
+        flow.set_sink(self.sink_factory(flow))
+        d = 1 if flipped else 0
+        return flow, d
+
+    def _looks_like_server(self, sport: int, dport: int) -> bool:
+        ports = self.config.dicom_ports
+        if sport in ports and dport not in ports:
+            return True
+        if dport in ports:
+            return False
+        return sport < 1024 <= dport
+
+    def expire(self, now: float) -> None:
+        self.next_expire = now + EXPIRE_EVERY
+        lim = self.limits
+        for bucket, timeout in (
+            (CLOSING, lim.close_linger),
+            (ATTEMPT, lim.attempt_timeout),
+            (ACTIVE, lim.idle_timeout),
+        ):
+            lru = self.lru[bucket]
+            while lru:
+                flow = next(iter(lru.values()))
+                if now - flow.last_ts < timeout:
+                    break
+                reason = (
+                    CloseReason.RST
+                    if RESET in flow.state
+                    else (CloseReason.FIN if bucket == CLOSING else CloseReason.IDLE)
+                )
+                self._finish(flow, now, reason)
+
+    def _evict(self, ts: float) -> None:
+        for bucket in (CLOSING, ATTEMPT, ACTIVE):
+            lru = self.lru[bucket]
+            if lru:
+                flow = next(iter(lru.values()))
+                self.evicted += 1
+                self.weirds.capture(
+                    ts,
+                    "tcp_flow_table_full",
+                    f"evicted {flow.uid} to stay under {self.limits.max_flows} flows",
+                )
+                self._finish(flow, ts, CloseReason.EVICTED)
+                return
+
+    def _finish(self, flow: Flow, ts: float, reason: str) -> None:
+        del self.lru[flow.bucket][flow.id]
+        for k in flow.keys:
+            if self.flows.get(k) is flow:
+                del self.flows[k]
+        end_ts = max(ts, flow.last_ts) if reason != CloseReason.END_OF_CAPTURE else flow.last_ts
+        flow.streams[0].flush(end_ts)
+        flow.streams[1].flush(end_ts)
+        flow.end_reason = reason
+        if flow.sink is not None:
+            flow.sink.close(end_ts, reason)
+        self.weirds.flow_done(flow, end_ts)
+        self.on_end(flow)
+
+    def finish_all(self) -> None:
+        for bucket in (CLOSING, ATTEMPT, ACTIVE):
+            lru = self.lru[bucket]
+            while lru:
+                flow = next(iter(lru.values()))
+                reason = CloseReason.FIN if bucket == CLOSING else CloseReason.END_OF_CAPTURE
+                self._finish(flow, self.now, reason)

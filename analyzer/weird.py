@@ -1,0 +1,68 @@
+"""The ``weird`` table: every anomaly, with per-flow and global rate limits.
+
+Rows past a limit are not dropped silently: a summary row says how many of that
+anomaly were suppressed for the flow (or for the run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from analyzer.config import Limits
+
+if TYPE_CHECKING:
+    from analyzer.tcp.flow import Flow
+
+WeirdRow = tuple[str | None, float, str, str, str]
+"""(uid, ts, name, detail, source)"""
+
+
+def source_of(name: str) -> str:
+    """The layer an anomaly comes from: the prefix of its ``<layer>_<what>`` name."""
+    return name.split("_", 1)[0]
+
+
+class WeirdLog:
+    def __init__(self, limits: Limits, write: Callable[[WeirdRow], None]) -> None:
+        self.limits = limits
+        self.write = write
+        self.global_counts: dict[str, int] = {}
+        self.global_last_ts: dict[str, float] = {}
+        self.total = 0
+
+    def flow(self, flow: Flow, ts: float, name: str, detail: str) -> None:
+        self.total += 1
+        counts = flow.weird_counts
+        if counts is None:
+            counts = flow.weird_counts = {}
+        n = counts.get(name, 0) + 1
+        counts[name] = n
+        if n <= self.limits.max_weird_per_flow:
+            self.write((flow.uid, ts, name, detail, source_of(name)))
+
+    def flow_done(self, flow: Flow, ts: float) -> None:
+        if not flow.weird_counts:
+            return
+        limit = self.limits.max_weird_per_flow
+        for name, n in flow.weird_counts.items():
+            if n > limit:
+                self.write(
+                    (flow.uid, ts, name, f"{n - limit} more of these suppressed", source_of(name))
+                )
+
+    def capture(self, ts: float, name: str, detail: str) -> None:
+        """An anomaly that belongs to no flow (capture file, link or IP layer)."""
+        self.total += 1
+        n = self.global_counts.get(name, 0) + 1
+        self.global_counts[name] = n
+        self.global_last_ts[name] = ts
+        if n <= self.limits.max_weird_global:
+            self.write((None, ts, name, detail, source_of(name)))
+
+    def finish(self) -> None:
+        limit = self.limits.max_weird_global
+        for name, n in self.global_counts.items():
+            if n > limit:
+                detail = f"{n - limit} more of these suppressed"
+                self.write((None, self.global_last_ts[name], name, detail, source_of(name)))
