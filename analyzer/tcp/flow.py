@@ -126,6 +126,11 @@ class Flow:
     def weird(self, ts: float, name: str, detail: str) -> None:
         self.weirds.flow(self, ts, name, detail)
 
+    def weird_once(self, ts: float, name: str, detail: str) -> None:
+        """Report ``name`` only the first time it happens on this flow."""
+        if not self.weird_counts or name not in self.weird_counts:
+            self.weirds.flow(self, ts, name, detail)
+
     def packet(
         self,
         d: int,

@@ -183,6 +183,11 @@ class Stream:
             self._gap(ts, n - cap)
 
     def _gap(self, ts: float, length: int) -> None:
+        """``length`` bytes ending at the current offset were sent but never captured."""
+        self.flow.weird(
+            ts, "tcp_content_gap",
+            f"{'orig' if self.direction == 0 else 'resp'}: {length} bytes missing at offset {self.noff - length}",
+        )
         self.missed += length
         self.gaps += 1
         self.flow.mark_log("G", self.direction, self.gaps)

@@ -42,6 +42,12 @@ def make_uid(ts: float, key: FlowKey, n: int) -> str:
     return "C" + "".join(out)
 
 
+def _end_reason(flow: Flow, otherwise: str) -> str:
+    if RESET in flow.state:
+        return CloseReason.RST
+    return CloseReason.FIN if flow.closed() else otherwise
+
+
 class FlowTable:
     def __init__(
         self,
@@ -101,6 +107,11 @@ class FlowTable:
                 flow, d = self._new(ts, key, flags, vlan)
         cap = cap_end - start
         data = frame[start:cap_end] if (flow.sink is not None and cap > 0) else None
+        if cap < n:
+            flow.weird_once(
+                ts, "capture_snaplen_truncated",
+                f"payload cut to {cap} of {n} bytes by the capture's snaplen; the rest counts as missed",
+            )
         flow.packet(d, ts, seq, ack, flags, win, data, cap, n, ip_len)
         if flow.closed():
             bucket = CLOSING
@@ -226,5 +237,4 @@ class FlowTable:
             lru = self.lru[bucket]
             while lru:
                 flow = next(iter(lru.values()))
-                reason = CloseReason.FIN if bucket == CLOSING else CloseReason.END_OF_CAPTURE
-                self._finish(flow, self.now, reason)
+                self._finish(flow, self.now, _end_reason(flow, CloseReason.END_OF_CAPTURE))
