@@ -21,7 +21,7 @@ DEFAULT_DICOM_PORTS = frozenset({104, 11112, 4242, 2761, 2762})
 class Limits:
     """Memory and time bounds of the network layer."""
 
-    max_flows: int = 50_000
+    max_flows: int = 32_768
     """Open TCP flows kept at once; the least recently active one is evicted beyond this."""
     max_ooo_bytes: int = 1 << 20
     """Out-of-order bytes buffered per direction before the hole is declared a gap."""

@@ -90,7 +90,7 @@ class Pipeline:
                 r.noff,
                 flow.conn_state(),
                 o.missed + r.missed,
-                "".join(flow.history),
+                flow.history,
                 flow.pkts[0],
                 flow.ip_bytes[0],
                 flow.pkts[1],

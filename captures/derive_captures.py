@@ -48,7 +48,11 @@ def retag(frames: list[Packet], tags: list[tuple[int, int]]) -> list[Packet]:
 
 
 def strip_ethernet(frames: list[Packet], prefix: Callable[[bytes], bytes]) -> list[Packet]:
-    return [(ts, prefix(buf[14:]) + buf[14:]) for ts, buf in frames if buf[12:14] in (b"\x08\x00", b"\x86\xdd")]
+    return [
+        (ts, prefix(buf[14:]) + buf[14:])
+        for ts, buf in frames
+        if buf[12:14] in (b"\x08\x00", b"\x86\xdd")
+    ]
 
 
 def is_data_to(buf: bytes, port: int) -> bool:

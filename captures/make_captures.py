@@ -34,7 +34,10 @@ HOST_IP6, SRV_IP6 = "fd00:dc::1", "fd00:dc::2"
 # Fragmentation lab: client -> router namespace -> server namespace, the last hop MTU 700
 R_NS, F_NS = "dcmlab-r", "dcmlab-f"
 FRAG_CLIENT_IP, FRAG_ROUTER_IP1, FRAG_ROUTER_IP2, FRAG_SRV_IP = (
-    "10.232.0.1", "10.232.0.2", "10.233.0.1", "10.233.0.2",
+    "10.232.0.1",
+    "10.232.0.2",
+    "10.233.0.1",
+    "10.233.0.2",
 )
 PY = sys.executable
 DCMTK = "/usr/bin"  # DCMTK's tools (pynetdicom installs same-named scripts on PATH)
@@ -44,7 +47,9 @@ def sh(*cmd: str, ns: str | None = None, check: bool = True) -> subprocess.Compl
     full = ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
     done = subprocess.run(full, check=False, text=True, capture_output=True)
     if check and done.returncode != 0:
-        raise RuntimeError(f"{' '.join(full)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(full)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}"
+        )
     return done
 
 
@@ -66,7 +71,21 @@ def lab_down() -> None:
 def lab_up() -> None:
     lab_down()
     sh("ip", "netns", "add", NS)
-    sh("ip", "link", "add", HOST_IF, "mtu", "1500", "type", "veth", "peer", "name", NS_IF, "mtu", "1500")
+    sh(
+        "ip",
+        "link",
+        "add",
+        HOST_IF,
+        "mtu",
+        "1500",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        NS_IF,
+        "mtu",
+        "1500",
+    )
     sh("ip", "link", "set", NS_IF, "netns", NS)
     sh("ip", "addr", "add", f"{HOST_IP}/24", "dev", HOST_IF)
     sh("ip", "-6", "addr", "add", f"{HOST_IP6}/64", "dev", HOST_IF, "nodad")
@@ -117,7 +136,9 @@ def wait_port(host: str, port: int, ns: str | None = None, timeout: float = 15.0
 
 
 @contextlib.contextmanager
-def server(*cmd: str, ns: str | None, host: str, port: int, cwd: Path | None = None) -> Iterator[None]:
+def server(
+    *cmd: str, ns: str | None, host: str, port: int, cwd: Path | None = None
+) -> Iterator[None]:
     full = ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
     proc = subprocess.Popen(full, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -166,6 +187,7 @@ def dcmtk(tool: str, *args: str) -> None:
 
 # -- exchanges -------------------------------------------------------------------------
 
+
 def peer(*args: str) -> None:
     sh(PY, str(LAB / "peers.py"), *args)
 
@@ -182,11 +204,35 @@ def side_traffic(host: str) -> None:
 def basic_exchange(host: str, data: Path) -> None:
     """C-ECHO, C-STORE (DCMTK and pynetdicom), C-FIND PatientName=*, HTTP, a refused port."""
     dcmtk("echoscu", "-aet", "WORKSTATION1", "-aec", "STORESCP", host, "11112")
-    dcmtk("storescu", "-aet", "MODALITY_CT1", "-aec", "STORESCP", host, "11112",
-          *(str(p) for p in sorted(data.glob("small_*.dcm"))))
+    dcmtk(
+        "storescu",
+        "-aet",
+        "MODALITY_CT1",
+        "-aec",
+        "STORESCP",
+        host,
+        "11112",
+        *(str(p) for p in sorted(data.glob("small_*.dcm"))),
+    )
     peer("store", host, "4242", "PYSCP", str(data / "small_1.dcm"))
-    dcmtk("findscu", "-P", "-aet", "WORKSTATION1", "-aec", "PYSCP", "-k", "QueryRetrieveLevel=PATIENT",
-          "-k", "PatientName=*", "-k", "PatientID", "-k", "PatientBirthDate", host, "4242")
+    dcmtk(
+        "findscu",
+        "-P",
+        "-aet",
+        "WORKSTATION1",
+        "-aec",
+        "PYSCP",
+        "-k",
+        "QueryRetrieveLevel=PATIENT",
+        "-k",
+        "PatientName=*",
+        "-k",
+        "PatientID",
+        "-k",
+        "PatientBirthDate",
+        host,
+        "4242",
+    )
     side_traffic(host)
 
 
@@ -199,26 +245,66 @@ def ipv6_exchange(host: str, data: Path) -> None:
 
 
 @contextlib.contextmanager
-def lab_servers(ns: str | None, host: str, store_dir: Path, *, dcmtk_scp: bool = True) -> Iterator[None]:
+def lab_servers(
+    ns: str | None, host: str, store_dir: Path, *, dcmtk_scp: bool = True
+) -> Iterator[None]:
     """storescp on 11112, a pynetdicom SCP on 4242 and an HTTP server on 8080 at ``host``."""
     with contextlib.ExitStack() as stack:
         if dcmtk_scp:
-            stack.enter_context(server(f"{DCMTK}/storescp", "-aet", "STORESCP", "-od", str(store_dir),
-                                       "11112", ns=ns, host=host, port=11112))
-        stack.enter_context(server(PY, str(LAB / "peers.py"), "scp", "4242", "PYSCP",
-                                   ns=ns, host=host, port=4242, cwd=LAB))
-        stack.enter_context(server(PY, "-m", "http.server", "8080", "--bind", host, ns=ns, host=host,
-                                   port=8080, cwd=store_dir))
+            stack.enter_context(
+                server(
+                    f"{DCMTK}/storescp",
+                    "-aet",
+                    "STORESCP",
+                    "-od",
+                    str(store_dir),
+                    "11112",
+                    ns=ns,
+                    host=host,
+                    port=11112,
+                )
+            )
+        stack.enter_context(
+            server(
+                PY,
+                str(LAB / "peers.py"),
+                "scp",
+                "4242",
+                "PYSCP",
+                ns=ns,
+                host=host,
+                port=4242,
+                cwd=LAB,
+            )
+        )
+        stack.enter_context(
+            server(
+                PY,
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                host,
+                ns=ns,
+                host=host,
+                port=8080,
+                cwd=store_dir,
+            )
+        )
         yield
 
 
 # -- scenarios -------------------------------------------------------------------------
 
+
 def scenario_lab(data: Path, store: Path) -> None:
     """Ethernet across the veth (the README sample) and the same over IPv6."""
     with lab_servers(NS, SRV_IP, store), capture(HERE / "dicom_lab.pcap", "-i", HOST_IF):
         basic_exchange(SRV_IP, data)
-    with lab_servers(NS, SRV_IP6, store, dcmtk_scp=False), capture(HERE / "ipv6_lab.pcap", "-i", HOST_IF, "ip6"):
+    with (
+        lab_servers(NS, SRV_IP6, store, dcmtk_scp=False),
+        capture(HERE / "ipv6_lab.pcap", "-i", HOST_IF, "ip6"),
+    ):
         ipv6_exchange(SRV_IP6, data)
 
 
@@ -229,25 +315,68 @@ def scenario_loopback(data: Path, store: Path) -> None:
             basic_exchange("127.0.0.1", data)
         with capture(HERE / "any_sll.pcap", "-i", "any", "-y", "LINUX_SLL", "port", "11112"):
             dcmtk("echoscu", "-aet", "WORKSTATION1", "-aec", "STORESCP", "127.0.0.1", "11112")
-        with capture(HERE / "loopback_nano.pcap", "-i", "lo", "--time-stamp-precision=nano", "port", "11112"):
-            dcmtk("storescu", "-aet", "MODALITY_CT1", "-aec", "STORESCP", "127.0.0.1", "11112",
-                  str(data / "small_0.dcm"))
+        with capture(
+            HERE / "loopback_nano.pcap", "-i", "lo", "--time-stamp-precision=nano", "port", "11112"
+        ):
+            dcmtk(
+                "storescu",
+                "-aet",
+                "MODALITY_CT1",
+                "-aec",
+                "STORESCP",
+                "127.0.0.1",
+                "11112",
+                str(data / "small_0.dcm"),
+            )
 
 
 def scenario_two_interfaces(data: Path, store: Path) -> None:
-    """One pcapng, two interfaces with two link types: the veth (Ethernet) and any (SLL2)."""
+    """One pcapng, two interfaces with two link types: the veth (Ethernet) and any (SLL)."""
     out = HERE / "two_interfaces.pcapng"
-    with lab_servers(NS, SRV_IP, store), lab_servers(None, "127.0.0.1", store), capture(
-        out, "-i", HOST_IF, "-f", "tcp", "-i", "any", "-f", "host 127.0.0.1 and tcp", tool="dumpcap"
+    with (
+        lab_servers(NS, SRV_IP, store),
+        lab_servers(None, "127.0.0.1", store),
+        capture(
+            out,
+            "-i",
+            HOST_IF,
+            "-f",
+            "tcp",
+            "-i",
+            "any",
+            "-f",
+            "host 127.0.0.1 and tcp",
+            tool="dumpcap",
+        ),
     ):
         dcmtk("echoscu", "-aet", "WORKSTATION1", "-aec", "STORESCP", SRV_IP, "11112")
-        dcmtk("storescu", "-aet", "MODALITY_CT1", "-aec", "STORESCP", "127.0.0.1", "11112",
-              str(data / "small_2.dcm"))
+        dcmtk(
+            "storescu",
+            "-aet",
+            "MODALITY_CT1",
+            "-aec",
+            "STORESCP",
+            "127.0.0.1",
+            "11112",
+            str(data / "small_2.dcm"),
+        )
 
 
 def scenario_snaplen(data: Path, store: Path) -> None:
-    with lab_servers(NS, SRV_IP, store), capture(HERE / "snaplen_200.pcap", "-i", HOST_IF, "-s", "200"):
-        dcmtk("storescu", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "11112", str(data / "small_0.dcm"))
+    with (
+        lab_servers(NS, SRV_IP, store),
+        capture(HERE / "snaplen_200.pcap", "-i", HOST_IF, "-s", "200"),
+    ):
+        dcmtk(
+            "storescu",
+            "-aet",
+            "MODALITY_CT1",
+            "-aec",
+            "STORESCP",
+            SRV_IP,
+            "11112",
+            str(data / "small_0.dcm"),
+        )
 
 
 def scenario_rotated(data: Path, store: Path) -> None:
@@ -255,8 +384,20 @@ def scenario_rotated(data: Path, store: Path) -> None:
     outdir = HERE / "rotated"
     shutil.rmtree(outdir, ignore_errors=True)
     outdir.mkdir()
-    with lab_servers(NS, SRV_IP, store), capture(outdir / "span.pcap", "-i", HOST_IF, "-C", "1", "-Z", "root"):
-        dcmtk("storescu", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "11112", str(data / "large_0.dcm"))
+    with (
+        lab_servers(NS, SRV_IP, store),
+        capture(outdir / "span.pcap", "-i", HOST_IF, "-C", "1", "-Z", "root"),
+    ):
+        dcmtk(
+            "storescu",
+            "-aet",
+            "MODALITY_CT1",
+            "-aec",
+            "STORESCP",
+            SRV_IP,
+            "11112",
+            str(data / "large_0.dcm"),
+        )
     second = outdir / "span.pcap1"
     if second.exists():
         with open(second, "rb") as src, gzip.open(str(second) + ".gz", "wb") as dst:
@@ -273,12 +414,30 @@ def scenario_fragments(data: Path, store: Path) -> None:
     sh("sysctl", "-qw", "net.ipv4.ip_no_pmtu_disc=1")
     sh("ip", "route", "flush", "cache")
     try:
-        with server(f"{DCMTK}/storescp", "-aet", "STORESCP", "-od", str(store), "11112",
-                    ns=F_NS, host=FRAG_SRV_IP, port=11112), capture(
-            HERE / "ipv4_fragments.pcap", "-i", "dcmfrag2", ns=R_NS
+        with (
+            server(
+                f"{DCMTK}/storescp",
+                "-aet",
+                "STORESCP",
+                "-od",
+                str(store),
+                "11112",
+                ns=F_NS,
+                host=FRAG_SRV_IP,
+                port=11112,
+            ),
+            capture(HERE / "ipv4_fragments.pcap", "-i", "dcmfrag2", ns=R_NS),
         ):
-            dcmtk("storescu", "-aet", "MODALITY_CT1", "-aec", "STORESCP", FRAG_SRV_IP, "11112",
-                  str(data / "small_0.dcm"))
+            dcmtk(
+                "storescu",
+                "-aet",
+                "MODALITY_CT1",
+                "-aec",
+                "STORESCP",
+                FRAG_SRV_IP,
+                "11112",
+                str(data / "small_0.dcm"),
+            )
     finally:
         sh("sysctl", "-qw", f"net.ipv4.ip_no_pmtu_disc={old}")
 

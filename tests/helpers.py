@@ -28,7 +28,9 @@ class Result:
     summary: RunSummary
 
 
-def analyze(inputs: list[Path | str] | Path | str, outdir: Path, config: Config | None = None) -> Result:
+def analyze(
+    inputs: list[Path | str] | Path | str, outdir: Path, config: Config | None = None
+) -> Result:
     """Run ``analyze`` in-process (strict: an internal error fails the test)."""
     items = [str(p) for p in inputs] if isinstance(inputs, list) else [str(inputs)]
     cfg = config or Config()
@@ -36,7 +38,9 @@ def analyze(inputs: list[Path | str] | Path | str, outdir: Path, config: Config 
     readers, _ = open_inputs(items)
     outdir.mkdir(parents=True, exist_ok=True)
     summary = run_analysis(cfg, readers, outdir, "parquet", Progress(None, enabled=False))
-    return Result(pl.read_parquet(outdir / "conn.parquet"), pl.read_parquet(outdir / "weird.parquet"), summary)
+    return Result(
+        pl.read_parquet(outdir / "conn.parquet"), pl.read_parquet(outdir / "weird.parquet"), summary
+    )
 
 
 @dataclass
@@ -96,15 +100,39 @@ class Driver:
         self.table = FlowTable(cfg, self.log, self.conns.append, factory)
 
     def seg(
-        self, ts: float, flags: int, seq: int, ack: int = 0, payload: bytes = b"", *,
-        from_client: bool = True, wire_len: int | None = None, sport: int = 40000, dport: int = 11112,
+        self,
+        ts: float,
+        flags: int,
+        seq: int,
+        ack: int = 0,
+        payload: bytes = b"",
+        *,
+        from_client: bool = True,
+        wire_len: int | None = None,
+        sport: int = 40000,
+        dport: int = 11112,
         win: int = 65535,
     ) -> None:
         src, dst = (CLIENT, SERVER) if from_client else (SERVER, CLIENT)
         sp, dp = (sport, dport) if from_client else (dport, sport)
         n = len(payload) if wire_len is None else wire_len
-        self.table.on_tcp(ts, src, sp, dst, dp, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags, win,
-                          payload, 0, len(payload), n, 40 + n, None)
+        self.table.on_tcp(
+            ts,
+            src,
+            sp,
+            dst,
+            dp,
+            seq & 0xFFFFFFFF,
+            ack & 0xFFFFFFFF,
+            flags,
+            win,
+            payload,
+            0,
+            len(payload),
+            n,
+            40 + n,
+            None,
+        )
 
     def finish(self) -> None:
         self.table.finish_all()

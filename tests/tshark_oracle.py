@@ -24,11 +24,38 @@ def conversations(path: Path | str, *, reassemble_ip: bool = True) -> list[Conve
     """One entry per tshark ``tcp.stream``; frames and tcp.len summed per sending endpoint."""
     assert TSHARK is not None
     cmd = [
-        TSHARK, "-n", "-r", str(path), "-Y", "tcp", "-T", "fields", "-E", "separator=|",
-        "-o", f"ip.defragment:{'TRUE' if reassemble_ip else 'FALSE'}",
-        "-e", "tcp.stream", "-e", "frame.time_epoch", "-e", "ip.src", "-e", "ipv6.src",
-        "-e", "tcp.srcport", "-e", "ip.dst", "-e", "ipv6.dst", "-e", "tcp.dstport", "-e", "tcp.len",
-        "-e", "tcp.analysis.retransmission",
+        TSHARK,
+        "-n",
+        "-r",
+        str(path),
+        "-Y",
+        "tcp",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-o",
+        f"ip.defragment:{'TRUE' if reassemble_ip else 'FALSE'}",
+        "-e",
+        "tcp.stream",
+        "-e",
+        "frame.time_epoch",
+        "-e",
+        "ip.src",
+        "-e",
+        "ipv6.src",
+        "-e",
+        "tcp.srcport",
+        "-e",
+        "ip.dst",
+        "-e",
+        "ipv6.dst",
+        "-e",
+        "tcp.dstport",
+        "-e",
+        "tcp.len",
+        "-e",
+        "tcp.analysis.retransmission",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
     convs: dict[int, Conversation] = {}
@@ -49,6 +76,10 @@ def conversations(path: Path | str, *, reassemble_ip: bool = True) -> list[Conve
 def conv_tcp_count(path: Path | str) -> int:
     """Number of conversations in ``tshark -q -z conv,tcp``."""
     assert TSHARK is not None
-    out = subprocess.run([TSHARK, "-n", "-r", str(path), "-q", "-z", "conv,tcp"],
-                         capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        [TSHARK, "-n", "-r", str(path), "-q", "-z", "conv,tcp"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     return sum(1 for line in out.splitlines() if "<->" in line)

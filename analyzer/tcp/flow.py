@@ -83,8 +83,8 @@ class Flow:
         self.pkts = [0, 0]
         self.ip_bytes = [0, 0]
         self.state = [INACTIVE, INACTIVE]
-        self.history: list[str] = []
-        self._marks: dict[str, int] = {}
+        self.history = ""
+        self._marks: dict[str, int] | None = None
         self.service: str | None = None
         self.sink: StreamSink | None = None
         self.vlan = vlan
@@ -99,22 +99,24 @@ class Flow:
 
     def mark_once(self, letter: str, direction: int) -> None:
         ch = letter if direction == 0 else letter.lower()
-        if ch not in self._marks:
-            self._marks[ch] = 1
-            self.history.append(ch)
+        if ch not in self.history:
+            self.history += ch
 
     def mark_seq(self, letter: str, direction: int, seq: int) -> None:
         ch = letter if direction == 0 else letter.lower()
-        if self._marks.get(ch) != seq + 1:
-            self._marks[ch] = seq + 1
-            self.history.append(ch)
+        marks = self._marks
+        if marks is None:
+            marks = self._marks = {}
+        if marks.get(ch) != seq:
+            marks[ch] = seq
+            self.history += ch
 
     def mark_log(self, letter: str, direction: int, count: int) -> None:
         """Add ``letter`` when ``count`` reaches 1, 10, 100, ..."""
         while count >= 10 and count % 10 == 0:
             count //= 10
         if count == 1:
-            self.history.append(letter if direction == 0 else letter.lower())
+            self.history += letter if direction == 0 else letter.lower()
 
     # -- packets ----------------------------------------------------------------
 
@@ -179,6 +181,8 @@ class Flow:
             self.mark_once("A", d)
         if win == 0 and not flags & (SYN | RST):
             counts = self._marks
+            if counts is None:
+                counts = self._marks = {}
             key = "#W" if d == 0 else "#w"
             counts[key] = counts.get(key, 0) + 1
             self.mark_log("W", d, counts[key])
@@ -218,7 +222,7 @@ class Flow:
             return "RSTRH" if o_inactive else "RSTR"
         if os_ == RESET:
             if r_inactive:
-                return "RSTOS0" if _RSTOS0.match("".join(self.history)) else "OTH"
+                return "RSTOS0" if _RSTOS0.match(self.history) else "OTH"
             return "RSTO"
         if rs == CLOSED and os_ == CLOSED:
             return "SF"

@@ -60,10 +60,11 @@ class Stream:
         self.noff = 0
         """Stream offset of the next byte expected: everything before it is delivered."""
         self.fin_off: int | None = None
-        self.ooo: list[Piece] = []
-        self.ooo_keys: list[int] = []
+        # allocated on first use: most streams never reorder or compare anything
+        self.ooo: list[Piece] | None = None
+        self.ooo_keys: list[int] | None = None
         self.ooo_bytes = 0
-        self.recent: deque[tuple[int, bytes]] = deque()
+        self.recent: deque[tuple[int, bytes]] | None = None
         self.recent_bytes = 0
         self.missed = 0
         self.retrans = 0
@@ -110,16 +111,17 @@ class Stream:
                 )
                 return
             self._insert(ts, off, data, cap, n)
-            if (
+            ooo = self.ooo
+            if ooo and (
                 self.ooo_bytes > self.limits.max_ooo_bytes
-                or len(self.ooo) > self.limits.max_ooo_segments
+                or len(ooo) > self.limits.max_ooo_segments
             ):
                 self.flow.weird(
                     ts,
                     "tcp_reassembly_overflow",
-                    f"{self.ooo_bytes} bytes in {len(self.ooo)} segments waiting; hole declared a gap",
+                    f"{self.ooo_bytes} bytes in {len(ooo)} segments waiting; hole declared a gap",
                 )
-                self._skip_to(ts, self.ooo[0][0])
+                self._skip_to(ts, ooo[0][0])
                 self._drain(ts)
             return
         skip = noff - off
@@ -172,11 +174,14 @@ class Stream:
             if sink is not None:
                 sink.data(self.direction, ts, data)
             keep = self.limits.overlap_check_bytes
-            if keep:
-                self.recent.append((self.noff, data))
+            if keep and sink is not None:
+                recent = self.recent
+                if recent is None:
+                    recent = self.recent = deque()
+                recent.append((self.noff, data))
                 self.recent_bytes += len(data)
-                while self.recent_bytes > keep and len(self.recent) > 1:
-                    self.recent_bytes -= len(self.recent.popleft()[1])
+                while self.recent_bytes > keep and len(recent) > 1:
+                    self.recent_bytes -= len(recent.popleft()[1])
         self.noff += n
         self.nseq = (self.nseq + n) & MASK
         if n > cap:
@@ -185,7 +190,8 @@ class Stream:
     def _gap(self, ts: float, length: int) -> None:
         """``length`` bytes ending at the current offset were sent but never captured."""
         self.flow.weird(
-            ts, "tcp_content_gap",
+            ts,
+            "tcp_content_gap",
             f"{'orig' if self.direction == 0 else 'resp'}: {length} bytes missing at offset {self.noff - length}",
         )
         self.missed += length
@@ -228,14 +234,16 @@ class Stream:
     def _insert(self, ts: float, off: int, data: bytes | None, cap: int, n: int) -> None:
         """Buffer [off, off+n) minus what is already buffered, comparing overlaps."""
         end = off + n
-        keys = self.ooo_keys
+        if self.ooo is None or self.ooo_keys is None:
+            self.ooo, self.ooo_keys = [], []
+        ooo, keys = self.ooo, self.ooo_keys
         i = bisect_right(keys, off) - 1
         if i < 0:
             i = 0
         pos = off
         pieces: list[Piece] = []
-        while i < len(self.ooo) and pos < end:
-            o, length, c, d = self.ooo[i]
+        while i < len(ooo) and pos < end:
+            o, length, c, d = ooo[i]
             if o + length <= pos:
                 i += 1
                 continue
@@ -261,14 +269,16 @@ class Stream:
         for piece in pieces:
             j = bisect_right(keys, piece[0])
             keys.insert(j, piece[0])
-            self.ooo.insert(j, piece)
+            ooo.insert(j, piece)
             self.ooo_bytes += piece[2]
 
     def _drain(self, ts: float) -> None:
-        ooo = self.ooo
+        ooo, keys = self.ooo, self.ooo_keys
+        if not ooo or keys is None:
+            return
         while ooo and ooo[0][0] <= self.noff:
             o, n, cap, data = ooo.pop(0)
-            self.ooo_keys.pop(0)
+            keys.pop(0)
             self.ooo_bytes -= cap
             if o + n <= self.noff:
                 continue

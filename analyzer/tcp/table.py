@@ -32,7 +32,7 @@ def make_uid(ts: float, key: FlowKey, n: int) -> str:
     """A Zeek-like flow uid, the same for the same input on every run."""
     src, sport, dst, dport = key
     digest = hashlib.blake2b(
-        f"{ts:.9f}|{src.hex()}|{sport}|{dst.hex()}|{dport}|{n}".encode(), digest_size=12
+        f"{ts:.6f}|{src.hex()}|{sport}|{dst.hex()}|{dport}|{n}".encode(), digest_size=12
     ).digest()
     v = int.from_bytes(digest, "big")
     out = []
@@ -109,7 +109,8 @@ class FlowTable:
         data = frame[start:cap_end] if (flow.sink is not None and cap > 0) else None
         if cap < n:
             flow.weird_once(
-                ts, "capture_snaplen_truncated",
+                ts,
+                "capture_snaplen_truncated",
                 f"payload cut to {cap} of {n} bytes by the capture's snaplen; the rest counts as missed",
             )
         flow.packet(d, ts, seq, ack, flags, win, data, cap, n, ip_len)
@@ -168,7 +169,7 @@ class FlowTable:
             vlan=vlan,
         )
         if flipped:
-            flow.history.append("^")
+            flow.history = "^"
         self.flows[flow.keys[0]] = flow
         self.flows[flow.keys[1]] = flow
         self.lru[ATTEMPT][flow.id] = flow

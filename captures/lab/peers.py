@@ -1,9 +1,9 @@
 """pynetdicom peers for the lab: a Verification/Storage/Find SCP and a storage SCU.
 
-    python peers.py scp PORT AE_TITLE      serve until killed (C-ECHO, C-STORE, C-FIND)
-    python peers.py store HOST PORT AE FILE...
-    python peers.py echo HOST PORT AE
-    python peers.py find HOST PORT AE       PatientName=* at PATIENT level
+python peers.py scp PORT AE_TITLE      serve until killed (C-ECHO, C-STORE, C-FIND)
+python peers.py store HOST PORT AE FILE...
+python peers.py echo HOST PORT AE
+python peers.py find HOST PORT AE       PatientName=* at PATIENT level
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelFind,
     Verification,
 )
-
 from synthetic import PATIENTS
 
 
@@ -43,8 +42,11 @@ def _store(event: Any) -> int:
 def scp(port: int, title: str) -> None:
     ae = AE(ae_title=title)
     ae.supported_contexts = AllStoragePresentationContexts
-    for cx in (Verification, PatientRootQueryRetrieveInformationModelFind,
-               StudyRootQueryRetrieveInformationModelFind):
+    for cx in (
+        Verification,
+        PatientRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelFind,
+    ):
         ae.add_supported_context(cx)
     ae.start_server(("::", port), evt_handlers=[(evt.EVT_C_FIND, _find), (evt.EVT_C_STORE, _store)])
 
@@ -86,7 +88,9 @@ def find(host: str, port: int, called: str) -> None:
     query.QueryRetrieveLevel = "PATIENT"
     query.PatientName = "*"
     query.PatientID = ""
-    for _status, _identifier in assoc.send_c_find(query, PatientRootQueryRetrieveInformationModelFind):
+    for _status, _identifier in assoc.send_c_find(
+        query, PatientRootQueryRetrieveInformationModelFind
+    ):
         pass
     assoc.release()
 

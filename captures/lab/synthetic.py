@@ -17,12 +17,16 @@ PATIENTS = [
 UID_ROOT = "1.2.826.0.1.3680043.8.498."  # pydicom's example root: synthetic objects only
 
 
-def make_image(path: Path, patient: tuple[str, str, str, str], size: int, modality: str, n: int) -> None:
+def make_image(
+    path: Path, patient: tuple[str, str, str, str], size: int, modality: str, n: int
+) -> None:
     name, pid, birth, sex = patient
     ds = Dataset()
     sop_class = CTImageStorage if modality == "CT" else MRImageStorage
     ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = generate_uid(prefix=UID_ROOT, entropy_srcs=[pid, modality, str(n), str(size)])
+    ds.SOPInstanceUID = generate_uid(
+        prefix=UID_ROOT, entropy_srcs=[pid, modality, str(n), str(size)]
+    )
     ds.StudyInstanceUID = generate_uid(prefix=UID_ROOT, entropy_srcs=[pid, "study"])
     ds.SeriesInstanceUID = generate_uid(prefix=UID_ROOT, entropy_srcs=[pid, modality, "series"])
     ds.PatientName = name
