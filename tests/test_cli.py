@@ -1,0 +1,98 @@
+"""The command line as a user meets it: exit codes, one-line errors, files 0600."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.helpers import CAPTURES, SAMPLE
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "analyzer", *args], capture_output=True, text=True)
+
+
+def test_analyze_sample_writes_private_parquet_tables(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = run("analyze", str(SAMPLE), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "6 TCP flows" in done.stderr and "conn.parquet: 6 rows" in done.stderr
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["conn.parquet", "weird.parquet"]
+    for p in out.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_other_formats_hold_the_same_rows(tmp_path: Path, fmt: str) -> None:
+    assert run("analyze", str(SAMPLE), "-o", str(tmp_path / "pq"), "-q").returncode == 0
+    assert run("analyze", str(SAMPLE), "-o", str(tmp_path / fmt), "--format", fmt, "-q").returncode == 0
+    path = tmp_path / fmt / f"conn.{fmt}"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    if fmt == "csv":
+        got = pl.read_csv(path)
+    else:
+        got = pl.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
+    want = pl.read_parquet(tmp_path / "pq" / "conn.parquet")
+    assert got["uid"].to_list() == want["uid"].to_list()
+    assert got["orig_bytes"].to_list() == want["orig_bytes"].to_list()
+
+
+def test_not_a_capture_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.pcap"
+    bogus.write_text("this is not a capture\n")
+    done = run("analyze", str(bogus), "-o", str(tmp_path / "out"))
+    assert done.returncode == 3
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert str(bogus) in done.stderr and "not a pcap or pcapng capture" in done.stderr
+
+
+def test_missing_file_is_exit_3(tmp_path: Path) -> None:
+    done = run("analyze", str(tmp_path / "nope.pcap"), "-o", str(tmp_path / "out"))
+    assert done.returncode == 3 and "no such file" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_truncated_capture_warns_and_exits_0(tmp_path: Path) -> None:
+    done = run("analyze", str(CAPTURES / "truncated_tail.pcap"), "-o", str(tmp_path / "out"))
+    assert done.returncode == 0
+    assert "warning: damaged input" in done.stderr and "capture_truncated" in done.stderr
+
+
+def test_snaplen_cut_warns_and_exits_0(tmp_path: Path) -> None:
+    done = run("analyze", str(CAPTURES / "snaplen_200.pcap"), "-o", str(tmp_path / "out"))
+    assert done.returncode == 0 and "capture_snaplen_truncated" in done.stderr
+
+
+def test_bad_config_is_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[limits]\nmax_flowz = 3\n")
+    done = run("analyze", str(SAMPLE), "-o", str(tmp_path / "out"), "--config", str(cfg))
+    assert done.returncode == 2 and "unknown setting 'max_flowz'" in done.stderr
+
+
+def test_config_limits_apply(tmp_path: Path) -> None:
+    cfg = tmp_path / "small.toml"
+    cfg.write_text("[limits]\nmax_flows = 1\n")
+    done = run("analyze", str(SAMPLE), "-o", str(tmp_path / "out"), "--config", str(cfg), "-q")
+    assert done.returncode == 0
+    weird = pl.read_parquet(tmp_path / "out" / "weird.parquet")
+    assert "tcp_flow_table_full" in weird["name"].to_list()
+
+
+def test_unwritable_output_is_exit_4(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = run("analyze", str(SAMPLE), "-o", str(blocker / "out"))
+    assert done.returncode == 4 and "Traceback" not in done.stderr
+
+
+def test_usage_error_is_exit_2() -> None:
+    assert run("analyze").returncode == 2
+    assert run("--version").stdout.startswith("dicom-analyzer ")
