@@ -13,12 +13,14 @@ from pathlib import Path
 
 from analyzer.capture import CaptureReader, Record, merged_records
 from analyzer.config import Config
+from analyzer.dicom.association import DicomLimits
+from analyzer.dicom_sink import DicomSink
 from analyzer.net.decode import Decoder, DecodeStats
 from analyzer.net.fragments import FragmentReassembler
 from analyzer.output.schema import TABLES
 from analyzer.output.writer import TableWriter
 from analyzer.progress import Progress
-from analyzer.service import DecoderFactory, ServiceSniffer
+from analyzer.service import DICOM, DecoderFactory, ServiceSniffer
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
 from analyzer.tcp.table import FlowTable, ip_text
@@ -26,7 +28,7 @@ from analyzer.weird import WeirdLog
 
 
 def no_decoder(flow: Flow, service: str) -> StreamSink | None:
-    """Recognised flows whose protocol has no decoder yet: drop the payload."""
+    """Recognised flows whose protocol has no decoder: drop the payload."""
     return None
 
 
@@ -49,7 +51,7 @@ class Pipeline:
         self,
         config: Config,
         writers: dict[str, TableWriter],
-        decoder_factory: DecoderFactory = no_decoder,
+        decoder_factory: DecoderFactory | None = None,
     ) -> None:
         self.config = config
         self.writers = writers
@@ -63,12 +65,21 @@ class Pipeline:
             report=self.weirds.capture,
         )
         ports = config.dicom_ports
+        if decoder_factory is None:
+            decoder_factory = self._dicom_decoder
+        self._dicom_limits = DicomLimits()
+        self._dicom_write = {name: w.add for name, w in writers.items()}
 
         def make_sink(flow: Flow) -> StreamSink:
             return ServiceSniffer(flow, decoder_factory, ports)
 
         self.table = FlowTable(config, self.weirds, self._conn_row, make_sink)
         self.decoder = Decoder(self.table.on_tcp, self.weirds.capture, self.fragments)
+
+    def _dicom_decoder(self, flow: Flow, service: str) -> StreamSink | None:
+        if service == DICOM:
+            return DicomSink(flow, self._dicom_write, self._dicom_limits)
+        return None
 
     def _conn_row(self, flow: Flow) -> None:
         o, r = flow.streams
@@ -137,7 +148,7 @@ def run_analysis(
     outdir: Path,
     fmt: str,
     progress: Progress,
-    decoder_factory: DecoderFactory = no_decoder,
+    decoder_factory: DecoderFactory | None = None,
 ) -> RunSummary:
     started = time.monotonic()
     writers = {name: TableWriter(name, schema, outdir, fmt) for name, schema in TABLES.items()}

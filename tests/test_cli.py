@@ -24,7 +24,8 @@ def test_analyze_sample_writes_private_parquet_tables(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "6 TCP flows" in done.stderr and "conn.parquet: 6 rows" in done.stderr
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["conn.parquet", "weird.parquet"]
+    tables = ["conn", "dicom_assoc", "dicom_context", "dicom_object", "dimse", "weird"]
+    assert files == [f"{t}.parquet" for t in tables]
     for p in out.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
@@ -33,7 +34,10 @@ def test_analyze_sample_writes_private_parquet_tables(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_other_formats_hold_the_same_rows(tmp_path: Path, fmt: str) -> None:
     assert run("analyze", str(SAMPLE), "-o", str(tmp_path / "pq"), "-q").returncode == 0
-    assert run("analyze", str(SAMPLE), "-o", str(tmp_path / fmt), "--format", fmt, "-q").returncode == 0
+    assert (
+        run("analyze", str(SAMPLE), "-o", str(tmp_path / fmt), "--format", fmt, "-q").returncode
+        == 0
+    )
     path = tmp_path / fmt / f"conn.{fmt}"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     if fmt == "csv":
@@ -96,3 +100,33 @@ def test_unwritable_output_is_exit_4(tmp_path: Path) -> None:
 def test_usage_error_is_exit_2() -> None:
     assert run("analyze").returncode == 2
     assert run("--version").stdout.startswith("dicom-analyzer ")
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    big = tmp_path / "big.pcap"
+    raw = SAMPLE.read_bytes()
+    big.write_bytes(raw + raw[24:] * 300)  # ~20 MB, enough packets for progress updates
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analyzer", "analyze", str(big), "-o", str(tmp_path / "o")],
+        stderr=secondary,
+        stdout=subprocess.DEVNULL,
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert proc.wait() == 0
+    shown = b"".join(chunks).decode(errors="replace")
+    assert "pkt/s" in shown and "%" in shown and "MB of" in shown
+    piped = run("analyze", str(big), "-o", str(tmp_path / "p"))
+    assert "%" not in piped.stderr

@@ -81,6 +81,9 @@ class TableWriter:
         self._started = True
         with _private_open(self.path, "wb" if first else "ab") as fh:
             if self.fmt == "csv":
+                lists = [n for n, t in self.schema.items() if isinstance(t, pl.List)]
+                if lists:  # CSV has no lists: join them with ';'
+                    frame = frame.with_columns(pl.col(n).list.join(";") for n in lists)
                 frame.write_csv(fh, include_header=first)
             else:
                 frame.write_ndjson(fh)

@@ -120,6 +120,13 @@ class Flow:
 
     # -- packets ----------------------------------------------------------------
 
+    def detach(self, placeholder: Flow) -> None:
+        """Break the flow/stream/sink reference cycles once the flow is finished, so it
+        is freed at once instead of waiting for the cyclic garbage collector."""
+        self.set_sink(None)
+        for stream in self.streams:
+            stream.flow = placeholder
+
     def set_sink(self, sink: StreamSink | None) -> None:
         self.sink = sink
         self.streams[0].sink = sink

@@ -69,6 +69,18 @@ class FlowTable:
         self.evicted = 0
         self._uid_ts = -1.0
         self._uid_seen: dict[FlowKey, int] = {}
+        self._placeholder = Flow(
+            uid="",
+            flow_id=0,
+            ts=0.0,
+            orig_h=b"",
+            orig_p=0,
+            resp_h=b"",
+            resp_p=0,
+            limits=self.limits,
+            weirds=weirds,
+            vlan=None,
+        )
 
     @property
     def open_flows(self) -> int:
@@ -232,6 +244,7 @@ class FlowTable:
             flow.sink.close(end_ts, reason)
         self.weirds.flow_done(flow, end_ts)
         self.on_end(flow)
+        flow.detach(self._placeholder)
 
     def finish_all(self) -> None:
         for bucket in (CLOSING, ATTEMPT, ACTIVE):

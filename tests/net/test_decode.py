@@ -15,10 +15,14 @@ def decoder() -> tuple[Decoder, Seen, list[str]]:
     seen: Seen = []
     weird: list[str] = []
 
-    def on_tcp(ts, src, sport, dst, dport, seq, ack, flags, win, frame, start, cap_end, n, ip_len, vlan):  # type: ignore[no-untyped-def]
+    def on_tcp(
+        ts, src, sport, dst, dport, seq, ack, flags, win, frame, start, cap_end, n, ip_len, vlan
+    ):  # type: ignore[no-untyped-def]
         seen.append((src, sport, dst, dport, seq, flags, frame[start:cap_end], n))
 
-    frags = FragmentReassembler(max_datagrams=8, max_bytes=1 << 16, timeout=30, report=lambda t, n, d: weird.append(n))
+    frags = FragmentReassembler(
+        max_datagrams=8, max_bytes=1 << 16, timeout=30, report=lambda t, n, d: weird.append(n)
+    )
     return Decoder(on_tcp, lambda t, n, d: weird.append(n), frags), seen, weird
 
 
@@ -48,7 +52,9 @@ def test_ipv4_fragment_overlap_mismatch_is_reported() -> None:
     body = fx.tcp_header(40000, 104, 7, 0, 0x18) + bytes(range(64))
     dec, seen, weird = decoder()
     a = fx.ethernet(fx.ipv4(body[:48], ident=9, frag=0x2000))
-    b = fx.ethernet(fx.ipv4(b"\xff" * 8 + body[48:], ident=9, frag=40 // 8))  # overlaps 40..48 with other bytes
+    b = fx.ethernet(
+        fx.ipv4(b"\xff" * 8 + body[48:], ident=9, frag=40 // 8)
+    )  # overlaps 40..48 with other bytes
     dec.packet(1.0, 1, a, len(a))
     dec.packet(1.0, 1, b, len(b))
     assert "ip_fragment_overlap_mismatch" in weird
@@ -57,8 +63,12 @@ def test_ipv4_fragment_overlap_mismatch_is_reported() -> None:
 
 @pytest.mark.parametrize(
     ("frame", "name"),
-    [(fx.IPV4_LENGTH_LIE, "ip_length_exceeds_frame"), (fx.IPV4_HEADER_CUT, "ip_truncated"),
-     (fx.TCP_BAD_OFFSET, "tcp_bad_header"), (b"\x00" * 10, "link_truncated")],
+    [
+        (fx.IPV4_LENGTH_LIE, "ip_length_exceeds_frame"),
+        (fx.IPV4_HEADER_CUT, "ip_truncated"),
+        (fx.TCP_BAD_OFFSET, "tcp_bad_header"),
+        (b"\x00" * 10, "link_truncated"),
+    ],
 )
 def test_malformed_headers_are_anomalies(frame: bytes, name: str) -> None:
     dec, seen, weird = decoder()

@@ -1,0 +1,289 @@
+"""The sans-IO association parser: both directions of one TCP flow in, events out.
+
+    parser = AssociationParser(limits)
+    events = parser.feed(direction, data, ts)   # direction 0 = requester (TCP originator)
+    events += parser.gap(direction, ts, length)
+    events += parser.close(ts)
+
+PDVs are joined per (direction, presentation context): the command set is buffered
+(small), the dataset is not: only its first ``max_dataset_head`` bytes are kept for
+decoding and the rest is counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from analyzer.dicom.consts import PduType
+from analyzer.dicom.dataset import DatasetSummary, summarize
+from analyzer.dicom.dimse import Command, decode_command
+from analyzer.dicom.events import ControlPdu, FramingAnomaly, PdvChunk, Resynchronized
+from analyzer.dicom.framing import PduFramer
+from analyzer.dicom.items import Associate, decode_abort, decode_associate, decode_reject
+from analyzer.dicom.messages import (
+    Aborted,
+    Anomaly,
+    AssociateAccepted,
+    AssociateRejected,
+    AssociateRequested,
+    DicomEvent,
+    Message,
+    PickedUpMidstream,
+    ReleaseReplied,
+    ReleaseRequested,
+)
+from analyzer.dicom.states import ENDED, State, next_state
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DicomLimits:
+    max_control_pdu: int = 1 << 20
+    max_command: int = 1 << 16
+    max_dataset_head: int = 1 << 16
+    max_pending: int = 64
+    """Messages in progress per direction (asynchronous operations interleave them)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    ts: float
+    context_id: int
+    command_raw: bytearray
+    command: Command | None = None
+    head: bytearray | None = None
+    dataset_bytes: int = 0
+    truncated: bool = False
+
+
+@dataclass(slots=True)
+class ContextState:
+    """What the association knows about one presentation context."""
+
+    context_id: int
+    abstract_syntax: str | None = None
+    proposed: tuple[str, ...] = ()
+    result: int | None = None
+    transfer_syntax: str | None = None
+
+
+class AssociationParser:
+    def __init__(self, limits: DicomLimits | None = None, *, midstream: bool = False) -> None:
+        self.limits = limits or DicomLimits()
+        lim = self.limits
+        self.framers = (
+            PduFramer(max_control_pdu=lim.max_control_pdu, midstream=midstream),
+            PduFramer(max_control_pdu=lim.max_control_pdu, midstream=midstream),
+        )
+        self.state = State.ESTABLISHED if midstream else State.IDLE
+        self.midstream = midstream
+        self.request: Associate | None = None
+        self.accept: Associate | None = None
+        self.contexts: dict[int, ContextState] = {}
+        self.pending: tuple[dict[int, _Pending], dict[int, _Pending]] = ({}, {})
+        self.n_dimse = 0
+        self.pdu_counts: dict[int, int] = {}
+        self._out: list[DicomEvent] = []
+        self._midstream_said = False
+
+    # -- input ------------------------------------------------------------------
+
+    def feed(self, direction: int, data: bytes, ts: float) -> list[DicomEvent]:
+        self._out = []
+        self._handle(direction, self.framers[direction].feed(data, ts), ts)
+        return self._out
+
+    def gap(self, direction: int, ts: float, length: int) -> list[DicomEvent]:
+        self._out = []
+        for p in self.pending[direction].values():
+            p.truncated = True
+        self._anomaly(ts, direction, "dicom_stream_gap", f"{length} bytes lost; resynchronising")
+        self.framers[direction].gap(ts)
+        return self._out
+
+    def close(self, ts: float) -> list[DicomEvent]:
+        """The TCP flow ended: report messages that never completed."""
+        self._out = []
+        for direction in (0, 1):
+            for p in list(self.pending[direction].values()):
+                if p.command is not None:
+                    p.truncated = True
+                    self._emit_message(direction, p, ts)
+                else:
+                    self._anomaly(
+                        ts,
+                        direction,
+                        "dicom_message_incomplete",
+                        f"command on context {p.context_id} never completed",
+                    )
+            self.pending[direction].clear()
+            if self.framers[direction].buffered:
+                self._anomaly(
+                    ts,
+                    direction,
+                    "dicom_pdu_incomplete",
+                    f"{self.framers[direction].buffered} bytes of an unfinished PDU at close",
+                )
+        return self._out
+
+    # -- framer events ----------------------------------------------------------
+
+    def _anomaly(self, ts: float, direction: int, name: str, detail: str) -> None:
+        self._out.append(Anomaly(ts=ts, direction=direction, name=name, detail=detail))
+
+    def _handle(self, direction: int, events: list, ts: float) -> None:  # type: ignore[type-arg]
+        for ev in events:
+            if isinstance(ev, PdvChunk):
+                self._pdv(direction, ev)
+            elif isinstance(ev, ControlPdu):
+                self._control(direction, ev)
+            elif isinstance(ev, FramingAnomaly):
+                self._anomaly(ev.ts, direction, ev.name, ev.detail)
+            elif isinstance(ev, Resynchronized):
+                if self.midstream and not self._midstream_said:
+                    self._midstream_said = True
+                    self._out.append(PickedUpMidstream(ts=ev.ts, direction=direction))
+                if ev.skipped:
+                    self._anomaly(
+                        ev.ts,
+                        direction,
+                        "dicom_resync",
+                        f"skipped {ev.skipped} bytes to the next PDU",
+                    )
+
+    def _transition(self, ts: float, direction: int, pdu_type: int) -> None:
+        self.pdu_counts[pdu_type] = self.pdu_counts.get(pdu_type, 0) + 1
+        new = next_state(self.state, pdu_type, direction)
+        if new is None:
+            self._anomaly(
+                ts,
+                direction,
+                "dicom_unexpected_pdu",
+                f"{PduType(pdu_type).name} from the {'requester' if direction == 0 else 'acceptor'} "
+                f"in state {self.state.name}",
+            )
+            return
+        self.state = new
+
+    def _control(self, direction: int, ev: ControlPdu) -> None:
+        ts, ptype = ev.ts, ev.pdu_type
+        self._transition(ts, direction, ptype)
+        if ptype in (PduType.A_ASSOCIATE_RQ, PduType.A_ASSOCIATE_AC):
+            assoc = decode_associate(ptype, ev.body)
+            for name, detail in assoc.anomalies:
+                self._anomaly(ts, direction, name, detail)
+            if ptype == PduType.A_ASSOCIATE_RQ:
+                self.request = assoc
+                for c in assoc.contexts:
+                    self.contexts[c.context_id] = ContextState(
+                        c.context_id,
+                        abstract_syntax=c.abstract_syntax,
+                        proposed=c.transfer_syntaxes,
+                    )
+                self._out.append(AssociateRequested(ts=ts, associate=assoc))
+            else:
+                self.accept = assoc
+                for c in assoc.contexts:
+                    cs = self.contexts.setdefault(c.context_id, ContextState(c.context_id))
+                    cs.result = c.result
+                    cs.transfer_syntax = c.transfer_syntaxes[0] if c.transfer_syntaxes else None
+                self._out.append(AssociateAccepted(ts=ts, associate=assoc))
+        elif ptype == PduType.A_ASSOCIATE_RJ:
+            self._out.append(AssociateRejected(ts=ts, reject=decode_reject(ev.body)))
+        elif ptype == PduType.A_RELEASE_RQ:
+            self._out.append(ReleaseRequested(ts=ts, direction=direction))
+        elif ptype == PduType.A_RELEASE_RP:
+            self._out.append(ReleaseReplied(ts=ts, direction=direction))
+        elif ptype == PduType.A_ABORT:
+            self._out.append(Aborted(ts=ts, direction=direction, abort=decode_abort(ev.body)))
+
+    def _pdv(self, direction: int, ev: PdvChunk) -> None:
+        if ev.first:
+            self._transition(ev.ts, direction, PduType.P_DATA_TF) if self.state in ENDED else None
+            cs = self.contexts.get(ev.context_id)
+            if not self.midstream and (cs is None or cs.result not in (0, None)):
+                self._anomaly(
+                    ev.ts,
+                    direction,
+                    "dicom_context_not_negotiated",
+                    f"PDV on presentation context {ev.context_id}",
+                )
+        pending = self.pending[direction]
+        p = pending.get(ev.context_id)
+        if ev.is_command:
+            if p is None or p.command is not None:
+                if p is not None and p.command is not None:
+                    p.truncated = True  # a new command before the old dataset finished
+                    self._emit_message(direction, p, ev.ts)
+                if len(pending) >= self.limits.max_pending:
+                    self._anomaly(
+                        ev.ts, direction, "dicom_too_many_pending", "oldest message dropped"
+                    )
+                    pending.pop(next(iter(pending)))
+                p = pending[ev.context_id] = _Pending(ev.ts, ev.context_id, bytearray())
+            if len(p.command_raw) + len(ev.data) > self.limits.max_command:
+                self._anomaly(
+                    ev.ts, direction, "dicom_command_too_large", "command set over its cap"
+                )
+                p.truncated = True
+            else:
+                p.command_raw += ev.data
+            if ev.end and ev.is_last:
+                p.command = decode_command(bytes(p.command_raw))
+                for name, detail in p.command.anomalies:
+                    self._anomaly(ev.ts, direction, name, detail)
+                if not p.command.has_dataset:
+                    self._emit_message(direction, p, ev.ts)
+            return
+        if p is None or p.command is None:
+            if p is None and not (self.midstream or p):
+                self._anomaly(
+                    ev.ts,
+                    direction,
+                    "dicom_dataset_without_command",
+                    f"dataset PDV on context {ev.context_id} with no command before it",
+                )
+            if p is None:
+                return
+        if p.head is None:
+            p.head = bytearray()
+        room = self.limits.max_dataset_head - len(p.head)
+        if room > 0:
+            p.head += ev.data[:room]
+        p.dataset_bytes += len(ev.data)
+        if ev.end and ev.is_last:
+            self._emit_message(direction, p, ev.ts)
+
+    def _emit_message(self, direction: int, p: _Pending, ts: float) -> None:
+        self.pending[direction].pop(p.context_id, None)
+        command = p.command or Command()
+        dataset: DatasetSummary | None = None
+        if p.head is not None:
+            cs = self.contexts.get(p.context_id)
+            syntax = cs.transfer_syntax if cs is not None else None
+            if syntax is None:
+                syntax = infer_syntax(bytes(p.head[:16]))
+            complete = p.dataset_bytes <= len(p.head) and not p.truncated
+            dataset = summarize(
+                bytes(p.head), syntax, complete=complete, max_head=self.limits.max_dataset_head
+            )
+            for name, detail in dataset.anomalies:
+                self._anomaly(ts, direction, name, detail)
+        self.n_dimse += 1
+        self._out.append(
+            Message(
+                ts=p.ts,
+                direction=direction,
+                context_id=p.context_id,
+                command=command,
+                dataset=dataset,
+                dataset_bytes=p.dataset_bytes,
+                truncated=p.truncated,
+            )
+        )
+
+
+def infer_syntax(head: bytes) -> str:
+    """Guess Implicit or Explicit VR Little Endian from a dataset's first element."""
+    if len(head) >= 6 and head[4:6].isalpha() and head[4:6].isupper():
+        return "1.2.840.10008.1.2.1"
+    return "1.2.840.10008.1.2"

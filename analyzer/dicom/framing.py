@@ -1,0 +1,243 @@
+"""One direction's byte stream split into PDUs (PS3.8 9.3), P-DATA streamed PDV by PDV.
+
+PDU header (6 bytes): type(1) reserved(1) length(4, big endian).
+PDV item (PS3.8 9.3.5.1): length(4) presentation-context-id(1) message-control-header(1)
+value(length - 2). Control header bit 0: command (1) or dataset (0); bit 1: last fragment.
+
+Control PDUs are buffered whole up to ``max_control_pdu``. P-DATA is never buffered:
+each incoming chunk yields ``PdvChunk`` events that reference its bytes. After a TCP gap,
+or when a stream is picked up mid-way, the framer scans for the next plausible PDU
+header and says how many bytes it skipped.
+"""
+
+from __future__ import annotations
+
+from analyzer.dicom.events import ControlPdu, FramerEvent, FramingAnomaly, PdvChunk, Resynchronized
+
+HEADER = 6
+PDV_HEADER = 6
+P_DATA = 4
+FIXED_FOUR = (3, 5, 6, 7)  # RJ, release RQ/RP, abort: bodies of exactly 4 bytes
+
+# states
+S_HEADER, S_CONTROL, S_PDV_HEADER, S_PDV_VALUE, S_SYNC = range(5)
+
+
+class PduFramer:
+    __slots__ = (
+        "state",
+        "buf",
+        "pdu_type",
+        "pdu_left",
+        "pdv_left",
+        "pdv_ctx",
+        "pdv_mch",
+        "pdv_first",
+        "max_control_pdu",
+        "max_pdu",
+        "max_sync_scan",
+        "skipped",
+        "events",
+        "ts",
+        "pdus",
+    )
+
+    def __init__(
+        self,
+        *,
+        max_control_pdu: int = 1 << 20,
+        max_pdu: int = 1 << 28,
+        max_sync_scan: int = 1 << 16,
+        midstream: bool = False,
+    ) -> None:
+        self.state = S_SYNC if midstream else S_HEADER
+        self.buf = bytearray()
+        self.pdu_type = 0
+        self.pdu_left = 0
+        self.pdv_left = 0
+        self.pdv_ctx = 0
+        self.pdv_mch = 0
+        self.pdv_first = True
+        self.max_control_pdu = max_control_pdu
+        self.max_pdu = max_pdu
+        self.max_sync_scan = max_sync_scan
+        self.skipped = 0
+        self.events: list[FramerEvent] = []
+        self.ts = 0.0
+        self.pdus = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self.buf)
+
+    def gap(self, ts: float) -> list[FramerEvent]:
+        """Bytes were lost: whatever was in progress is gone; find the next PDU."""
+        self.events = []
+        self.state = S_SYNC
+        self.buf.clear()
+        return self.events
+
+    def feed(self, data: bytes, ts: float) -> list[FramerEvent]:
+        self.events = []
+        self.ts = ts
+        pos, n = 0, len(data)
+        while pos < n:
+            state = self.state
+            if state == S_PDV_VALUE:
+                take = min(self.pdv_left, self.pdu_left, n - pos)
+                self.pdv_left -= take
+                self.pdu_left -= take
+                end = self.pdv_left == 0
+                self.events.append(
+                    PdvChunk(
+                        ts=ts,
+                        context_id=self.pdv_ctx,
+                        is_command=bool(self.pdv_mch & 1),
+                        is_last=bool(self.pdv_mch & 2),
+                        data=data[pos : pos + take],
+                        first=self.pdv_first,
+                        end=end,
+                    )
+                )
+                self.pdv_first = False
+                pos += take
+                if end:
+                    self.state = S_PDV_HEADER if self.pdu_left else S_HEADER
+                continue
+            if state == S_SYNC:
+                pos = self._sync(data, pos)
+                continue
+            need = (
+                HEADER
+                if state == S_HEADER
+                else PDV_HEADER
+                if state == S_PDV_HEADER
+                else self.pdu_left
+            )
+            have = len(self.buf)
+            take = min(need - have, n - pos)
+            if have == 0 and take == need:
+                chunk = data[pos : pos + take]
+            else:
+                self.buf += data[pos : pos + take]
+                chunk = bytes(self.buf) if len(self.buf) == need else b""
+            pos += take
+            if len(chunk) < need:
+                continue
+            self.buf.clear()
+            if state == S_HEADER:
+                self._header(chunk)
+            elif state == S_PDV_HEADER:
+                self._pdv_header(chunk)
+            else:
+                self.events.append(ControlPdu(ts=ts, pdu_type=self.pdu_type, body=chunk))
+                self.state = S_HEADER
+        return self.events
+
+    def _anomaly(self, name: str, detail: str) -> None:
+        self.events.append(FramingAnomaly(ts=self.ts, name=name, detail=detail))
+
+    def _header(self, h: bytes) -> None:
+        ptype, length = h[0], int.from_bytes(h[2:6], "big")
+        self.pdus += 1
+        if not 1 <= ptype <= 7:
+            self._anomaly("dicom_pdu_unknown_type", f"PDU type {ptype:#04x}")
+            self.state = S_SYNC
+            return
+        if h[1] != 0:
+            self._anomaly(
+                "dicom_pdu_reserved_nonzero", f"reserved byte {h[1]:#04x} in {ptype:#04x} PDU"
+            )
+        self.pdu_type = ptype
+        if ptype == P_DATA:
+            if length > self.max_pdu or length < PDV_HEADER:
+                self._anomaly("dicom_pdu_length_invalid", f"P-DATA-TF of {length} bytes")
+                self.state = S_SYNC
+                return
+            self.pdu_left = length
+            self.state = S_PDV_HEADER
+            return
+        if (ptype in FIXED_FOUR and length != 4) or length > self.max_control_pdu or length < 4:
+            self._anomaly("dicom_pdu_length_invalid", f"PDU type {ptype} with length {length}")
+            self.state = S_SYNC
+            return
+        self.pdu_left = length
+        self.state = S_CONTROL
+
+    def _pdv_header(self, h: bytes) -> None:
+        length = int.from_bytes(h[0:4], "big")
+        ctx, mch = h[4], h[5]
+        if length < 2 or length - 2 > self.pdu_left - PDV_HEADER:
+            self._anomaly(
+                "dicom_pdv_length_invalid",
+                f"PDV of {length} bytes in {self.pdu_left} left of the PDU",
+            )
+            self.state = S_SYNC
+            return
+        if mch & 0xFC:
+            self._anomaly("dicom_pdv_reserved_bits", f"message control header {mch:#04x}")
+        if ctx % 2 == 0:
+            self._anomaly("dicom_pdv_even_context_id", f"presentation context {ctx}")
+        self.pdu_left -= PDV_HEADER
+        self.pdv_left = length - 2
+        self.pdv_ctx = ctx
+        self.pdv_mch = mch
+        self.pdv_first = True
+        if self.pdv_left == 0:
+            self.events.append(
+                PdvChunk(
+                    ts=self.ts,
+                    context_id=ctx,
+                    is_command=bool(mch & 1),
+                    is_last=bool(mch & 2),
+                    data=b"",
+                    first=True,
+                    end=True,
+                )
+            )
+            self.state = S_PDV_HEADER if self.pdu_left else S_HEADER
+        else:
+            self.state = S_PDV_VALUE
+
+    def _sync(self, data: bytes, pos: int) -> int:
+        """Scan for a plausible PDU header; keep a short tail between calls."""
+        self.buf += data[pos:]
+        buf = self.buf
+        limit = len(buf) - 12
+        i = 0
+        while i <= limit:
+            if plausible_header(buf, i, self.max_pdu):
+                self.skipped += i
+                self.events.append(Resynchronized(ts=self.ts, skipped=self.skipped))
+                self.skipped = 0
+                rest = bytes(buf[i:])
+                buf.clear()
+                self.state = S_HEADER
+                self.feed_rest(rest)
+                return len(data)
+            i += 1
+        keep = min(len(buf), 11)
+        self.skipped += len(buf) - keep
+        del buf[: len(buf) - keep]
+        return len(data)
+
+    def feed_rest(self, rest: bytes) -> None:
+        events = self.events
+        more = self.feed(rest, self.ts)
+        self.events = events + more
+
+
+def plausible_header(b: bytes | bytearray, i: int, max_pdu: int) -> bool:
+    """A PDU header at ``b[i]`` whose first fields are consistent (needs 12 bytes)."""
+    ptype = b[i]
+    if not 1 <= ptype <= 7 or b[i + 1] != 0:
+        return False
+    length = int.from_bytes(b[i + 2 : i + 6], "big")
+    if ptype == P_DATA:
+        if not PDV_HEADER <= length <= max_pdu:
+            return False
+        pdv = int.from_bytes(b[i + 6 : i + 10], "big")
+        return 2 <= pdv <= length - 4 and b[i + 10] % 2 == 1 and b[i + 11] <= 3
+    if ptype in FIXED_FOUR:
+        return length == 4 and b[i + 6] == 0
+    return 68 <= length <= (1 << 20) and b[i + 6 : i + 8] == b"\x00\x01"
