@@ -32,7 +32,7 @@ from analyzer.dicom.messages import (
     ReleaseReplied,
     ReleaseRequested,
 )
-from analyzer.dicom.states import ENDED, State, next_state
+from analyzer.dicom.states import State, next_state
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,7 +97,7 @@ class AssociationParser:
         for p in self.pending[direction].values():
             p.truncated = True
         self._anomaly(ts, direction, "dicom_stream_gap", f"{length} bytes lost; resynchronising")
-        self.framers[direction].gap(ts)
+        self._handle(direction, self.framers[direction].gap(ts), ts)
         return self._out
 
     def close(self, ts: float) -> list[DicomEvent]:
@@ -166,6 +166,13 @@ class AssociationParser:
 
     def _control(self, direction: int, ev: ControlPdu) -> None:
         ts, ptype = ev.ts, ev.pdu_type
+        if ev.truncated:
+            self._anomaly(
+                ts,
+                direction,
+                "dicom_pdu_truncated",
+                f"{PduType(ptype).name}: decoded from the first {len(ev.body)} bytes only",
+            )
         self._transition(ts, direction, ptype)
         if ptype in (PduType.A_ASSOCIATE_RQ, PduType.A_ASSOCIATE_AC):
             assoc = decode_associate(ptype, ev.body)
@@ -197,8 +204,9 @@ class AssociationParser:
             self._out.append(Aborted(ts=ts, direction=direction, abort=decode_abort(ev.body)))
 
     def _pdv(self, direction: int, ev: PdvChunk) -> None:
+        if ev.pdu_start:
+            self._transition(ev.ts, direction, PduType.P_DATA_TF)
         if ev.first:
-            self._transition(ev.ts, direction, PduType.P_DATA_TF) if self.state in ENDED else None
             cs = self.contexts.get(ev.context_id)
             if not self.midstream and (cs is None or cs.result not in (0, None)):
                 self._anomaly(

@@ -13,6 +13,8 @@ class ControlPdu:
     pdu_type: int
     body: bytes
     """Everything after the 6-byte PDU header."""
+    truncated: bool = False
+    """Bytes of the body were lost: this is the part before the loss."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,6 +29,8 @@ class PdvChunk:
     data: bytes
     first: bool
     end: bool
+    pdu_start: bool = False
+    """This is the first PDV of its P-DATA-TF PDU."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

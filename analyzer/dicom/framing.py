@@ -40,6 +40,7 @@ class PduFramer:
         "events",
         "ts",
         "pdus",
+        "pdu_start",
     )
 
     def __init__(
@@ -65,6 +66,7 @@ class PduFramer:
         self.events: list[FramerEvent] = []
         self.ts = 0.0
         self.pdus = 0
+        self.pdu_start = False
 
     @property
     def buffered(self) -> int:
@@ -73,6 +75,10 @@ class PduFramer:
     def gap(self, ts: float) -> list[FramerEvent]:
         """Bytes were lost: whatever was in progress is gone; find the next PDU."""
         self.events = []
+        if self.state == S_CONTROL and self.buf:
+            self.events.append(
+                ControlPdu(ts=ts, pdu_type=self.pdu_type, body=bytes(self.buf), truncated=True)
+            )
         self.state = S_SYNC
         self.buf.clear()
         return self.events
@@ -97,8 +103,11 @@ class PduFramer:
                         data=data[pos : pos + take],
                         first=self.pdv_first,
                         end=end,
+                        pdu_start=self.pdv_first and self.pdu_start,
                     )
                 )
+                if self.pdv_first:
+                    self.pdu_start = False
                 self.pdv_first = False
                 pos += take
                 if end:
@@ -155,6 +164,7 @@ class PduFramer:
                 self.state = S_SYNC
                 return
             self.pdu_left = length
+            self.pdu_start = True
             self.state = S_PDV_HEADER
             return
         if (ptype in FIXED_FOUR and length != 4) or length > self.max_control_pdu or length < 4:
@@ -193,8 +203,10 @@ class PduFramer:
                     data=b"",
                     first=True,
                     end=True,
+                    pdu_start=self.pdu_start,
                 )
             )
+            self.pdu_start = False
             self.state = S_PDV_HEADER if self.pdu_left else S_HEADER
         else:
             self.state = S_PDV_VALUE

@@ -1,0 +1,279 @@
+"""Upper layer and DIMSE decoding on encoded fixtures, through the feed harness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from analyzer.dicom.association import AssociationParser
+from analyzer.dicom.consts import PduType
+from analyzer.dicom.messages import (
+    Aborted,
+    Anomaly,
+    AssociateAccepted,
+    AssociateRejected,
+    AssociateRequested,
+    Message,
+    ReleaseReplied,
+    ReleaseRequested,
+)
+from analyzer.dicom.states import State
+from tests.dicom import fixtures as fx
+from tests.dicom.harness import check_all_ways, run, whole
+
+
+def of(events: list[Any], kind: type) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def anomalies(events: list[Any]) -> set[str]:
+    return {e.name for e in events if isinstance(e, Anomaly)}
+
+
+def test_echo_association_end_to_end() -> None:
+    stream = [
+        (0, fx.A_ASSOCIATE_RQ_PLAIN),
+        (1, fx.A_ASSOCIATE_AC_PLAIN),
+        (0, fx.c_echo_rq(1)),
+        (1, fx.c_echo_rsp(1)),
+        (0, fx.A_RELEASE_RQ_PDU),
+        (1, fx.A_RELEASE_RP_PDU),
+    ]
+    events = check_all_ways(stream)
+    (rq,) = of(events, AssociateRequested)
+    a = rq.associate
+    assert (a.calling_ae, a.called_ae) == ("MODALITY_CT1", "PACS_MAIN")
+    assert a.application_context == "1.2.840.10008.3.1.1.1"
+    assert [(c.context_id, c.abstract_syntax) for c in a.contexts] == [
+        (1, fx.VERIFICATION),
+        (3, fx.CT_STORAGE),
+        (5, fx.PATIENT_FIND),
+    ]
+    assert a.contexts[1].transfer_syntaxes == ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+    assert (a.max_pdu_length, a.implementation_class_uid, a.implementation_version_name) == (
+        16384,
+        fx.IMPL_UID,
+        "LAB_SCU_1",
+    )
+    (ac,) = of(events, AssociateAccepted)
+    assert [(c.context_id, c.result) for c in ac.associate.contexts] == [(1, 0), (3, 0), (5, 3)]
+    assert ac.associate.max_pdu_length == 32768
+    msgs = of(events, Message)
+    assert [
+        (
+            m.direction,
+            m.command.command_field,
+            m.command.message_id,
+            m.command.message_id_responded,
+            m.command.status,
+        )
+        for m in msgs
+    ] == [(0, 0x0030, 1, None, None), (1, 0x8030, None, 1, 0)]
+    assert of(events, ReleaseRequested) and of(events, ReleaseReplied)
+    assert not anomalies(events)
+    _, parser = run(stream, whole)
+    assert parser.state == State.RELEASED and parser.n_dimse == 2
+
+
+@pytest.mark.parametrize(
+    ("fixture", "itype", "response", "primary", "secondary"),
+    [
+        (fx.A_ASSOCIATE_RQ_USER_ID_USER_PASS, 2, True, b"radiology", 11),
+        (fx.A_ASSOCIATE_RQ_USER_ID_USER, 1, False, b"radiology", 0),
+        (fx.A_ASSOCIATE_RQ_USER_ID_JWT, 5, True, b"eyJhbGciOiJIUzI1NiJ9.e30.sig", 0),
+    ],
+)
+def test_user_identity(
+    fixture: bytes, itype: int, response: bool, primary: bytes, secondary: int
+) -> None:
+    events = check_all_ways([(0, fixture), (1, fx.A_ASSOCIATE_AC_SERVER_RESPONSE)])
+    ui = of(events, AssociateRequested)[0].associate.user_identity
+    assert (ui.identity_type, ui.response_requested, ui.primary, ui.secondary_length) == (
+        itype,
+        response,
+        primary,
+        secondary,
+    )
+    assert b"s3cret" not in repr(events).encode()  # the passcode is never kept
+    assert of(events, AssociateAccepted)[0].associate.server_response_length == len(b"welcome")
+
+
+def test_every_user_information_sub_item() -> None:
+    a = of(check_all_ways([(0, fx.A_ASSOCIATE_RQ_ALL_SUB_ITEMS)]), AssociateRequested)[0].associate
+    assert [(r.sop_class_uid, r.scu_role, r.scp_role) for r in a.roles] == [(fx.CT_STORAGE, 1, 1)]
+    assert a.async_window == (5, 3)
+    assert [(e.sop_class_uid, e.info) for e in a.extended] == [(fx.PATIENT_FIND, b"\x01\x01\x00")]
+    (c,) = a.common_extended
+    assert (c.sop_class_uid, c.service_class_uid, c.related_general_sop_classes) == (
+        fx.CT_STORAGE,
+        "1.2.840.10008.4.2",
+        ("1.2.840.10008.5.1.4.1.1.2.1",),
+    )
+
+
+def test_reject() -> None:
+    events = check_all_ways([(0, fx.A_ASSOCIATE_RQ_PLAIN), (1, fx.A_ASSOCIATE_RJ_CALLED_AE)])
+    (rj,) = of(events, AssociateRejected)
+    assert (rj.reject.result, rj.reject.source, rj.reject.reason) == (1, 1, 7)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "source", "reason"), [(fx.A_ABORT_PROVIDER_INVALID, 2, 6), (fx.A_ABORT_USER, 0, 0)]
+)
+def test_abort(fixture: bytes, source: int, reason: int) -> None:
+    stream = [(0, fx.A_ASSOCIATE_RQ_PLAIN), (1, fx.A_ASSOCIATE_AC_PLAIN), (1, fixture)]
+    (ab,) = of(check_all_ways(stream), Aborted)
+    assert (ab.direction, ab.abort.source, ab.abort.reason) == (1, source, reason)
+
+
+@pytest.mark.parametrize("max_pdu", [16384, 200, 64])
+def test_c_store_dataset_across_many_pdus(max_pdu: int) -> None:
+    store = fx.c_store_rq(max_pdu=max_pdu)
+    stream = [(0, fx.A_ASSOCIATE_RQ_PLAIN), (1, fx.A_ASSOCIATE_AC_PLAIN), (0, store)]
+    events = check_all_ways(stream)
+    (m,) = of(events, Message)
+    assert (
+        m.command.command_field == 0x0001 and m.command.message_id == 7 and m.command.priority == 2
+    )
+    assert m.dataset is not None and m.dataset.get("PatientName") == "DOE^JANE"
+    assert m.dataset.transfer_syntax_uid == "1.2.840.10008.1.2.1"
+    assert m.dataset.sop_instance_uid == "1.2.826.0.1.3680043.8.498.1" and not m.dataset.partial
+    assert m.dataset_bytes == len(fx.encode_dataset(fx.patient(), implicit=False))
+    assert not m.truncated and not anomalies(events)
+    assert "PixelData" not in {e.keyword for e in m.dataset.elements}  # stopped before it
+
+
+def test_c_find_identifier_and_move_counts() -> None:
+    stream = [
+        (0, fx.A_ASSOCIATE_RQ_PLAIN),
+        (1, fx.A_ASSOCIATE_AC_PLAIN),
+        (0, fx.c_find_rq(2)),
+        (1, fx.c_move_rsp(2, 0xFF00, 3, 1)),
+    ]
+    find, move = of(check_all_ways(stream), Message)
+    assert find.dataset is not None and find.dataset.get("PatientName") == "*"
+    assert find.dataset.get("QueryRetrieveLevel") == "PATIENT"
+    c = move.command
+    assert (c.status, c.n_remaining, c.n_completed, c.n_failed, c.n_warning) == (0xFF00, 3, 1, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("stream", "name"),
+    [
+        ([(0, fx.PDU_UNKNOWN_TYPE)], "dicom_pdu_unknown_type"),
+        ([(0, fx.A_ASSOCIATE_RQ_ITEM_OVERRUN)], "dicom_item_overrun"),
+        (
+            [
+                (0, fx.A_ASSOCIATE_RQ_PLAIN),
+                (1, fx.A_ASSOCIATE_AC_PLAIN),
+                (0, fx.P_DATA_PDV_OVERRUN),
+            ],
+            "dicom_pdv_length_invalid",
+        ),
+        (
+            [
+                (0, fx.A_ASSOCIATE_RQ_PLAIN),
+                (1, fx.A_ASSOCIATE_AC_PLAIN),
+                (0, fx.P_DATA_EVEN_CONTEXT),
+            ],
+            "dicom_pdv_even_context_id",
+        ),
+        (
+            [
+                (0, fx.A_ASSOCIATE_RQ_PLAIN),
+                (1, fx.A_ASSOCIATE_AC_PLAIN),
+                (0, fx.P_DATA_RESERVED_BITS),
+            ],
+            "dicom_pdv_reserved_bits",
+        ),
+        ([(0, fx.A_RELEASE_RQ_HUGE)], "dicom_pdu_length_invalid"),
+        ([(0, fx.c_echo_rq())], "dicom_unexpected_pdu"),
+    ],
+    ids=[
+        "unknown-type",
+        "item-overrun",
+        "pdv-overrun",
+        "even-context",
+        "reserved-bits",
+        "huge-pdu",
+        "data-before-associate",
+    ],
+)
+def test_malformed_twins_are_anomalies(stream: list[tuple[int, bytes]], name: str) -> None:
+    assert name in anomalies(check_all_ways(stream))
+
+
+def test_resynchronises_after_a_gap() -> None:
+    parser = AssociationParser()
+    parser.feed(0, fx.A_ASSOCIATE_RQ_PLAIN, 1.0)
+    parser.feed(1, fx.A_ASSOCIATE_AC_PLAIN, 1.0)
+    store = fx.c_store_rq(max_pdu=64)
+    starts = [0]  # offsets of the PDU headers inside the C-STORE bytes
+    while starts[-1] < len(store):
+        starts.append(
+            starts[-1] + 6 + int.from_bytes(store[starts[-1] + 2 : starts[-1] + 6], "big")
+        )
+    k = next(i for i, o in enumerate(starts[:-1]) if store[o + 11] & 1 == 0) + 1  # 2nd dataset PDU
+    assert len(starts) > k + 3
+    lost_from, resume = starts[k] + 10, starts[k + 1] + 17  # both inside a dataset PDU
+    events = parser.feed(0, store[:lost_from], 1.0)
+    events += parser.gap(0, 1.1, resume - lost_from)
+    events += parser.feed(0, store[resume:], 1.2)
+    events += parser.feed(0, fx.c_echo_rq(9), 1.3)
+    events += parser.close(2.0)
+    assert {"dicom_stream_gap", "dicom_resync"} <= anomalies(events)
+    skipped = [e for e in events if isinstance(e, Anomaly) and e.name == "dicom_resync"]
+    assert skipped[0].detail == f"skipped {starts[k + 2] - resume} bytes to the next PDU"
+    msgs = of(events, Message)
+    echo = [m for m in msgs if m.command.command_field == 0x0030]
+    assert len(echo) == 1 and echo[0].command.message_id == 9 and not echo[0].truncated
+    (store_msg,) = [m for m in msgs if m.command.command_field == 0x0001]
+    assert store_msg.truncated and store_msg.command.message_id == 7
+
+
+# Legal transitions for an observer of one association, written from PS3.8 Table 9-10.
+LEGAL = {
+    (State.IDLE, PduType.A_ASSOCIATE_RQ, 0): State.AWAITING_AC,
+    (State.AWAITING_AC, PduType.A_ASSOCIATE_AC, 1): State.ESTABLISHED,
+    (State.AWAITING_AC, PduType.A_ASSOCIATE_RJ, 1): State.REJECTED,
+    **{(State.ESTABLISHED, PduType.P_DATA_TF, d): State.ESTABLISHED for d in (0, 1)},
+    **{(State.ESTABLISHED, PduType.A_RELEASE_RQ, d): State.RELEASE_REQUESTED for d in (0, 1)},
+    **{(State.RELEASE_REQUESTED, PduType.P_DATA_TF, d): State.RELEASE_REQUESTED for d in (0, 1)},
+    **{(State.RELEASE_REQUESTED, PduType.A_RELEASE_RQ, d): State.RELEASE_REQUESTED for d in (0, 1)},
+    **{(State.RELEASE_REQUESTED, PduType.A_RELEASE_RP, d): State.RELEASED for d in (0, 1)},
+    **{(State.RELEASED, PduType.A_RELEASE_RP, d): State.RELEASED for d in (0, 1)},
+}
+PDU_BYTES = {
+    PduType.A_ASSOCIATE_RQ: fx.A_ASSOCIATE_RQ_PLAIN,
+    PduType.A_ASSOCIATE_AC: fx.A_ASSOCIATE_AC_PLAIN,
+    PduType.A_ASSOCIATE_RJ: fx.A_ASSOCIATE_RJ_CALLED_AE,
+    PduType.P_DATA_TF: fx.c_echo_rq(),
+    PduType.A_RELEASE_RQ: fx.A_RELEASE_RQ_PDU,
+    PduType.A_RELEASE_RP: fx.A_RELEASE_RP_PDU,
+    PduType.A_ABORT: fx.A_ABORT_USER,
+}
+
+
+@pytest.mark.parametrize("state", list(State))
+@pytest.mark.parametrize("pdu", list(PduType))
+@pytest.mark.parametrize("direction", [0, 1])
+def test_state_machine_matrix(state: State, pdu: PduType, direction: int) -> None:
+    parser = AssociationParser()
+    parser.state = state
+    parser.contexts = {
+        1: __import__("analyzer.dicom.association", fromlist=["ContextState"]).ContextState(
+            1, result=0
+        )
+    }
+    events = parser.feed(direction, PDU_BYTES[pdu], 1.0)
+    if pdu == PduType.A_ABORT:
+        expected: State | None = State.ABORTED
+    else:
+        expected = LEGAL.get((state, pdu, direction))
+    if expected is None:
+        assert "dicom_unexpected_pdu" in anomalies(events)
+        assert parser.state == state
+    else:
+        assert "dicom_unexpected_pdu" not in anomalies(events)
+        assert parser.state == expected
