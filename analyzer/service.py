@@ -8,13 +8,14 @@ copying bytes nobody reads.
 DICOM (PS3.8 9.3): the requester speaks first with an A-ASSOCIATE-RQ
     0x01, reserved 0x00, PDU length (4, big endian), protocol version 0x0001;
 the acceptor answers 0x02 (AC), 0x03 (RJ) or 0x07 (A-ABORT). A flow picked up
-mid-stream on a DICOM port is taken when its first bytes look like any PDU header.
+mid-stream is scanned for PDU headers (see ``ServiceSniffer``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from analyzer.dicom.framing import plausible_header
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
 
@@ -26,6 +27,10 @@ MAX_ASSOC_RQ_LENGTH = 1 << 20
 MAX_PDU_LENGTH_MIDSTREAM = 1 << 28
 NEED = 10
 MAX_HELD_EVENTS = 64
+MAX_MIDSTREAM_HOLD = 16 << 10
+"""Bytes per direction scanned for PDU headers in a flow picked up mid-stream."""
+MAX_HELD_TOTAL = 32 << 20
+"""Bytes all undecided sniffers may hold together; past it they decide at once."""
 
 DecoderFactory = Callable[[Flow, str], StreamSink | None]
 
@@ -38,25 +43,24 @@ def looks_like_associate_rq(head: bytes) -> bool:
     return MIN_ASSOC_RQ_LENGTH <= length <= MAX_ASSOC_RQ_LENGTH and head[6:8] == b"\x00\x01"
 
 
-def looks_like_pdu_header(head: bytes) -> bool:
-    """Any PS3.8 PDU header: type 1..7, reserved 0, a plausible length."""
-    if len(head) < 6 or not 1 <= head[0] <= 7 or head[1] != 0:
-        return False
-    length = int.from_bytes(head[2:6], "big")
-    if head[0] in (3, 5, 6, 7):  # RJ, release RQ/RP, abort: fixed 4-byte bodies
-        return length == 4
-    return 4 <= length <= MAX_PDU_LENGTH_MIDSTREAM
-
-
 def looks_like_tls(head: bytes) -> bool:
     """A TLS handshake record: content type 22, version 3.x."""
     return len(head) >= 3 and head[0] == 0x16 and head[1] == 0x03 and head[2] <= 0x04
 
 
 class ServiceSniffer:
-    """The first sink of every flow: buffers a few bytes, recognises, hands over."""
+    """The first sink of every flow: buffers a few bytes, recognises, hands over.
 
-    __slots__ = ("flow", "factory", "held", "order", "dicom_ports")
+    A flow seen from its SYN is decided on its first 10 bytes. A flow picked up
+    mid-stream is scanned for PDU headers (its first bytes are rarely one): on a DICOM
+    port one plausible header is enough, elsewhere the header after it must be
+    plausible too. Held bytes are bounded per flow and across all flows.
+    """
+
+    __slots__ = ("flow", "factory", "held", "order", "dicom_ports", "scan_pos")
+
+    held_total = 0
+    """Bytes held by all undecided sniffers of the process (bounded by MAX_HELD_TOTAL)."""
 
     def __init__(self, flow: Flow, factory: DecoderFactory, dicom_ports: frozenset[int]) -> None:
         self.flow = flow
@@ -64,15 +68,21 @@ class ServiceSniffer:
         self.dicom_ports = dicom_ports
         self.held: list[bytearray] = [bytearray(), bytearray()]
         self.order: list[tuple[int, float, bytes | int]] = []
+        self.scan_pos = [0, 0]
 
     def data(self, direction: int, ts: float, data: bytes) -> None:
         self.order.append((direction, ts, data))
-        self.held[direction] += data[:NEED]
+        midstream = self.flow.midstream
+        keep = data[: MAX_MIDSTREAM_HOLD - len(self.held[direction])] if midstream else data[:NEED]
+        self.held[direction] += keep
+        ServiceSniffer.held_total += len(keep)
         self._decide()
 
     def gap(self, direction: int, ts: float, length: int) -> None:
         self.order.append((direction, ts, length))
-        self._decide(gap_in=direction)
+        if not self.flow.midstream and not self.held[0]:
+            self.flow.midstream = True  # the stream's first bytes are lost: scan like mid-stream
+        self._decide()
 
     def close(self, ts: float, reason: str) -> None:
         self._decide(final=True)
@@ -80,19 +90,38 @@ class ServiceSniffer:
         if sink is not None and sink is not self:
             sink.close(ts, reason)
 
-    def _decide(self, gap_in: int | None = None, final: bool = False) -> None:
+    def _midstream(self, final: bool) -> tuple[bool, str | None]:
+        on_port = self.flow.resp_p in self.dicom_ports or self.flow.orig_p in self.dicom_ports
+        for d in (0, 1):
+            buf = self.held[d]
+            i = self.scan_pos[d]
+            while i + 12 <= len(buf):
+                if plausible_header(buf, i, MAX_PDU_LENGTH_MIDSTREAM):
+                    if on_port:
+                        return True, DICOM
+                    nxt = i + 6 + int.from_bytes(buf[i + 2 : i + 6], "big")
+                    if nxt + 12 <= len(buf):
+                        if plausible_header(buf, nxt, MAX_PDU_LENGTH_MIDSTREAM):
+                            return True, DICOM
+                    elif len(buf) < MAX_MIDSTREAM_HOLD and not final:
+                        break  # wait for the bytes of the next header
+                i += 1
+            self.scan_pos[d] = i
+        full = (
+            all(len(h) >= MAX_MIDSTREAM_HOLD for h in self.held)
+            or any(len(h) >= MAX_MIDSTREAM_HOLD for h in self.held)
+            and len(self.order) > MAX_HELD_EVENTS
+        )
+        over = ServiceSniffer.held_total > MAX_HELD_TOTAL
+        return final or full or over or len(self.order) > 4 * MAX_HELD_EVENTS, None
+
+    def _decide(self, final: bool = False) -> None:
         orig, resp = self.held
         flow = self.flow
         service: str | None = None
         decided = False
-        if flow.midstream or gap_in is not None:
-            on_port = flow.resp_p in self.dicom_ports or flow.orig_p in self.dicom_ports
-            if on_port and (
-                looks_like_pdu_header(bytes(orig)) or looks_like_pdu_header(bytes(resp))
-            ):
-                service, decided = DICOM, True
-            elif len(orig) >= NEED or len(resp) >= NEED or final:
-                decided = True
+        if flow.midstream:
+            decided, service = self._midstream(final)
         elif len(orig) >= NEED:
             decided = True
             if looks_like_associate_rq(bytes(orig)):
@@ -105,6 +134,8 @@ class ServiceSniffer:
             decided = True
         if not decided:
             return
+        ServiceSniffer.held_total -= len(orig) + len(resp)
+        self.held = [bytearray(), bytearray()]
         flow.service = service
         sink = self.factory(flow, service) if service is not None else None
         flow.set_sink(sink)

@@ -86,6 +86,10 @@ def main() -> None:
     data_segments = [i for i, (_, buf) in enumerate(v4) if is_data_to(buf, 11112)]
     lost = data_segments[len(data_segments) // 2]
     write(HERE / "lost_segment.pcap", [p for i, p in enumerate(v4) if i != lost], 1)
+    # A capture started inside an association: the 256-byte-PDU C-STORE on port 11118 from its
+    # 12th frame on (handshake, A-ASSOCIATE and the command are gone, the dataset is under way).
+    tiny = read(HERE / "tiny_pdu.pcap")
+    write(HERE / "midstream.pcap", tiny[11:], 1)
 
 
 if __name__ == "__main__":

@@ -442,6 +442,127 @@ def scenario_fragments(data: Path, store: Path) -> None:
         sh("sysctl", "-qw", f"net.ipv4.ip_no_pmtu_disc={old}")
 
 
+def _study_uid(path: Path) -> str:
+    from pydicom import dcmread
+
+    return str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
+def scenario_transfer_syntaxes(data: Path, store: Path) -> None:
+    """C-STORE in Explicit VR Big Endian (pynetdicom SCP), Deflated Explicit VR LE and JPEG Lossless."""
+    jpeg = data / "small_2_jpeg.dcm"
+    dcmtk("dcmcjpeg", str(data / "small_2.dcm"), str(jpeg))
+    with capture(HERE / "transfer_syntaxes.pcap", "-i", HOST_IF, "port", "11112"):
+        # an acceptor that takes big endian only, so storescu must convert and send it
+        with server(PY, str(LAB / "peers.py"), "be-scp", "11112", "BIGENDIAN", ns=NS, host=SRV_IP, port=11112,
+                    cwd=LAB):
+            dcmtk("storescu", "-R", "-xb", "-aet", "MODALITY_CT1", "-aec", "BIGENDIAN", SRV_IP, "11112",
+                  str(data / "small_0.dcm"))
+        with server(f"{DCMTK}/storescp", "+xd", "-aet", "STORESCP", "-od", str(store), "11112",
+                    ns=NS, host=SRV_IP, port=11112):
+            dcmtk("storescu", "-R", "-xd", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "11112",
+                  str(data / "small_1.dcm"))
+        with server(f"{DCMTK}/storescp", "+xa", "-aet", "STORESCP", "-od", str(store), "11112",
+                    ns=NS, host=SRV_IP, port=11112):
+            dcmtk("storescu", "-R", "-xs", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "11112", str(jpeg))
+
+
+ORTHANC_CONFIG = """{
+  "Name": "dcmlab", "StorageDirectory": "%(dir)s/db", "IndexDirectory": "%(dir)s/db",
+  "DicomServerEnabled": true, "DicomAet": "ORTHANC", "DicomPort": 4242, "DicomCheckCalledAet": false,
+  "HttpServerEnabled": true, "HttpPort": 8042, "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
+  "Plugins": [], "DicomAlwaysAllowEcho": true, "DicomAlwaysAllowStore": true,
+  "DicomAlwaysAllowFind": true, "DicomAlwaysAllowGet": true, "DicomAlwaysAllowMove": true,
+  "DicomModalities": {"archive2": ["ARCHIVE2", "%(host)s", 11113], "qrscu": ["QRSCU", "%(host)s", 11114]}
+}
+"""
+
+
+def scenario_orthanc(data: Path, store: Path) -> None:
+    """Orthanc as the PACS: C-STORE in, study-root C-FIND PatientName=*, C-MOVE to a third AE
+    (ARCHIVE2 on the host) with its sub-association, a C-MOVE to an unknown AE, and C-GET."""
+    odir = store / "orthanc"
+    odir.mkdir()
+    cfg = odir / "orthanc.json"
+    cfg.write_text(ORTHANC_CONFIG % {"dir": odir, "host": HOST_IP})
+    study = _study_uid(data / "small_0.dcm")
+    archive = store / "archive2"
+    archive.mkdir()
+    with server("Orthanc", str(cfg), ns=NS, host=SRV_IP, port=4242), server(
+        f"{DCMTK}/storescp", "-aet", "ARCHIVE2", "-od", str(archive), "11113", ns=None, host=HOST_IP, port=11113
+    ), capture(HERE / "orthanc_qr.pcap", "-i", HOST_IF, "port", "4242 or port 11113"):
+        dcmtk("storescu", "-aet", "MODALITY_CT1", "-aec", "ORTHANC", SRV_IP, "4242",
+              *(str(p) for p in sorted(data.glob("small_?.dcm"))))
+        dcmtk("findscu", "-S", "-aet", "QRSCU", "-aec", "ORTHANC", "-k", "QueryRetrieveLevel=STUDY",
+              "-k", "PatientName=*", "-k", "PatientID", "-k", "StudyInstanceUID", SRV_IP, "4242")
+        dcmtk("movescu", "-S", "-aet", "QRSCU", "-aec", "ORTHANC", "-aem", "ARCHIVE2",
+              "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}", SRV_IP, "4242")
+        sh(f"{DCMTK}/movescu", "-S", "-aet", "QRSCU", "-aec", "ORTHANC", "-aem", "NOWHERE",
+           "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}", SRV_IP, "4242", check=False)
+        dcmtk("getscu", "-S", "-aet", "QRSCU", "-aec", "ORTHANC", "-od", str(store),
+              "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}", SRV_IP, "4242")
+
+
+def scenario_worklist(data: Path, store: Path) -> None:
+    """Modality worklist C-FIND (DCMTK wlmscpfs) with a Latin-1 patient name."""
+    wl = store / "worklists" / "WLMSCP"
+    wl.mkdir(parents=True)
+    dcmtk("dump2dcm", "-g", str(LAB / "worklist.dump"), str(wl / "entry1.wl"))
+    (wl / "lockfile").write_text("")
+    with server(f"{DCMTK}/wlmscpfs", "-dfp", str(store / "worklists"), "2005", ns=NS, host=SRV_IP, port=2005), \
+            capture(HERE / "worklist.pcap", "-i", HOST_IF, "port", "2005"):
+        dcmtk("findscu", "-W", "-aet", "CT_SCANNER1", "-aec", "WLMSCP", "-k", "(0040,0100)[0].Modality=CT",
+              "-k", "PatientName", "-k", "PatientID", "-k", "PatientBirthDate", "-k", "AccessionNumber",
+              SRV_IP, "2005")
+
+
+def scenario_user_identity(data: Path, store: Path) -> None:
+    """User identity types 1 to 5 (pynetdicom), a wrong passcode rejected."""
+    with server(PY, str(LAB / "peers.py"), "auth-scp", "11115", "AUTHSCP", ns=NS, host=SRV_IP, port=11115,
+                cwd=LAB), capture(HERE / "user_identity.pcap", "-i", HOST_IF, "port", "11115"):
+        for args in (("1", "radiology"), ("2", "radiology", "lab-pass"), ("2", "radiology", "wrong-guess"),
+                     ("3", "KRB5-SERVICE-TICKET"), ("4", "<saml:Assertion>synthetic</saml:Assertion>"),
+                     ("5", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsYWIifQ.c2lnbmF0dXJl")):
+            peer("identity", SRV_IP, "11115", "AUTHSCP", *args)
+
+
+def scenario_reject_abort(data: Path, store: Path) -> None:
+    """Called-AE reject (pynetdicom), a refusing storescp, and an A-ABORT."""
+    with server(PY, str(LAB / "peers.py"), "strict-scp", "11116", "STRICTSCP", ns=NS, host=SRV_IP, port=11116,
+                cwd=LAB), server(f"{DCMTK}/storescp", "--refuse", "11117", ns=NS, host=SRV_IP, port=11117), \
+            capture(HERE / "reject_abort.pcap", "-i", HOST_IF, "port", "11116 or port 11117"):
+        sh(f"{DCMTK}/echoscu", "-aet", "WORKSTATION1", "-aec", "GUESSED_AE", SRV_IP, "11116", check=False)
+        sh(f"{DCMTK}/echoscu", "-aet", "WORKSTATION1", "-aec", "ANY-SCP", SRV_IP, "11117", check=False)
+        peer("abort", SRV_IP, "11116", "STRICTSCP")
+
+
+def scenario_odd_ports_and_pdus(data: Path, store: Path) -> None:
+    """DICOM on port 8104; a 256-byte maximum PDU so a dataset spans dozens of PDUs."""
+    with server(f"{DCMTK}/storescp", "-aet", "STORESCP", "-od", str(store), "8104", ns=NS, host=SRV_IP,
+                port=8104), capture(HERE / "nonstandard_port.pcap", "-i", HOST_IF, "port", "8104"):
+        dcmtk("echoscu", "-aet", "WORKSTATION1", "-aec", "STORESCP", SRV_IP, "8104")
+        dcmtk("storescu", "-R", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "8104", str(data / "small_0.dcm"))
+    with server(PY, str(LAB / "peers.py"), "strict-scp", "11118", "TINYPDU", "256", ns=NS, host=SRV_IP,
+                port=11118, cwd=LAB), capture(HERE / "tiny_pdu.pcap", "-i", HOST_IF, "port", "11118"):
+        dcmtk("storescu", "-R", "-aet", "MODALITY_CT1", "-aec", "TINYPDU", SRV_IP, "11118", str(data / "small_1.dcm"))
+
+
+def scenario_tls(data: Path, store: Path) -> None:
+    """DICOM over TLS on 2762 (DCMTK, self-signed lab certificate), then cleartext on 2762."""
+    key, cert = store / "key.pem", store / "cert.pem"
+    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+       "-subj", "/CN=dcmlab", "-days", "2")
+    with capture(HERE / "tls_2762.pcap", "-i", HOST_IF, "port", "2762"):
+        with server(f"{DCMTK}/storescp", "+tls", str(key), str(cert), "-ic", "-aet", "STORESCP", "-od", str(store),
+                    "2762", ns=NS, host=SRV_IP, port=2762):
+            dcmtk("storescu", "-R", "+tla", "-ic", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "2762",
+                  str(data / "small_0.dcm"))
+        with server(f"{DCMTK}/storescp", "-aet", "STORESCP", "-od", str(store), "2762", ns=NS, host=SRV_IP,
+                    port=2762):
+            dcmtk("storescu", "-R", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "2762",
+                  str(data / "small_0.dcm"))
+
+
 SCENARIOS = {
     "lab": scenario_lab,
     "loopback": scenario_loopback,
@@ -449,6 +570,13 @@ SCENARIOS = {
     "snaplen": scenario_snaplen,
     "rotated": scenario_rotated,
     "fragments": scenario_fragments,
+    "transfer_syntaxes": scenario_transfer_syntaxes,
+    "orthanc": scenario_orthanc,
+    "worklist": scenario_worklist,
+    "user_identity": scenario_user_identity,
+    "reject_abort": scenario_reject_abort,
+    "odd_ports_and_pdus": scenario_odd_ports_and_pdus,
+    "tls": scenario_tls,
 }
 
 

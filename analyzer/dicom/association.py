@@ -84,6 +84,7 @@ class AssociationParser:
         self.pdu_counts: dict[int, int] = {}
         self._out: list[DicomEvent] = []
         self._midstream_said = False
+        self.orphan_bytes = [0, 0]
 
     # -- input ------------------------------------------------------------------
 
@@ -116,6 +117,14 @@ class AssociationParser:
                         f"command on context {p.context_id} never completed",
                     )
             self.pending[direction].clear()
+            if self.orphan_bytes[direction]:
+                self._anomaly(
+                    ts,
+                    direction,
+                    "dicom_midstream_partial_message",
+                    f"{self.orphan_bytes[direction]} dataset bytes of a message that began "
+                    "before the capture",
+                )
             if self.framers[direction].buffered:
                 self._anomaly(
                     ts,
@@ -243,14 +252,16 @@ class AssociationParser:
                     self._emit_message(direction, p, ev.ts)
             return
         if p is None or p.command is None:
-            if p is None and not (self.midstream or p):
-                self._anomaly(
-                    ev.ts,
-                    direction,
-                    "dicom_dataset_without_command",
-                    f"dataset PDV on context {ev.context_id} with no command before it",
-                )
             if p is None:
+                if self.midstream:
+                    self.orphan_bytes[direction] += len(ev.data)  # began before the capture did
+                elif ev.first:
+                    self._anomaly(
+                        ev.ts,
+                        direction,
+                        "dicom_dataset_without_command",
+                        f"dataset PDV on context {ev.context_id} with no command before it",
+                    )
                 return
         if p.head is None:
             p.head = bytearray()

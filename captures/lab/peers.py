@@ -95,6 +95,60 @@ def find(host: str, port: int, called: str) -> None:
     assoc.release()
 
 
+def _user_id(event: Any) -> tuple[bool, bytes | None]:
+    if event.user_id_type == 2:
+        ok = event.secondary_field == b"lab-pass"
+        return ok, (b"welcome" if ok else None)
+    return True, (b"token-ok" if event.user_id_type in (3, 4, 5) else None)
+
+
+def auth_scp(port: int, title: str) -> None:
+    ae = AE(ae_title=title)
+    ae.add_supported_context(Verification)
+    ae.start_server(("::", port), evt_handlers=[(evt.EVT_USER_ID, _user_id)])
+
+
+def identity(host: str, port: int, called: str, kind: int, primary: str, secondary: str = "") -> None:
+    from pynetdicom.pdu_primitives import UserIdentityNegotiation
+
+    ui = UserIdentityNegotiation()
+    ui.user_identity_type = kind
+    ui.positive_response_requested = kind != 1
+    ui.primary_field = primary.encode()
+    if kind == 2:
+        ui.secondary_field = secondary.encode()
+    ae = AE(ae_title="PYNETDICOM_SCU")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(host, port, ae_title=called, ext_neg=[ui])
+    if assoc.is_established:
+        assoc.send_c_echo()
+        assoc.release()
+
+
+def strict_scp(port: int, title: str, max_pdu: int = 16382) -> None:
+    ae = AE(ae_title=title)
+    ae.require_called_aet = True
+    ae.maximum_pdu_size = max_pdu
+    ae.supported_contexts = AllStoragePresentationContexts
+    ae.add_supported_context(Verification)
+    ae.start_server(("::", port), evt_handlers=[(evt.EVT_C_STORE, _store)])
+
+
+def be_scp(port: int, title: str) -> None:
+    from pydicom.uid import ExplicitVRBigEndian
+    from pynetdicom.sop_class import CTImageStorage, MRImageStorage
+
+    ae = AE(ae_title=title)
+    for cx in (CTImageStorage, MRImageStorage):
+        ae.add_supported_context(cx, ExplicitVRBigEndian)
+    ae.start_server(("::", port), evt_handlers=[(evt.EVT_C_STORE, _store)])
+
+
+def abort(host: str, port: int, called: str) -> None:
+    assoc = _associate(host, port, called, Verification)
+    assoc.abort()
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "scp":
@@ -105,5 +159,15 @@ if __name__ == "__main__":
         echo(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif cmd == "find":
         find(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif cmd == "auth-scp":
+        auth_scp(int(sys.argv[2]), sys.argv[3])
+    elif cmd == "identity":
+        identity(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), *sys.argv[6:8])
+    elif cmd == "strict-scp":
+        strict_scp(int(sys.argv[2]), sys.argv[3], *(int(a) for a in sys.argv[4:5]))
+    elif cmd == "be-scp":
+        be_scp(int(sys.argv[2]), sys.argv[3])
+    elif cmd == "abort":
+        abort(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:
         raise SystemExit(__doc__)
