@@ -6,6 +6,7 @@ Exit codes:
     2  usage or configuration error
     3  an input could not be read as a capture
     4  an output could not be written
+    5  crosscheck found disagreements with Wireshark
     130 interrupted (tables hold everything processed until then)
 """
 
@@ -26,6 +27,7 @@ from analyzer.progress import Progress
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
+EXIT_DISAGREE = 5
 EXIT_INTERRUPTED = 130
 
 
@@ -33,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dicom-analyzer",
         description="Passive DICOM network traffic analyzer.",
-        epilog="Exit codes: 0 ok, 1 internal error, 2 usage/config, 3 bad input, 4 cannot write output, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 usage/config, 3 bad input, 4 cannot write output, "
+        "5 crosscheck disagreements, 130 interrupted.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -53,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--config", metavar="FILE", help="TOML configuration file")
     a.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    c = sub.add_parser("crosscheck", help="compare our DICOM decoding with Wireshark's dissector")
+    c.add_argument("capture", metavar="CAPTURE", help="one pcap or pcapng file")
+    c.add_argument("--config", metavar="FILE", help="TOML configuration file")
     return p
 
 
@@ -118,12 +124,30 @@ def _capture_problems(outdir: Path, fmt: str) -> str:
     return f"damaged input, processed up to the damage: {', '.join(bad)}" if bad else ""
 
 
+def _crosscheck(args: argparse.Namespace) -> int:
+    from analyzer.crosscheck import crosscheck
+
+    disagreements, unchecked, flows = crosscheck(args.capture, load_config(args.config))
+    for d in disagreements:
+        print(f"{d.flow}  {d.what}: ours {d.ours} | wireshark {d.wireshark}")
+    for name in unchecked:
+        print(f"{name}  unchecked: Wireshark decoded no DICOM here")
+    checked = flows - len(unchecked)
+    print(
+        f"{flows} DICOM flow(s), {checked} checked against Wireshark, {len(disagreements)} disagreement(s)",
+        file=sys.stderr,
+    )
+    return EXIT_DISAGREE if disagreements else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     os.umask(0o077)  # nothing we write is readable by others, even between create and chmod
     try:
         if args.command == "analyze":
             return _analyze(args)
+        if args.command == "crosscheck":
+            return _crosscheck(args)
     except AnalyzerError as exc:
         print(f"dicom-analyzer: error: {exc}", file=sys.stderr)
         return exc.exit_code

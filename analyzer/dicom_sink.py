@@ -166,8 +166,8 @@ class DicomSink:
             and not p.n_dimse
         ):
             return  # recognised as DICOM but nothing decodable crossed the wire
-        if ac is None and self.reject is None and rq is not None:
-            self._context_rows()  # proposed contexts of an association that got no answer
+        if ac is None and rq is not None:
+            self._context_rows()  # proposed contexts of a rejected or unanswered association
         state = p.state
         end_state = {State.RELEASED: "released", State.ABORTED: "aborted"}.get(state)
         if end_state is None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from analyzer.capture import CaptureReader, Record, merged_records
 from analyzer.config import Config
@@ -148,11 +149,17 @@ def run_analysis(
     outdir: Path,
     fmt: str,
     progress: Progress,
-    decoder_factory: DecoderFactory | None = None,
+    decoder_factory_builder: Callable[[dict[str, Any], DicomLimits], DecoderFactory] | None = None,
 ) -> RunSummary:
+    """Analyze ``readers`` into tables in ``outdir``. ``decoder_factory_builder`` (for tools
+    such as crosscheck) receives the table writers and DICOM limits and returns the factory
+    of protocol decoders."""
     started = time.monotonic()
     writers = {name: TableWriter(name, schema, outdir, fmt) for name, schema in TABLES.items()}
-    pipe = Pipeline(config, writers, decoder_factory)
+    factory = None
+    if decoder_factory_builder is not None:
+        factory = decoder_factory_builder({n: w.add for n, w in writers.items()}, DicomLimits())
+    pipe = Pipeline(config, writers, factory)
     pipe.summary.inputs = len(readers)
 
     def on_progress(packets: int) -> None:

@@ -125,6 +125,14 @@ class AssociationParser:
                     f"{self.orphan_bytes[direction]} dataset bytes of a message that began "
                     "before the capture",
                 )
+            framer = self.framers[direction]
+            if framer.pdu_open:
+                self._anomaly(
+                    ts,
+                    direction,
+                    "dicom_pdu_incomplete",
+                    f"P-DATA-TF cut off with {framer.pdu_left} bytes to go",
+                )
             if self.framers[direction].buffered:
                 self._anomaly(
                     ts,
@@ -251,18 +259,19 @@ class AssociationParser:
                 if not p.command.has_dataset:
                     self._emit_message(direction, p, ev.ts)
             return
-        if p is None or p.command is None:
-            if p is None:
-                if self.midstream:
-                    self.orphan_bytes[direction] += len(ev.data)  # began before the capture did
-                elif ev.first:
-                    self._anomaly(
-                        ev.ts,
-                        direction,
-                        "dicom_dataset_without_command",
-                        f"dataset PDV on context {ev.context_id} with no command before it",
-                    )
-                return
+        if p is None:
+            if self.midstream:
+                self.orphan_bytes[direction] += len(ev.data)  # began before the capture did
+            elif ev.first:
+                self._anomaly(
+                    ev.ts,
+                    direction,
+                    "dicom_dataset_without_command",
+                    f"dataset PDV on context {ev.context_id} with no command before it",
+                )
+            return
+        if p.command is None:
+            return  # the command's own last fragment is still to come (or was lost)
         if p.head is None:
             p.head = bytearray()
         room = self.limits.max_dataset_head - len(p.head)

@@ -72,6 +72,11 @@ class PduFramer:
     def buffered(self) -> int:
         return len(self.buf)
 
+    @property
+    def pdu_open(self) -> bool:
+        """A P-DATA-TF PDU started and has not ended."""
+        return self.state in (S_PDV_HEADER, S_PDV_VALUE) and self.pdu_left > 0
+
     def gap(self, ts: float) -> list[FramerEvent]:
         """Bytes were lost: whatever was in progress is gone; find the next PDU."""
         self.events = []
@@ -212,13 +217,15 @@ class PduFramer:
             self.state = S_PDV_VALUE
 
     def _sync(self, data: bytes, pos: int) -> int:
-        """Scan for a plausible PDU header; keep a short tail between calls."""
+        """Scan for a plausible PDU header; keep the undecided tail between calls."""
         self.buf += data[pos:]
         buf = self.buf
-        limit = len(buf) - 12
         i = 0
-        while i <= limit:
-            if plausible_header(buf, i, self.max_pdu):
+        while i < len(buf):
+            verdict = header_verdict(buf, i, self.max_pdu)
+            if verdict is None:
+                break  # too few bytes left to judge this position: wait for more
+            if verdict:
                 self.skipped += i
                 self.events.append(Resynchronized(ts=self.ts, skipped=self.skipped))
                 self.skipped = 0
@@ -228,9 +235,8 @@ class PduFramer:
                 self.feed_rest(rest)
                 return len(data)
             i += 1
-        keep = min(len(buf), 11)
-        self.skipped += len(buf) - keep
-        del buf[: len(buf) - keep]
+        self.skipped += i
+        del buf[:i]
         return len(data)
 
     def feed_rest(self, rest: bytes) -> None:
@@ -239,17 +245,31 @@ class PduFramer:
         self.events = events + more
 
 
-def plausible_header(b: bytes | bytearray, i: int, max_pdu: int) -> bool:
-    """A PDU header at ``b[i]`` whose first fields are consistent (needs 12 bytes)."""
+def header_verdict(b: bytes | bytearray, i: int, max_pdu: int) -> bool | None:
+    """Is there a consistent PDU header at ``b[i]``? None: not enough bytes to tell yet.
+
+    Fixed-size PDUs (RJ, release, abort: 10 bytes) are judged on 10 bytes, the others on 12.
+    """
+    if len(b) - i < 6:
+        return None
     ptype = b[i]
     if not 1 <= ptype <= 7 or b[i + 1] != 0:
         return False
     length = int.from_bytes(b[i + 2 : i + 6], "big")
+    if ptype in FIXED_FOUR:
+        if length != 4:
+            return False
+        return None if len(b) - i < 10 else b[i + 6] == 0
+    if len(b) - i < 12:
+        return None
     if ptype == P_DATA:
         if not PDV_HEADER <= length <= max_pdu:
             return False
         pdv = int.from_bytes(b[i + 6 : i + 10], "big")
         return 2 <= pdv <= length - 4 and b[i + 10] % 2 == 1 and b[i + 11] <= 3
-    if ptype in FIXED_FOUR:
-        return length == 4 and b[i + 6] == 0
     return 68 <= length <= (1 << 20) and b[i + 6 : i + 8] == b"\x00\x01"
+
+
+def plausible_header(b: bytes | bytearray, i: int, max_pdu: int) -> bool:
+    """A PDU header at ``b[i]`` whose first fields are consistent."""
+    return bool(header_verdict(b, i, max_pdu))
