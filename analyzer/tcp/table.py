@@ -133,6 +133,8 @@ class FlowTable:
         else:
             bucket = ATTEMPT
         lru = self.lru
+        if bucket == CLOSING and flow.sink is not None:
+            self._release_sink(flow, ts)
         if bucket != flow.bucket:
             del lru[flow.bucket][flow.id]
             lru[bucket][flow.id] = flow
@@ -230,6 +232,19 @@ class FlowTable:
                 )
                 self._finish(flow, ts, CloseReason.EVICTED)
                 return
+
+    def _release_sink(self, flow: Flow, ts: float) -> None:
+        """TCP is over: hand the consumer everything now rather than after the linger,
+        so decoder state is freed at once (late ACKs still count in conn)."""
+        o, r = flow.streams
+        if o.ooo or r.ooo:
+            return  # bytes still waiting for a hole to fill; the linger may bring them
+        o.flush(ts)
+        r.flush(ts)
+        sink = flow.sink
+        flow.set_sink(None)
+        if sink is not None:
+            sink.close(ts, _end_reason(flow, CloseReason.FIN))
 
     def _finish(self, flow: Flow, ts: float, reason: str) -> None:
         del self.lru[flow.bucket][flow.id]

@@ -174,25 +174,34 @@ def test_syn_flood_is_bounded_by_max_flows() -> None:
 
 
 def test_payload_of_unrecognised_flows_is_not_copied(tmp_path: Path) -> None:
-    """HTTP in the sample is not DICOM: no sink, so reassembly never slices its payload."""
+    """HTTP in the sample is not DICOM: it gets no decoder, so reassembly stops slicing its
+    payload; DICOM flows get one. Checked at the moment the sniffer decides."""
+    from analyzer.capture import merged_records, open_inputs
     from analyzer.config import Config
+    from analyzer.dicom.association import DicomLimits
+    from analyzer.dicom_sink import DicomSink
     from analyzer.output.schema import TABLES
     from analyzer.output.writer import TableWriter
     from analyzer.pipeline import Pipeline
 
     writers = {n: TableWriter(n, s, tmp_path, "parquet") for n, s in TABLES.items()}
-    pipe = Pipeline(Config(strict=True), writers)
-    seen: dict[int, str | None] = {}
+    decided: dict[int, str | None] = {}
+
+    def factory(flow, service):  # type: ignore[no-untyped-def]
+        decided[flow.resp_p] = service
+        return DicomSink(flow, {n: w.add for n, w in writers.items()}, DicomLimits())
+
+    pipe = Pipeline(Config(strict=True), writers, factory)
+    sinks_after_decision: dict[int, object] = {}
     original = pipe.table.on_end
 
     def spy(flow) -> None:  # type: ignore[no-untyped-def]
-        seen[flow.resp_p] = None if flow.sink is None else type(flow.sink).__name__
+        sinks_after_decision[flow.resp_p] = flow.sink
         original(flow)
 
     pipe.table.on_end = spy
-    from analyzer.capture import merged_records, open_inputs
-
     readers, _ = open_inputs([str(SAMPLE)])
     pipe.feed(merged_records(readers, pipe.weirds.capture))
     pipe.finish()
-    assert seen == {11112: "DicomSink", 4242: "DicomSink", 8080: None, 5555: None}
+    assert decided == {11112: "dicom", 4242: "dicom"}  # the factory is asked only for DICOM
+    assert sinks_after_decision[8080] is None and sinks_after_decision[5555] is None
