@@ -45,7 +45,7 @@ DCMTK = "/usr/bin"  # DCMTK's tools (pynetdicom installs same-named scripts on P
 
 def sh(*cmd: str, ns: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     full = ["ip", "netns", "exec", ns, *cmd] if ns else list(cmd)
-    done = subprocess.run(full, check=False, text=True, capture_output=True)
+    done = subprocess.run(full, check=False, text=True, errors="replace", capture_output=True)
     if check and done.returncode != 0:
         raise RuntimeError(
             f"{' '.join(full)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}"
@@ -512,6 +512,7 @@ def scenario_worklist(data: Path, store: Path) -> None:
     with server(f"{DCMTK}/wlmscpfs", "-dfp", str(store / "worklists"), "2005", ns=NS, host=SRV_IP, port=2005), \
             capture(HERE / "worklist.pcap", "-i", HOST_IF, "port", "2005"):
         dcmtk("findscu", "-W", "-aet", "CT_SCANNER1", "-aec", "WLMSCP", "-k", "(0040,0100)[0].Modality=CT",
+              "-k", "SpecificCharacterSet",
               "-k", "PatientName", "-k", "PatientID", "-k", "PatientBirthDate", "-k", "AccessionNumber",
               SRV_IP, "2005")
 
@@ -563,6 +564,12 @@ def scenario_tls(data: Path, store: Path) -> None:
                   str(data / "small_0.dcm"))
 
 
+def scenario_charsets(data: Path, store: Path) -> None:
+    """C-STORE of a Japanese (ISO 2022 IR 87) and a Latin-1 (ISO_IR 100) patient name."""
+    with lab_servers(NS, SRV_IP, store), capture(HERE / "charsets.pcap", "-i", HOST_IF, "port", "4242"):
+        peer("store", SRV_IP, "4242", "PYSCP", str(data / "japanese.dcm"), str(data / "latin1.dcm"))
+
+
 SCENARIOS = {
     "lab": scenario_lab,
     "loopback": scenario_loopback,
@@ -577,6 +584,7 @@ SCENARIOS = {
     "reject_abort": scenario_reject_abort,
     "odd_ports_and_pdus": scenario_odd_ports_and_pdus,
     "tls": scenario_tls,
+    "charsets": scenario_charsets,
 }
 
 

@@ -139,3 +139,27 @@ class Driver:
 
     def weird_names(self) -> set[str]:
         return {row[2] for row in self.weirds}
+
+
+def dicom_events(path: Path, outdir: Path) -> list[object]:
+    """Every DICOM parser event of a capture, in order, from a real pipeline run."""
+    from analyzer.dicom.association import DicomLimits
+    from analyzer.dicom_sink import DicomSink
+    from analyzer.service import DICOM
+
+    events: list[object] = []
+
+    class Recording(DicomSink):
+        __slots__ = ()
+
+        def _events(self, evs: list) -> None:  # type: ignore[type-arg,override]
+            events.extend(evs)
+            super()._events(evs)
+
+    def builder(write: dict, limits: DicomLimits):  # type: ignore[no-untyped-def,type-arg]
+        return lambda flow, service: Recording(flow, write, limits) if service == DICOM else None
+
+    readers, _ = open_inputs([str(path)])
+    outdir.mkdir(parents=True, exist_ok=True)
+    run_analysis(Config(strict=True), readers, outdir, "parquet", Progress(None, enabled=False), builder)
+    return events

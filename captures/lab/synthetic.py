@@ -61,12 +61,28 @@ def make_image(
     ds.save_as(path, enforce_file_format=True)
 
 
+def make_charset_images(out: Path) -> None:
+    """Two more synthetic patients whose names need their Specific Character Set."""
+    for name, charset, pid, fname in (
+        ("Yamada^Tarou=山田^太郎=やまだ^たろう", ["", "ISO 2022 IR 87"], "PAT-0005", "japanese.dcm"),
+        ("Müller^Jürgen", "ISO_IR 100", "PAT-0004", "latin1.dcm"),
+    ):
+        make_image(out / fname, (name, pid, "19750305", "M"), 32, "MR", 20 + len(fname))
+        from pydicom import dcmread
+
+        ds = dcmread(out / fname)
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+        ds.save_as(out / fname, enforce_file_format=True)
+
+
 def main(outdir: str) -> None:
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     for i, patient in enumerate(PATIENTS):
         make_image(out / f"small_{i}.dcm", patient, 64, "CT" if i % 2 == 0 else "MR", i + 1)
     make_image(out / "large_0.dcm", PATIENTS[0], 1100, "CT", 9)
+    make_charset_images(out)
 
 
 if __name__ == "__main__":
