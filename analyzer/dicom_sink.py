@@ -37,13 +37,16 @@ from analyzer.tcp.table import ip_text
 
 Row = tuple[Any, ...]
 IDENTIFIER_COMMANDS = frozenset({0x0020, 0x8020, 0x0021, 0x8021, 0x0010, 0x8010})
+MAX_PENDING_REQUESTS = 1024
+"""Requests awaiting their final response, per association (oldest dropped beyond)."""
+PENDING_STATUSES = frozenset({0xFF00, 0xFF01})
 DIRECTION = ("orig", "resp")
 
 
 class DicomSink:
     """Feeds one flow's streams to an AssociationParser and writes its tables."""
 
-    __slots__ = ("flow", "parser", "write", "reject", "abort", "ended")
+    __slots__ = ("flow", "parser", "write", "reject", "abort", "ended", "requests")
 
     def __init__(
         self, flow: Flow, write: Mapping[str, Callable[[Row], None]], limits: DicomLimits
@@ -54,6 +57,8 @@ class DicomSink:
         self.reject: AssociateRejected | None = None
         self.abort: Aborted | None = None
         self.ended = False
+        self.requests: dict[tuple[int, int], float] = {}
+        """(requester direction, message id) -> request ts, until the final response."""
 
     def data(self, direction: int, ts: float, data: bytes) -> None:
         self._events(self.parser.feed(direction, data, ts))
@@ -66,6 +71,13 @@ class DicomSink:
             return
         self.ended = True
         self._events(self.parser.close(ts))
+        if self.requests:
+            ids = ", ".join(str(m) for _, m in list(self.requests)[:10])
+            self.flow.weird(
+                ts,
+                "dicom_request_unanswered",
+                f"{len(self.requests)} request(s) without a final response (message ids {ids})",
+            )
         self._assoc_row(reason)
 
     def _events(self, events: list[DicomEvent]) -> None:
@@ -91,6 +103,7 @@ class DicomSink:
         name = COMMAND_FIELD.get(cf, "unknown") if cf is not None else "unknown"
         status = c.status
         uid = self.flow.uid
+        request_ts = self._pair(m, cf, status)
         self.write["dimse"](
             (
                 uid,
@@ -119,6 +132,8 @@ class DicomSink:
                 c.n_failed,
                 c.n_warning,
                 m.truncated,
+                request_ts,
+                (m.ts - request_ts) if request_ts is not None else None,
             )
         )
         ds = m.dataset
@@ -140,6 +155,30 @@ class DicomSink:
                 m.truncated or ds.partial,
             )
         )
+
+    def _pair(self, m: Message, cf: int | None, status: int | None) -> float | None:
+        """Remember a request; for a response, return its request's ts (None if unseen)."""
+        c = m.command
+        if cf is None:
+            return None
+        if not cf & 0x8000:
+            if c.message_id is not None and cf != 0x0FFF:  # C-CANCEL gets no response of its own
+                if len(self.requests) >= MAX_PENDING_REQUESTS:
+                    self.requests.pop(next(iter(self.requests)))
+                self.requests[(m.direction, c.message_id)] = m.ts
+            return None
+        responded = c.message_id_responded if c.message_id_responded is not None else -1
+        key = (1 - m.direction, responded)
+        request_ts = self.requests.get(key)
+        if request_ts is None:
+            if not self.parser.midstream:
+                name = COMMAND_FIELD.get(cf, hex(cf))
+                self.flow.weird(
+                    m.ts, "dicom_response_without_request", f"{name} to message id {responded}"
+                )
+        elif status not in PENDING_STATUSES:
+            del self.requests[key]
+        return request_ts
 
     def _context_rows(self) -> None:
         for cs in self.parser.contexts.values():

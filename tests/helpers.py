@@ -161,5 +161,7 @@ def dicom_events(path: Path, outdir: Path) -> list[object]:
 
     readers, _ = open_inputs([str(path)])
     outdir.mkdir(parents=True, exist_ok=True)
-    run_analysis(Config(strict=True), readers, outdir, "parquet", Progress(None, enabled=False), builder)
+    run_analysis(
+        Config(strict=True), readers, outdir, "parquet", Progress(None, enabled=False), builder
+    )
     return events

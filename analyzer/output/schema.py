@@ -107,6 +107,8 @@ DIMSE: Schema = {
     "n_failed": pl.Int32(),
     "n_warning": pl.Int32(),
     "truncated": pl.Boolean(),
+    "request_ts": pl.Float64(),
+    "rtt": pl.Float64(),
 }
 
 DICOM_OBJECT: Schema = {

@@ -291,3 +291,206 @@ P_DATA_EVEN_CONTEXT = with_byte(_echo, 10, 2)
 P_DATA_RESERVED_BITS = with_byte(_echo, 11, _echo[11] | 0x40)
 # A-RELEASE-RQ claiming a 4 GB body
 A_RELEASE_RQ_HUGE = A_RELEASE_RQ_PDU[:2] + b"\xff\xff\xff\xf0" + A_RELEASE_RQ_PDU[6:]
+
+
+# -- one fixture per remaining DIMSE message (command sets only, plus a dataset where the
+#    message carries one). Keyword arguments are the primitive's attributes.
+MPPS = "1.2.840.10008.3.1.2.3.3"
+STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
+INSTANCE = "1.2.826.0.1.3680043.8.498.77"
+_SMALL = Dataset()
+_SMALL.PatientID = "PAT-0001"
+
+DIMSE_CASES: dict[str, tuple[str, int, dict[str, object]]] = {
+    # name: (pynetdicom message class, command field, primitive attributes)
+    "C-GET-RQ": (
+        "C_GET_RQ",
+        0x0010,
+        {
+            "MessageID": 3,
+            "AffectedSOPClassUID": "1.2.840.10008.5.1.4.1.2.1.3",
+            "Priority": 0,
+            "Identifier": _SMALL,
+        },
+    ),
+    "C-GET-RSP": (
+        "C_GET_RSP",
+        0x8010,
+        {
+            "MessageIDBeingRespondedTo": 3,
+            "Status": 0xFF00,
+            "AffectedSOPClassUID": "1.2.840.10008.5.1.4.1.2.1.3",
+            "NumberOfRemainingSuboperations": 2,
+            "NumberOfCompletedSuboperations": 1,
+            "NumberOfFailedSuboperations": 0,
+            "NumberOfWarningSuboperations": 0,
+        },
+    ),
+    "C-MOVE-RQ": (
+        "C_MOVE_RQ",
+        0x0021,
+        {
+            "MessageID": 4,
+            "AffectedSOPClassUID": PATIENT_MOVE,
+            "Priority": 0,
+            "MoveDestination": "ARCHIVE2",
+            "Identifier": _SMALL,
+        },
+    ),
+    "C-STORE-RSP": (
+        "C_STORE_RSP",
+        0x8001,
+        {
+            "MessageIDBeingRespondedTo": 7,
+            "Status": 0xA700,
+            "AffectedSOPClassUID": CT_STORAGE,
+            "AffectedSOPInstanceUID": INSTANCE,
+        },
+    ),
+    "C-FIND-RSP": (
+        "C_FIND_RSP",
+        0x8020,
+        {
+            "MessageIDBeingRespondedTo": 2,
+            "Status": 0xFF00,
+            "AffectedSOPClassUID": PATIENT_FIND,
+            "Identifier": _SMALL,
+        },
+    ),
+    "C-CANCEL-RQ": ("C_CANCEL_RQ", 0x0FFF, {"MessageIDBeingRespondedTo": 2}),
+    "N-EVENT-REPORT-RQ": (
+        "N_EVENT_REPORT_RQ",
+        0x0100,
+        {
+            "MessageID": 5,
+            "AffectedSOPClassUID": STORAGE_COMMITMENT,
+            "AffectedSOPInstanceUID": INSTANCE,
+            "EventTypeID": 1,
+        },
+    ),
+    "N-EVENT-REPORT-RSP": (
+        "N_EVENT_REPORT_RSP",
+        0x8100,
+        {
+            "MessageIDBeingRespondedTo": 5,
+            "Status": 0,
+            "AffectedSOPClassUID": STORAGE_COMMITMENT,
+            "AffectedSOPInstanceUID": INSTANCE,
+            "EventTypeID": 1,
+        },
+    ),
+    "N-GET-RQ": (
+        "N_GET_RQ",
+        0x0110,
+        {"MessageID": 6, "RequestedSOPClassUID": MPPS, "RequestedSOPInstanceUID": INSTANCE},
+    ),
+    "N-GET-RSP": (
+        "N_GET_RSP",
+        0x8110,
+        {
+            "MessageIDBeingRespondedTo": 6,
+            "Status": 0x0112,
+            "AffectedSOPClassUID": MPPS,
+            "AffectedSOPInstanceUID": INSTANCE,
+        },
+    ),
+    "N-SET-RQ": (
+        "N_SET_RQ",
+        0x0120,
+        {
+            "MessageID": 8,
+            "RequestedSOPClassUID": MPPS,
+            "RequestedSOPInstanceUID": INSTANCE,
+            "ModificationList": _SMALL,
+        },
+    ),
+    "N-SET-RSP": (
+        "N_SET_RSP",
+        0x8120,
+        {
+            "MessageIDBeingRespondedTo": 8,
+            "Status": 0,
+            "AffectedSOPClassUID": MPPS,
+            "AffectedSOPInstanceUID": INSTANCE,
+        },
+    ),
+    "N-ACTION-RQ": (
+        "N_ACTION_RQ",
+        0x0130,
+        {
+            "MessageID": 9,
+            "RequestedSOPClassUID": STORAGE_COMMITMENT,
+            "RequestedSOPInstanceUID": INSTANCE,
+            "ActionTypeID": 1,
+            "ActionInformation": _SMALL,
+        },
+    ),
+    "N-ACTION-RSP": (
+        "N_ACTION_RSP",
+        0x8130,
+        {
+            "MessageIDBeingRespondedTo": 9,
+            "Status": 0x0124,
+            "AffectedSOPClassUID": STORAGE_COMMITMENT,
+            "AffectedSOPInstanceUID": INSTANCE,
+            "ActionTypeID": 1,
+        },
+    ),
+    "N-CREATE-RQ": (
+        "N_CREATE_RQ",
+        0x0140,
+        {
+            "MessageID": 10,
+            "AffectedSOPClassUID": MPPS,
+            "AffectedSOPInstanceUID": INSTANCE,
+            "AttributeList": _SMALL,
+        },
+    ),
+    "N-CREATE-RSP": (
+        "N_CREATE_RSP",
+        0x8140,
+        {
+            "MessageIDBeingRespondedTo": 10,
+            "Status": 0,
+            "AffectedSOPClassUID": MPPS,
+            "AffectedSOPInstanceUID": INSTANCE,
+        },
+    ),
+    "N-DELETE-RQ": (
+        "N_DELETE_RQ",
+        0x0150,
+        {"MessageID": 11, "RequestedSOPClassUID": MPPS, "RequestedSOPInstanceUID": INSTANCE},
+    ),
+    "N-DELETE-RSP": (
+        "N_DELETE_RSP",
+        0x8150,
+        {
+            "MessageIDBeingRespondedTo": 11,
+            "Status": 0,
+            "AffectedSOPClassUID": MPPS,
+            "AffectedSOPInstanceUID": INSTANCE,
+        },
+    ),
+}
+_DATASET_ATTRS = {
+    "Identifier",
+    "ModificationList",
+    "ActionInformation",
+    "AttributeList",
+    "EventInformation",
+}
+
+
+def dimse_message(name: str) -> bytes:
+    """P-DATA-TF bytes of one DIMSE message from DIMSE_CASES, on presentation context 1."""
+    from pynetdicom import dimse_primitives
+
+    cls_name, _, attrs = DIMSE_CASES[name]
+    prim = getattr(dimse_primitives, cls_name.rsplit("_", 1)[0])()
+    for key, value in attrs.items():
+        if key in _DATASET_ATTRS:
+            value = BytesIO(encode_dataset(value, implicit=True))  # type: ignore[arg-type]
+        setattr(prim, key, value)
+    msg = getattr(dimse_messages, cls_name)()
+    msg.primitive_to_message(prim)
+    return _pdata(msg, 1, 16384)

@@ -127,3 +127,40 @@ def test_fragmented_and_rotated_captures(tmp_path: Path) -> None:
     rot = tables(CAPTURES / "rotated", tmp_path / "r")
     (obj,) = rot["dicom_object"].rows(named=True)
     assert obj["dataset_bytes"] > 2_400_000 and not obj["truncated"]
+
+
+def test_every_response_is_paired_with_its_request(tmp_path: Path) -> None:
+    for name in ("dicom_lab.pcap", "orthanc_qr.pcap", "user_identity.pcap"):
+        t = tables(CAPTURES / name, tmp_path / name)
+        rsp = t["dimse"].filter(pl.col("command").str.ends_with("-RSP"))
+        assert rsp["rtt"].null_count() == 0 and (rsp["rtt"] >= 0).all(), name
+        assert not {"dicom_request_unanswered", "dicom_response_without_request"} & set(
+            t["weird"]["name"]
+        )
+
+
+def test_unanswered_request_and_stray_response(tmp_path: Path) -> None:
+    """A flow cut after a C-STORE-RQ leaves it unanswered; hand-made traffic shows a stray response."""
+    from analyzer.dicom.association import DicomLimits
+    from analyzer.dicom_sink import DicomSink
+    from tests.dicom import fixtures as fx
+    from tests.helpers import ACK, PSH, SYN, Driver
+
+    rows: dict[str, list[tuple[object, ...]]] = {}
+    drv = Driver(with_sink=False)
+    write = {
+        n: rows.setdefault(n, []).append
+        for n in ("dimse", "dicom_object", "dicom_context", "dicom_assoc")
+    }
+    drv.table.sink_factory = lambda flow: DicomSink(flow, write, DicomLimits())
+    drv.seg(1.0, SYN, 100)
+    drv.seg(1.0, SYN | ACK, 900, 101, from_client=False)
+    client = fx.A_ASSOCIATE_RQ_PLAIN + fx.c_store_rq(message_id=7)
+    server = fx.A_ASSOCIATE_AC_PLAIN + fx.c_echo_rsp(message_id=42)
+    drv.seg(1.1, ACK | PSH, 101, 901, client)
+    drv.seg(1.2, ACK | PSH, 901, 101 + len(client), server, from_client=False)
+    drv.finish()
+    names = drv.weird_names()
+    assert {"dicom_request_unanswered", "dicom_response_without_request"} <= names
+    (store,) = [r for r in rows["dimse"] if r[4] == "C-STORE-RQ"]
+    assert store[6] == 7  # the request that went unanswered is in the table all the same

@@ -277,3 +277,40 @@ def test_state_machine_matrix(state: State, pdu: PduType, direction: int) -> Non
     else:
         assert "dicom_unexpected_pdu" not in anomalies(events)
         assert parser.state == expected
+
+
+@pytest.mark.parametrize("name", sorted(fx.DIMSE_CASES))
+def test_every_dimse_message(name: str) -> None:
+    _, field, attrs = fx.DIMSE_CASES[name]
+    stream = [
+        (0, fx.A_ASSOCIATE_RQ_PLAIN),
+        (1, fx.A_ASSOCIATE_AC_PLAIN),
+        (0, fx.dimse_message(name)),
+    ]
+    (m,) = of(check_all_ways(stream), Message)
+    c = m.command
+    assert c.command_field == field
+    expected = {
+        "MessageID": c.message_id,
+        "MessageIDBeingRespondedTo": c.message_id_responded,
+        "Status": c.status,
+        "AffectedSOPClassUID": c.affected_sop_class_uid,
+        "AffectedSOPInstanceUID": c.affected_sop_instance_uid,
+        "RequestedSOPClassUID": c.requested_sop_class_uid,
+        "RequestedSOPInstanceUID": c.requested_sop_instance_uid,
+        "Priority": c.priority,
+        "MoveDestination": c.move_destination,
+        "EventTypeID": c.event_type_id,
+        "ActionTypeID": c.action_type_id,
+        "NumberOfRemainingSuboperations": c.n_remaining,
+        "NumberOfCompletedSuboperations": c.n_completed,
+        "NumberOfFailedSuboperations": c.n_failed,
+        "NumberOfWarningSuboperations": c.n_warning,
+    }
+    for key, value in attrs.items():
+        if key in expected:
+            assert expected[key] == value, key
+    has_dataset = any(k in fx._DATASET_ATTRS for k in attrs)
+    assert (m.dataset is not None) == has_dataset
+    if has_dataset:
+        assert m.dataset is not None and m.dataset.get("PatientID") == "PAT-0001"

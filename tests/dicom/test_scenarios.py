@@ -18,7 +18,10 @@ def tables(name: str, out: Path) -> dict[str, pl.DataFrame]:
 def test_transfer_syntaxes_big_endian_deflated_jpeg(tmp_path: Path) -> None:
     objects = tables("transfer_syntaxes.pcap", tmp_path)["dicom_object"]
     assert objects["transfer_syntax_uid"].to_list() == [
-        "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.70"]
+        "1.2.840.10008.1.2.2",
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.4.70",
+    ]
     assert (objects["n_elements"] > 20).all() and not objects["truncated"].any()
     events = dicom_events(CAPTURES / "transfer_syntaxes.pcap", tmp_path / "e")
     names = [m.dataset.get("PatientName") for m in events if isinstance(m, Message) and m.dataset]
@@ -40,7 +43,9 @@ def test_worklist_query_and_answer(tmp_path: Path) -> None:
     answers = [m for m in events if isinstance(m, Message) and m.direction == 1 and m.dataset]
     assert answers and answers[0].dataset.get("PatientName") == "Müller^Jürgen"
     steps = [e for e in answers[0].dataset.elements if e.depth == 1]
-    assert [(e.keyword, e.value) for e in steps] == [("Modality", "CT")]  # the queried key, inside the sequence
+    assert [(e.keyword, e.value) for e in steps] == [
+        ("Modality", "CT")
+    ]  # the queried key, inside the sequence
 
 
 def test_orthanc_move_to_a_third_ae_and_get(tmp_path: Path) -> None:
@@ -54,11 +59,15 @@ def test_orthanc_move_to_a_third_ae_and_get(tmp_path: Path) -> None:
     stores = dimse.filter((pl.col("uid") == sub["uid"][0]) & (pl.col("command") == "C-STORE-RQ"))
     assert stores["move_originator_ae"].to_list() == ["QRSCU"]
     assert stores["move_originator_message_id"].to_list() == [moves["message_id"][0]]
-    finals = dimse.filter(pl.col("command") == "C-MOVE-RSP").group_by("uid").agg(pl.col("status").last())
+    finals = (
+        dimse.filter(pl.col("command") == "C-MOVE-RSP").group_by("uid").agg(pl.col("status").last())
+    )
     # Orthanc answers a move to an AE it does not know with 0xC000 (unable to process)
     assert sorted(finals["status"].to_list()) == [0x0000, 0xC000]
     get = dimse.filter(pl.col("command") == "C-GET-RSP")
-    assert get["status_category"].to_list()[-1] == "success" and get["n_completed"].to_list()[-1] == 1
+    assert (
+        get["status_category"].to_list()[-1] == "success" and get["n_completed"].to_list()[-1] == 1
+    )
     find = dimse.filter(pl.col("command") == "C-FIND-RSP")
     assert (find["status_category"] == "pending").sum() == 3  # three studies stored, all matched
 
@@ -66,14 +75,36 @@ def test_orthanc_move_to_a_third_ae_and_get(tmp_path: Path) -> None:
 def test_user_identity_types_and_a_rejected_passcode(tmp_path: Path) -> None:
     assoc = tables("user_identity.pcap", tmp_path)["dicom_assoc"].sort("ts")
     assert assoc["user_identity_type"].to_list() == [1, 2, 2, 3, 4, 5]
-    assert assoc["result"].to_list() == ["accepted", "accepted", "rejected", "accepted", "accepted", "accepted"]
+    assert assoc["result"].to_list() == [
+        "accepted",
+        "accepted",
+        "rejected",
+        "accepted",
+        "accepted",
+        "accepted",
+    ]
     assert assoc["passcode_present"].to_list() == [False, True, True, False, False, False]
-    assert assoc["user_identity_response_requested"].to_list() == [False, True, True, True, True, True]
-    assert assoc["user_identity_server_response"].to_list() == [False, False, None, True, True, True]
+    assert assoc["user_identity_response_requested"].to_list() == [
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+    ]
+    assert assoc["user_identity_server_response"].to_list() == [
+        False,
+        False,
+        None,
+        True,
+        True,
+        True,
+    ]
     rejected = assoc.filter(pl.col("result") == "rejected")
     # pynetdicom's answer to a bad passcode, as tshark also reads it: 2 / 2 / 1
     assert rejected.select("reject_result", "reject_source", "reject_reason").rows() == [
-        ("rejected-transient", "service-provider-acse", "no-reason-given")]
+        ("rejected-transient", "service-provider-acse", "no-reason-given")
+    ]
 
 
 def test_passcodes_never_reach_any_output(tmp_path: Path) -> None:
