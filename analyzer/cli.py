@@ -13,6 +13,7 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -56,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--config", metavar="FILE", help="TOML configuration file")
     a.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    a.add_argument(
+        "--capture-phi",
+        action="store_true",
+        help="write PHI values (phi table only); by default they are redacted and hashed",
+    )
+    sub.add_parser("rules", help="list the detection rules, their severity and options")
     c = sub.add_parser("crosscheck", help="compare our DICOM decoding with Wireshark's dissector")
     c.add_argument("capture", metavar="CAPTURE", help="one pcap or pcapng file")
     c.add_argument("--config", metavar="FILE", help="TOML configuration file")
@@ -81,15 +88,22 @@ def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
         file=err,
     )
     services = ", ".join(f"{n} {k}" for k, n in sorted(s.services.items())) or "none recognised"
-    print(f"{s.flows:,} TCP flows ({services}); {s.weird:,} anomalies", file=err)
+    print(
+        f"{s.flows:,} TCP flows ({services}); {s.findings:,} findings; {s.weird:,} anomalies",
+        file=err,
+    )
     for name, rows in s.rows.items():
         print(f"  {outdir / f'{name}.{fmt}'}: {rows:,} rows", file=err)
 
 
 def _analyze(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    if args.strict:
-        config = type(config)(limits=config.limits, dicom_ports=config.dicom_ports, strict=True)
+    if args.strict or args.capture_phi:
+        config = dataclasses.replace(
+            config,
+            strict=config.strict or args.strict,
+            capture_phi=config.capture_phi or args.capture_phi,
+        )
     readers, warnings = open_inputs(args.inputs)
     outdir = Path(args.output)
     _prepare_outdir(outdir)
@@ -124,6 +138,18 @@ def _capture_problems(outdir: Path, fmt: str) -> str:
     return f"damaged input, processed up to the damage: {', '.join(bad)}" if bad else ""
 
 
+def _rules() -> int:
+    from analyzer.findings.engine import FindingEngine  # noqa: F401  (registers the rules)
+    from analyzer.findings.model import RULES
+
+    for rid, cls in sorted(RULES.items()):
+        opts = ", ".join(f"{k}={v}" for k, v in cls.options.items()) or "-"
+        print(f"{rid:<26} {cls.severity.label:<8} {cls.title}")
+        print(f"{'':<26} {cls.description}")
+        print(f"{'':<26} options: {opts}")
+    return EXIT_OK
+
+
 def _crosscheck(args: argparse.Namespace) -> int:
     from analyzer.crosscheck import crosscheck
 
@@ -148,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "crosscheck":
             return _crosscheck(args)
+        if args.command == "rules":
+            return _rules()
     except AnalyzerError as exc:
         print(f"dicom-analyzer: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -7,6 +7,7 @@ configurable decision (an anomaly row plus a defined fallback), never a crash.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,15 @@ from typing import Any
 from analyzer.errors import ConfigError
 
 DEFAULT_DICOM_PORTS = frozenset({104, 11112, 4242, 2761, 2762})
+DEFAULT_TRUSTED = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "127.0.0.0/8",
+    "::1/128",
+    "fc00::/7",
+)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +70,15 @@ class Config:
     """Ports that hint at DICOM (content decides; ports only orient mid-stream flows)."""
     strict: bool = False
     """Re-raise internal errors instead of recording them (tests use this)."""
+    trusted_networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in DEFAULT_TRUSTED)
+    known_ae_titles: dict[str, frozenset[str]] = field(default_factory=dict)
+    """AE title -> the host addresses it belongs to (inventory_change spots the others)."""
+    rules_disabled: frozenset[str] = frozenset()
+    rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    salt: bytes | None = None
+    """Secret for value hashes and patient keys; None: a random one per run, never written."""
+    capture_phi: bool = False
+    """Write PHI values (in the phi table only). Off by default."""
 
 
 def _build(cls: type[Any], table: dict[str, Any], where: str) -> Any:
@@ -94,10 +113,22 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     limits_table = raw.pop("limits", {})
     dicom_table = raw.pop("dicom", {})
+    networks = raw.pop("networks", {})
+    ae_titles = raw.pop("ae_titles", {})
+    rules = raw.pop("rules", {})
+    privacy = raw.pop("privacy", {})
     for section in raw:
         raise ConfigError(f"{path}: unknown section [{section}]")
-    if not isinstance(limits_table, dict) or not isinstance(dicom_table, dict):
-        raise ConfigError(f"{path}: [limits] and [dicom] must be tables")
+    for name, table in (
+        ("limits", limits_table),
+        ("dicom", dicom_table),
+        ("networks", networks),
+        ("ae_titles", ae_titles),
+        ("rules", rules),
+        ("privacy", privacy),
+    ):
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table")
     limits = _build(Limits, limits_table, "limits")
     ports = DEFAULT_DICOM_PORTS
     if "ports" in dicom_table:
@@ -109,4 +140,42 @@ def load_config(path: str | Path | None) -> Config:
         ports = frozenset(value) | DEFAULT_DICOM_PORTS
     if dicom_table:
         raise ConfigError(f"{path}: unknown setting 'dicom.{next(iter(dicom_table))}'")
-    return Config(limits=limits, dicom_ports=ports)
+    trusted = Config().trusted_networks
+    if "trusted" in networks:
+        try:
+            trusted = tuple(
+                ipaddress.ip_network(str(n), strict=False) for n in networks.pop("trusted")
+            )
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{path}: networks.trusted: {exc}") from None
+    if networks:
+        raise ConfigError(f"{path}: unknown setting 'networks.{next(iter(networks))}'")
+    known: dict[str, frozenset[str]] = {}
+    for title, hosts in ae_titles.pop("known", {}).items():
+        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+            raise ConfigError(f"{path}: ae_titles.known.{title} must be a list of addresses")
+        known[title.strip()] = frozenset(str(ipaddress.ip_address(h)) for h in hosts)
+    if ae_titles:
+        raise ConfigError(f"{path}: unknown setting 'ae_titles.{next(iter(ae_titles))}'")
+    disabled = rules.pop("disabled", [])
+    if not isinstance(disabled, list):
+        raise ConfigError(f"{path}: rules.disabled must be a list of rule ids")
+    options = {rid: dict(opts) for rid, opts in rules.items() if isinstance(opts, dict)}
+    if len(options) != len(rules):
+        raise ConfigError(f"{path}: [rules] holds 'disabled' and one table of options per rule")
+    salt_text = privacy.pop("salt", None)
+    capture_phi = privacy.pop("capture_phi", False)
+    if privacy:
+        raise ConfigError(f"{path}: unknown setting 'privacy.{next(iter(privacy))}'")
+    if salt_text is not None and (not isinstance(salt_text, str) or len(salt_text) < 8):
+        raise ConfigError(f"{path}: privacy.salt must be a string of at least 8 characters")
+    return Config(
+        limits=limits,
+        dicom_ports=ports,
+        trusted_networks=trusted,
+        known_ae_titles=known,
+        rules_disabled=frozenset(str(r) for r in disabled),
+        rule_options=options,
+        salt=salt_text.encode() if salt_text else None,
+        capture_phi=bool(capture_phi),
+    )

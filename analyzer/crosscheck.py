@@ -30,7 +30,7 @@ from analyzer.service import DICOM
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
 
-_UID = re.compile(r"\d+(?:\.\d+)+")
+_ESCAPE = re.compile(r"\\x[0-9a-fA-F]{1,2}")
 Endpoint = tuple[str, int]
 FlowKey = frozenset[Endpoint]
 Command = tuple[int | None, int | None, int | None, int | None]
@@ -135,6 +135,22 @@ def our_facts(capture: str, config: Config) -> tuple[dict[FlowKey, FlowFacts], s
 # -- Wireshark's side -----------------------------------------------------------------
 
 
+def _uid_shown(show: str) -> str:
+    """The UID in Wireshark's display of it: 'CT Image Storage (1.2.840...)' or the bare value."""
+    show = show.strip()
+    if show.endswith(")") and " (" in show:
+        return show[show.rindex(" (") + 2 : -1]
+    return show
+
+
+def _printable(text: str | None) -> str | None:
+    """AE titles compared on printable characters: Wireshark escapes control bytes for display."""
+    if text is None:
+        return None
+    text = _ESCAPE.sub("", text)  # Wireshark shows byte 0x01 as the four characters \x1
+    return "".join(ch for ch in text if ch.isalnum() or ch in " _-.").strip()
+
+
 def _fields(layer: Any, name: str) -> list[Any]:
     """All occurrences of a field in one dissected PDU (pyshark XML layer), in order."""
     f = layer.get_field(name)
@@ -150,10 +166,10 @@ def _layer_facts(layer: Any, facts: FlowFacts, src: Endpoint) -> None:
     for f in _fields(layer, "assoc_ae_called"):
         facts.called_ae = f.show.strip()
     ids = [int(f.show, 0) for f in _fields(layer, "pctx_id")]
-    abstracts = [_UID.search(f.show) for f in _fields(layer, "pctx_abss_syntax")]
+    abstracts = [_uid_shown(f.show) for f in _fields(layer, "pctx_abss_syntax")]
     results = [int(f.show, 0) for f in _fields(layer, "pctx_result")]
     if abstracts and len(abstracts) == len(ids):
-        facts.proposed |= {(i, m.group(0)) for i, m in zip(ids, abstracts, strict=True) if m}
+        facts.proposed |= {(i, uid) for i, uid in zip(ids, abstracts, strict=True) if uid}
     if results and len(results) == len(ids):
         facts.results |= set(zip(ids, results, strict=True))
     # command elements are Implicit VR LE: a tag's value starts 8 bytes after the tag
@@ -261,7 +277,7 @@ def compare(
             ("calling AE", o.calling_ae, w.calling_ae),
             ("called AE", o.called_ae, w.called_ae),
         ):
-            if b is not None and a != b:
+            if b is not None and _printable(a) != _printable(b):
                 out.append(Disagreement(name, what, str(a), str(b)))
         for what, mine, wire in (
             ("proposed contexts", o.proposed, w.proposed),

@@ -6,7 +6,7 @@ Lives outside ``analyzer/dicom/`` so the parser stays free of network and output
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer.dicom.association import AssociationParser, DicomLimits
 from analyzer.dicom.consts import (
@@ -35,6 +35,10 @@ from analyzer.tcp.events import CloseReason
 from analyzer.tcp.flow import Flow
 from analyzer.tcp.table import ip_text
 
+if TYPE_CHECKING:
+    from analyzer.findings.engine import FindingEngine
+    from analyzer.inventory import Inventory
+
 Row = tuple[Any, ...]
 IDENTIFIER_COMMANDS = frozenset({0x0020, 0x8020, 0x0021, 0x8021, 0x0010, 0x8010})
 MAX_PENDING_REQUESTS = 1024
@@ -46,13 +50,34 @@ DIRECTION = ("orig", "resp")
 class DicomSink:
     """Feeds one flow's streams to an AssociationParser and writes its tables."""
 
-    __slots__ = ("flow", "parser", "write", "reject", "abort", "ended", "requests")
+    __slots__ = (
+        "flow",
+        "parser",
+        "write",
+        "reject",
+        "abort",
+        "ended",
+        "requests",
+        "engine",
+        "inventory",
+        "view",
+    )
 
     def __init__(
-        self, flow: Flow, write: Mapping[str, Callable[[Row], None]], limits: DicomLimits
+        self,
+        flow: Flow,
+        write: Mapping[str, Callable[[Row], None]],
+        limits: DicomLimits,
+        engine: FindingEngine | None = None,
+        inventory: Inventory | None = None,
     ) -> None:
+        from analyzer.findings.context import AssocView
+
         self.flow = flow
         self.write = write
+        self.engine = engine
+        self.inventory = inventory
+        self.view = AssocView(self)
         self.parser = AssociationParser(limits, midstream=flow.midstream)
         self.reject: AssociateRejected | None = None
         self.abort: Aborted | None = None
@@ -79,6 +104,10 @@ class DicomSink:
                 f"{len(self.requests)} request(s) without a final response (message ids {ids})",
             )
         self._assoc_row(reason)
+        if self.inventory is not None:
+            self.inventory.association(self.view)
+        if self.engine is not None:
+            self.engine.on_association_end(self.view)
 
     def _events(self, events: list[DicomEvent]) -> None:
         for ev in events:
@@ -86,12 +115,15 @@ class DicomSink:
                 self._message(ev)
             elif isinstance(ev, Anomaly):
                 self.flow.weird(ev.ts, ev.name, f"{DIRECTION[ev.direction]}: {ev.detail}")
+                if self.engine is not None:
+                    self.engine.on_anomaly(self.view, ev)
             elif isinstance(ev, AssociateAccepted):
                 self._context_rows()
             elif isinstance(ev, AssociateRejected):
                 self.reject = ev
             elif isinstance(ev, Aborted):
                 self.abort = ev
+                self.view.abort_direction = ev.direction
             elif isinstance(ev, PickedUpMidstream):
                 self.flow.weird(
                     ev.ts, "dicom_midstream_pickup", "association picked up after it started"
@@ -137,24 +169,32 @@ class DicomSink:
             )
         )
         ds = m.dataset
-        if ds is None:
-            return
-        self.write["dicom_object"](
-            (
-                uid,
-                m.ts,
-                c.message_id if c.message_id is not None else c.message_id_responded,
-                DIRECTION[m.direction],
-                name,
-                "identifier" if cf in IDENTIFIER_COMMANDS else "dataset",
-                ds.sop_class_uid or c.sop_class_uid,
-                ds.sop_instance_uid or c.sop_instance_uid,
-                ds.transfer_syntax_uid,
-                m.dataset_bytes,
-                len(ds.elements),
-                m.truncated or ds.partial,
+        if ds is not None:
+            keywords, patient = (
+                self.engine.phi_summary(ds) if self.engine is not None else ([], None)
             )
-        )
+            self.write["dicom_object"](
+                (
+                    uid,
+                    m.ts,
+                    c.message_id if c.message_id is not None else c.message_id_responded,
+                    DIRECTION[m.direction],
+                    name,
+                    "identifier" if cf in IDENTIFIER_COMMANDS else "dataset",
+                    ds.sop_class_uid or c.sop_class_uid,
+                    ds.sop_instance_uid or c.sop_instance_uid,
+                    ds.transfer_syntax_uid,
+                    m.dataset_bytes,
+                    len(ds.elements),
+                    m.truncated or ds.partial,
+                    keywords,
+                    patient,
+                )
+            )
+            if self.inventory is not None:
+                self.inventory.dataset(self.view, m.direction, ds, m.ts)
+        if self.engine is not None:
+            self.engine.on_message(self.view, m)
 
     def _pair(self, m: Message, cf: int | None, status: int | None) -> float | None:
         """Remember a request; for a response, return its request's ts (None if unseen)."""

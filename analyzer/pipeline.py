@@ -16,15 +16,19 @@ from analyzer.capture import CaptureReader, Record, merged_records
 from analyzer.config import Config
 from analyzer.dicom.association import DicomLimits
 from analyzer.dicom_sink import DicomSink
+from analyzer.findings.context import FlowView, TlsInfo
+from analyzer.findings.engine import FindingEngine
+from analyzer.inventory import Inventory
 from analyzer.net.decode import Decoder, DecodeStats
 from analyzer.net.fragments import FragmentReassembler
 from analyzer.output.schema import TABLES
 from analyzer.output.writer import TableWriter
 from analyzer.progress import Progress
-from analyzer.service import DICOM, DecoderFactory, ServiceSniffer
+from analyzer.service import DICOM, TLS, DecoderFactory, ServiceSniffer
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
 from analyzer.tcp.table import FlowTable, ip_text
+from analyzer.tls import TlsSink
 from analyzer.weird import WeirdLog
 
 
@@ -41,6 +45,7 @@ class RunSummary:
     flows_evicted: int = 0
     services: dict[str, int] = field(default_factory=dict)
     weird: int = 0
+    findings: int = 0
     warnings: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -53,6 +58,7 @@ class Pipeline:
         config: Config,
         writers: dict[str, TableWriter],
         decoder_factory: DecoderFactory | None = None,
+        alerts: Path | None = None,
     ) -> None:
         self.config = config
         self.writers = writers
@@ -66,10 +72,13 @@ class Pipeline:
             report=self.weirds.capture,
         )
         ports = config.dicom_ports
-        if decoder_factory is None:
-            decoder_factory = self._dicom_decoder
         self._dicom_limits = DicomLimits()
         self._dicom_write = {name: w.add for name, w in writers.items()}
+        self.engine = FindingEngine(config, self._dicom_write, alerts, self.weirds.row)
+        self.inventory = Inventory(self.engine.tags, config.capture_phi)
+        self._tls: dict[str, TlsInfo] = {}
+        if decoder_factory is None:
+            decoder_factory = self._decoder
 
         def make_sink(flow: Flow) -> StreamSink:
             return ServiceSniffer(flow, decoder_factory, ports)
@@ -77,9 +86,14 @@ class Pipeline:
         self.table = FlowTable(config, self.weirds, self._conn_row, make_sink)
         self.decoder = Decoder(self.table.on_tcp, self.weirds.capture, self.fragments)
 
-    def _dicom_decoder(self, flow: Flow, service: str) -> StreamSink | None:
+    def _decoder(self, flow: Flow, service: str) -> StreamSink | None:
         if service == DICOM:
-            return DicomSink(flow, self._dicom_write, self._dicom_limits)
+            return DicomSink(
+                flow, self._dicom_write, self._dicom_limits, self.engine, self.inventory
+            )
+        if service == TLS:
+            uid = flow.uid
+            return TlsSink(lambda info: self._tls.__setitem__(uid, info))
         return None
 
     def _conn_row(self, flow: Flow) -> None:
@@ -111,6 +125,24 @@ class Pipeline:
                 flow.end_reason,
             )
         )
+        self.engine.on_flow_end(
+            FlowView(
+                uid=flow.uid,
+                ts=flow.ts,
+                last_ts=flow.last_ts,
+                orig_h=ip_text(flow.orig_h),
+                orig_p=flow.orig_p,
+                resp_h=ip_text(flow.resp_h),
+                resp_p=flow.resp_p,
+                service=svc,
+                conn_state=flow.conn_state(),
+                history=flow.history,
+                orig_bytes=o.noff,
+                resp_bytes=r.noff,
+                had_association=svc == DICOM,
+                tls=self._tls.pop(flow.uid, None),
+            )
+        )
 
     def feed(
         self, records: Iterable[Record], on_progress: Callable[[int], None] | None = None
@@ -132,12 +164,15 @@ class Pipeline:
 
     def finish(self) -> RunSummary:
         self.table.finish_all()
+        self.engine.finish()
+        self.inventory.write(self.writers["asset"].add)
         self.weirds.finish()
         s = self.summary
         s.stats = self.decoder.stats
         s.flows = self.table.created
         s.flows_evicted = self.table.evicted
         s.weird = self.weirds.total
+        s.findings = self.engine.count
         for name, writer in self.writers.items():
             s.rows[name] = writer.close()
         return s
@@ -159,7 +194,7 @@ def run_analysis(
     factory = None
     if decoder_factory_builder is not None:
         factory = decoder_factory_builder({n: w.add for n, w in writers.items()}, DicomLimits())
-    pipe = Pipeline(config, writers, factory)
+    pipe = Pipeline(config, writers, factory, alerts=outdir / "alerts.jsonl")
     pipe.summary.inputs = len(readers)
 
     def on_progress(packets: int) -> None:

@@ -51,6 +51,14 @@ class WeirdLog:
                     (flow.uid, ts, name, f"{n - limit} more of these suppressed", source_of(name))
                 )
 
+    def row(self, uid: str | None, ts: float, name: str, detail: str) -> None:
+        """An anomaly found outside the packet path (a rule's internal error)."""
+        if uid is None:
+            self.capture(ts, name, detail)
+        else:
+            self.total += 1
+            self.write((uid, ts, name, detail, source_of(name)))
+
     def capture(self, ts: float, name: str, detail: str) -> None:
         """An anomaly that belongs to no flow (capture file, link or IP layer)."""
         self.total += 1

@@ -454,17 +454,77 @@ def scenario_transfer_syntaxes(data: Path, store: Path) -> None:
     dcmtk("dcmcjpeg", str(data / "small_2.dcm"), str(jpeg))
     with capture(HERE / "transfer_syntaxes.pcap", "-i", HOST_IF, "port", "11112"):
         # an acceptor that takes big endian only, so storescu must convert and send it
-        with server(PY, str(LAB / "peers.py"), "be-scp", "11112", "BIGENDIAN", ns=NS, host=SRV_IP, port=11112,
-                    cwd=LAB):
-            dcmtk("storescu", "-R", "-xb", "-aet", "MODALITY_CT1", "-aec", "BIGENDIAN", SRV_IP, "11112",
-                  str(data / "small_0.dcm"))
-        with server(f"{DCMTK}/storescp", "+xd", "-aet", "STORESCP", "-od", str(store), "11112",
-                    ns=NS, host=SRV_IP, port=11112):
-            dcmtk("storescu", "-R", "-xd", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "11112",
-                  str(data / "small_1.dcm"))
-        with server(f"{DCMTK}/storescp", "+xa", "-aet", "STORESCP", "-od", str(store), "11112",
-                    ns=NS, host=SRV_IP, port=11112):
-            dcmtk("storescu", "-R", "-xs", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "11112", str(jpeg))
+        with server(
+            PY,
+            str(LAB / "peers.py"),
+            "be-scp",
+            "11112",
+            "BIGENDIAN",
+            ns=NS,
+            host=SRV_IP,
+            port=11112,
+            cwd=LAB,
+        ):
+            dcmtk(
+                "storescu",
+                "-R",
+                "-xb",
+                "-aet",
+                "MODALITY_CT1",
+                "-aec",
+                "BIGENDIAN",
+                SRV_IP,
+                "11112",
+                str(data / "small_0.dcm"),
+            )
+        with server(
+            f"{DCMTK}/storescp",
+            "+xd",
+            "-aet",
+            "STORESCP",
+            "-od",
+            str(store),
+            "11112",
+            ns=NS,
+            host=SRV_IP,
+            port=11112,
+        ):
+            dcmtk(
+                "storescu",
+                "-R",
+                "-xd",
+                "-aet",
+                "MODALITY_CT1",
+                "-aec",
+                "STORESCP",
+                SRV_IP,
+                "11112",
+                str(data / "small_1.dcm"),
+            )
+        with server(
+            f"{DCMTK}/storescp",
+            "+xa",
+            "-aet",
+            "STORESCP",
+            "-od",
+            str(store),
+            "11112",
+            ns=NS,
+            host=SRV_IP,
+            port=11112,
+        ):
+            dcmtk(
+                "storescu",
+                "-R",
+                "-xs",
+                "-aet",
+                "MODALITY_CT1",
+                "-aec",
+                "STORESCP",
+                SRV_IP,
+                "11112",
+                str(jpeg),
+            )
 
 
 ORTHANC_CONFIG = """{
@@ -488,19 +548,98 @@ def scenario_orthanc(data: Path, store: Path) -> None:
     study = _study_uid(data / "small_0.dcm")
     archive = store / "archive2"
     archive.mkdir()
-    with server("Orthanc", str(cfg), ns=NS, host=SRV_IP, port=4242), server(
-        f"{DCMTK}/storescp", "-aet", "ARCHIVE2", "-od", str(archive), "11113", ns=None, host=HOST_IP, port=11113
-    ), capture(HERE / "orthanc_qr.pcap", "-i", HOST_IF, "port", "4242 or port 11113"):
-        dcmtk("storescu", "-aet", "MODALITY_CT1", "-aec", "ORTHANC", SRV_IP, "4242",
-              *(str(p) for p in sorted(data.glob("small_?.dcm"))))
-        dcmtk("findscu", "-S", "-aet", "QRSCU", "-aec", "ORTHANC", "-k", "QueryRetrieveLevel=STUDY",
-              "-k", "PatientName=*", "-k", "PatientID", "-k", "StudyInstanceUID", SRV_IP, "4242")
-        dcmtk("movescu", "-S", "-aet", "QRSCU", "-aec", "ORTHANC", "-aem", "ARCHIVE2",
-              "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}", SRV_IP, "4242")
-        sh(f"{DCMTK}/movescu", "-S", "-aet", "QRSCU", "-aec", "ORTHANC", "-aem", "NOWHERE",
-           "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}", SRV_IP, "4242", check=False)
-        dcmtk("getscu", "-S", "-aet", "QRSCU", "-aec", "ORTHANC", "-od", str(store),
-              "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}", SRV_IP, "4242")
+    with (
+        server("Orthanc", str(cfg), ns=NS, host=SRV_IP, port=4242),
+        server(
+            f"{DCMTK}/storescp",
+            "-aet",
+            "ARCHIVE2",
+            "-od",
+            str(archive),
+            "11113",
+            ns=None,
+            host=HOST_IP,
+            port=11113,
+        ),
+        capture(HERE / "orthanc_qr.pcap", "-i", HOST_IF, "port", "4242 or port 11113"),
+    ):
+        dcmtk(
+            "storescu",
+            "-aet",
+            "MODALITY_CT1",
+            "-aec",
+            "ORTHANC",
+            SRV_IP,
+            "4242",
+            *(str(p) for p in sorted(data.glob("small_?.dcm"))),
+        )
+        dcmtk(
+            "findscu",
+            "-S",
+            "-aet",
+            "QRSCU",
+            "-aec",
+            "ORTHANC",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            "PatientName=*",
+            "-k",
+            "PatientID",
+            "-k",
+            "StudyInstanceUID",
+            SRV_IP,
+            "4242",
+        )
+        dcmtk(
+            "movescu",
+            "-S",
+            "-aet",
+            "QRSCU",
+            "-aec",
+            "ORTHANC",
+            "-aem",
+            "ARCHIVE2",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"StudyInstanceUID={study}",
+            SRV_IP,
+            "4242",
+        )
+        sh(
+            f"{DCMTK}/movescu",
+            "-S",
+            "-aet",
+            "QRSCU",
+            "-aec",
+            "ORTHANC",
+            "-aem",
+            "NOWHERE",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"StudyInstanceUID={study}",
+            SRV_IP,
+            "4242",
+            check=False,
+        )
+        dcmtk(
+            "getscu",
+            "-S",
+            "-aet",
+            "QRSCU",
+            "-aec",
+            "ORTHANC",
+            "-od",
+            str(store),
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"StudyInstanceUID={study}",
+            SRV_IP,
+            "4242",
+        )
 
 
 def scenario_worklist(data: Path, store: Path) -> None:
@@ -509,65 +648,429 @@ def scenario_worklist(data: Path, store: Path) -> None:
     wl.mkdir(parents=True)
     dcmtk("dump2dcm", "-g", str(LAB / "worklist.dump"), str(wl / "entry1.wl"))
     (wl / "lockfile").write_text("")
-    with server(f"{DCMTK}/wlmscpfs", "-dfp", str(store / "worklists"), "2005", ns=NS, host=SRV_IP, port=2005), \
-            capture(HERE / "worklist.pcap", "-i", HOST_IF, "port", "2005"):
-        dcmtk("findscu", "-W", "-aet", "CT_SCANNER1", "-aec", "WLMSCP", "-k", "(0040,0100)[0].Modality=CT",
-              "-k", "SpecificCharacterSet",
-              "-k", "PatientName", "-k", "PatientID", "-k", "PatientBirthDate", "-k", "AccessionNumber",
-              SRV_IP, "2005")
+    with (
+        server(
+            f"{DCMTK}/wlmscpfs",
+            "-dfp",
+            str(store / "worklists"),
+            "2005",
+            ns=NS,
+            host=SRV_IP,
+            port=2005,
+        ),
+        capture(HERE / "worklist.pcap", "-i", HOST_IF, "port", "2005"),
+    ):
+        dcmtk(
+            "findscu",
+            "-W",
+            "-aet",
+            "CT_SCANNER1",
+            "-aec",
+            "WLMSCP",
+            "-k",
+            "(0040,0100)[0].Modality=CT",
+            "-k",
+            "SpecificCharacterSet",
+            "-k",
+            "PatientName",
+            "-k",
+            "PatientID",
+            "-k",
+            "PatientBirthDate",
+            "-k",
+            "AccessionNumber",
+            SRV_IP,
+            "2005",
+        )
 
 
 def scenario_user_identity(data: Path, store: Path) -> None:
     """User identity types 1 to 5 (pynetdicom), a wrong passcode rejected."""
-    with server(PY, str(LAB / "peers.py"), "auth-scp", "11115", "AUTHSCP", ns=NS, host=SRV_IP, port=11115,
-                cwd=LAB), capture(HERE / "user_identity.pcap", "-i", HOST_IF, "port", "11115"):
-        for args in (("1", "radiology"), ("2", "radiology", "lab-pass"), ("2", "radiology", "wrong-guess"),
-                     ("3", "KRB5-SERVICE-TICKET"), ("4", "<saml:Assertion>synthetic</saml:Assertion>"),
-                     ("5", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsYWIifQ.c2lnbmF0dXJl")):
+    with (
+        server(
+            PY,
+            str(LAB / "peers.py"),
+            "auth-scp",
+            "11115",
+            "AUTHSCP",
+            ns=NS,
+            host=SRV_IP,
+            port=11115,
+            cwd=LAB,
+        ),
+        capture(HERE / "user_identity.pcap", "-i", HOST_IF, "port", "11115"),
+    ):
+        for args in (
+            ("1", "radiology"),
+            ("2", "radiology", "lab-pass"),
+            ("2", "radiology", "wrong-guess"),
+            ("3", "KRB5-SERVICE-TICKET"),
+            ("4", "<saml:Assertion>synthetic</saml:Assertion>"),
+            ("5", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsYWIifQ.c2lnbmF0dXJl"),
+        ):
             peer("identity", SRV_IP, "11115", "AUTHSCP", *args)
 
 
 def scenario_reject_abort(data: Path, store: Path) -> None:
     """Called-AE reject (pynetdicom), a refusing storescp, and an A-ABORT."""
-    with server(PY, str(LAB / "peers.py"), "strict-scp", "11116", "STRICTSCP", ns=NS, host=SRV_IP, port=11116,
-                cwd=LAB), server(f"{DCMTK}/storescp", "--refuse", "11117", ns=NS, host=SRV_IP, port=11117), \
-            capture(HERE / "reject_abort.pcap", "-i", HOST_IF, "port", "11116 or port 11117"):
-        sh(f"{DCMTK}/echoscu", "-aet", "WORKSTATION1", "-aec", "GUESSED_AE", SRV_IP, "11116", check=False)
-        sh(f"{DCMTK}/echoscu", "-aet", "WORKSTATION1", "-aec", "ANY-SCP", SRV_IP, "11117", check=False)
+    with (
+        server(
+            PY,
+            str(LAB / "peers.py"),
+            "strict-scp",
+            "11116",
+            "STRICTSCP",
+            ns=NS,
+            host=SRV_IP,
+            port=11116,
+            cwd=LAB,
+        ),
+        server(f"{DCMTK}/storescp", "--refuse", "11117", ns=NS, host=SRV_IP, port=11117),
+        capture(HERE / "reject_abort.pcap", "-i", HOST_IF, "port", "11116 or port 11117"),
+    ):
+        sh(
+            f"{DCMTK}/echoscu",
+            "-aet",
+            "WORKSTATION1",
+            "-aec",
+            "GUESSED_AE",
+            SRV_IP,
+            "11116",
+            check=False,
+        )
+        sh(
+            f"{DCMTK}/echoscu",
+            "-aet",
+            "WORKSTATION1",
+            "-aec",
+            "ANY-SCP",
+            SRV_IP,
+            "11117",
+            check=False,
+        )
         peer("abort", SRV_IP, "11116", "STRICTSCP")
 
 
 def scenario_odd_ports_and_pdus(data: Path, store: Path) -> None:
     """DICOM on port 8104; a 256-byte maximum PDU so a dataset spans dozens of PDUs."""
-    with server(f"{DCMTK}/storescp", "-aet", "STORESCP", "-od", str(store), "8104", ns=NS, host=SRV_IP,
-                port=8104), capture(HERE / "nonstandard_port.pcap", "-i", HOST_IF, "port", "8104"):
+    with (
+        server(
+            f"{DCMTK}/storescp",
+            "-aet",
+            "STORESCP",
+            "-od",
+            str(store),
+            "8104",
+            ns=NS,
+            host=SRV_IP,
+            port=8104,
+        ),
+        capture(HERE / "nonstandard_port.pcap", "-i", HOST_IF, "port", "8104"),
+    ):
         dcmtk("echoscu", "-aet", "WORKSTATION1", "-aec", "STORESCP", SRV_IP, "8104")
-        dcmtk("storescu", "-R", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "8104", str(data / "small_0.dcm"))
-    with server(PY, str(LAB / "peers.py"), "strict-scp", "11118", "TINYPDU", "256", ns=NS, host=SRV_IP,
-                port=11118, cwd=LAB), capture(HERE / "tiny_pdu.pcap", "-i", HOST_IF, "port", "11118"):
-        dcmtk("storescu", "-R", "-aet", "MODALITY_CT1", "-aec", "TINYPDU", SRV_IP, "11118", str(data / "small_1.dcm"))
+        dcmtk(
+            "storescu",
+            "-R",
+            "-aet",
+            "MODALITY_CT1",
+            "-aec",
+            "STORESCP",
+            SRV_IP,
+            "8104",
+            str(data / "small_0.dcm"),
+        )
+    with (
+        server(
+            PY,
+            str(LAB / "peers.py"),
+            "strict-scp",
+            "11118",
+            "TINYPDU",
+            "256",
+            ns=NS,
+            host=SRV_IP,
+            port=11118,
+            cwd=LAB,
+        ),
+        capture(HERE / "tiny_pdu.pcap", "-i", HOST_IF, "port", "11118"),
+    ):
+        dcmtk(
+            "storescu",
+            "-R",
+            "-aet",
+            "MODALITY_CT1",
+            "-aec",
+            "TINYPDU",
+            SRV_IP,
+            "11118",
+            str(data / "small_1.dcm"),
+        )
 
 
 def scenario_tls(data: Path, store: Path) -> None:
     """DICOM over TLS on 2762 (DCMTK, self-signed lab certificate), then cleartext on 2762."""
     key, cert = store / "key.pem", store / "cert.pem"
-    sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-       "-subj", "/CN=dcmlab", "-days", "2")
+    sh(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+        "-subj",
+        "/CN=dcmlab",
+        "-days",
+        "2",
+    )
     with capture(HERE / "tls_2762.pcap", "-i", HOST_IF, "port", "2762"):
-        with server(f"{DCMTK}/storescp", "+tls", str(key), str(cert), "-ic", "-aet", "STORESCP", "-od", str(store),
-                    "2762", ns=NS, host=SRV_IP, port=2762):
-            dcmtk("storescu", "-R", "+tla", "-ic", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "2762",
-                  str(data / "small_0.dcm"))
-        with server(f"{DCMTK}/storescp", "-aet", "STORESCP", "-od", str(store), "2762", ns=NS, host=SRV_IP,
-                    port=2762):
-            dcmtk("storescu", "-R", "-aet", "MODALITY_CT1", "-aec", "STORESCP", SRV_IP, "2762",
-                  str(data / "small_0.dcm"))
+        with server(
+            f"{DCMTK}/storescp",
+            "+tls",
+            str(key),
+            str(cert),
+            "-ic",
+            "-aet",
+            "STORESCP",
+            "-od",
+            str(store),
+            "2762",
+            ns=NS,
+            host=SRV_IP,
+            port=2762,
+        ):
+            dcmtk(
+                "storescu",
+                "-R",
+                "+tla",
+                "-ic",
+                "-aet",
+                "MODALITY_CT1",
+                "-aec",
+                "STORESCP",
+                SRV_IP,
+                "2762",
+                str(data / "small_0.dcm"),
+            )
+        with server(
+            f"{DCMTK}/storescp",
+            "-aet",
+            "STORESCP",
+            "-od",
+            str(store),
+            "2762",
+            ns=NS,
+            host=SRV_IP,
+            port=2762,
+        ):
+            dcmtk(
+                "storescu",
+                "-R",
+                "-aet",
+                "MODALITY_CT1",
+                "-aec",
+                "STORESCP",
+                SRV_IP,
+                "2762",
+                str(data / "small_0.dcm"),
+            )
 
 
 def scenario_charsets(data: Path, store: Path) -> None:
     """C-STORE of a Japanese (ISO 2022 IR 87) and a Latin-1 (ISO_IR 100) patient name."""
-    with lab_servers(NS, SRV_IP, store), capture(HERE / "charsets.pcap", "-i", HOST_IF, "port", "4242"):
+    with (
+        lab_servers(NS, SRV_IP, store),
+        capture(HERE / "charsets.pcap", "-i", HOST_IF, "port", "4242"),
+    ):
         peer("store", SRV_IP, "4242", "PYSCP", str(data / "japanese.dcm"), str(data / "latin1.dcm"))
+
+
+def scenario_scan(data: Path, store: Path) -> None:
+    """nmap dicom-ping and dicom-brute against four SCPs and one closed DICOM port."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            server(
+                f"{DCMTK}/storescp",
+                "-aet",
+                "STORESCP",
+                "-od",
+                str(store),
+                "104",
+                ns=NS,
+                host=SRV_IP,
+                port=104,
+            )
+        )
+        stack.enter_context(
+            server(
+                f"{DCMTK}/storescp",
+                "-aet",
+                "STORESCP",
+                "-od",
+                str(store),
+                "11112",
+                ns=NS,
+                host=SRV_IP,
+                port=11112,
+            )
+        )
+        stack.enter_context(
+            server(
+                PY,
+                str(LAB / "peers.py"),
+                "strict-scp",
+                "4242",
+                "STRICTSCP",
+                ns=NS,
+                host=SRV_IP,
+                port=4242,
+                cwd=LAB,
+            )
+        )
+        stack.enter_context(capture(HERE / "nmap_scan.pcap", "-i", HOST_IF, "tcp"))
+        sh(
+            "nmap",
+            "-n",
+            "-Pn",
+            "-sT",
+            "-p",
+            "104,2761,2762,4242,11112",
+            "--script",
+            "dicom-ping,dicom-brute",
+            "--script-args",
+            f"passdb={LAB / 'aets.txt'}",
+            SRV_IP,
+        )
+
+
+def scenario_harvest(data: Path, store: Path) -> None:
+    """Data harvesting against a pynetdicom Q/R SCP: prefix enumeration, moves to unknown AEs,
+    a refused caller, and SOP class sweeping with storescu's 128 contexts."""
+    with (
+        server(
+            PY,
+            str(LAB / "peers.py"),
+            "qr-scp",
+            "4242",
+            "QRSCP",
+            HOST_IP,
+            "11113",
+            ns=NS,
+            host=SRV_IP,
+            port=4242,
+            cwd=LAB,
+        ),
+        server(
+            PY,
+            str(LAB / "peers.py"),
+            "auth-scp",
+            "11115",
+            "ECHOONLY",
+            ns=NS,
+            host=SRV_IP,
+            port=11115,
+            cwd=LAB,
+        ),
+        capture(HERE / "harvest.pcap", "-i", HOST_IF, "port", "4242 or port 11115"),
+    ):
+        peer("find-prefixes", SRV_IP, "4242", "QRSCP", "A*", "B*", "C*", "D*", "E*", "F*")
+        for _ in range(2):
+            sh(
+                f"{DCMTK}/movescu",
+                "-P",
+                "-aet",
+                "QRSCU",
+                "-aec",
+                "QRSCP",
+                "-aem",
+                "NOWHERE",
+                "-k",
+                "QueryRetrieveLevel=PATIENT",
+                "-k",
+                "PatientID=PAT-0001",
+                SRV_IP,
+                "4242",
+                check=False,
+            )
+        sh(
+            f"{DCMTK}/findscu",
+            "-P",
+            "-aet",
+            "INTRUDER",
+            "-aec",
+            "QRSCP",
+            "-k",
+            "QueryRetrieveLevel=PATIENT",
+            "-k",
+            "PatientName=DOE*",
+            SRV_IP,
+            "4242",
+            check=False,
+        )
+        sh(
+            f"{DCMTK}/storescu",
+            "-aet",
+            "SWEEPER",
+            "-aec",
+            "ECHOONLY",
+            SRV_IP,
+            "11115",
+            str(data / "small_0.dcm"),
+            check=False,
+        )
+
+
+def scenario_malformed(data: Path, store: Path) -> None:
+    """Hostile PDUs and a deflate bomb sent to a real storescp, HTTP on port 104, connection churn."""
+    with (
+        server(
+            f"{DCMTK}/storescp",
+            "+xd",
+            "-aet",
+            "STORESCP",
+            "-od",
+            str(store),
+            "11112",
+            ns=NS,
+            host=SRV_IP,
+            port=11112,
+        ),
+        server(
+            f"{DCMTK}/storescp",
+            "-aet",
+            "STORESCP",
+            "-od",
+            str(store),
+            "104",
+            ns=NS,
+            host=SRV_IP,
+            port=104,
+        ),
+        server(
+            PY,
+            str(LAB / "peers.py"),
+            "strict-scp",
+            "4242",
+            "STORESCP",
+            ns=NS,
+            host=SRV_IP,
+            port=4242,
+            cwd=LAB,
+        ),
+        capture(HERE / "malformed.pcap", "-i", HOST_IF, "port", "11112 or port 104 or port 4242"),
+    ):
+        sh(PY, str(LAB / "peers.py"), "malformed", SRV_IP, "11112", check=False)
+        sh(
+            PY, str(LAB / "peers.py"), "malformed", SRV_IP, "4242", check=False
+        )  # pynetdicom answers too
+        sh(PY, str(LAB / "peers.py"), "deflate-bomb", SRV_IP, "11112", "STORESCP", check=False)
+        with contextlib.suppress(OSError), socket.create_connection((SRV_IP, 104), 2) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n")
+            s.recv(1024)
+        sh(PY, str(LAB / "peers.py"), "churn", SRV_IP, "11112", "30")
 
 
 SCENARIOS = {
@@ -585,6 +1088,9 @@ SCENARIOS = {
     "odd_ports_and_pdus": scenario_odd_ports_and_pdus,
     "tls": scenario_tls,
     "charsets": scenario_charsets,
+    "scan": scenario_scan,
+    "harvest": scenario_harvest,
+    "malformed": scenario_malformed,
 }
 
 

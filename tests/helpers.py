@@ -19,6 +19,8 @@ from analyzer.weird import WeirdLog, WeirdRow
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
 SAMPLE = CAPTURES / "dicom_lab.pcap"
+TEST_SALT = b"golden-test-salt"
+"""Fixed so that hashes in golden tables are stable; real runs use a random in-memory salt."""
 
 
 @dataclass
@@ -34,7 +36,7 @@ def analyze(
     """Run ``analyze`` in-process (strict: an internal error fails the test)."""
     items = [str(p) for p in inputs] if isinstance(inputs, list) else [str(inputs)]
     cfg = config or Config()
-    cfg = dataclasses.replace(cfg, strict=True)
+    cfg = dataclasses.replace(cfg, strict=True, salt=cfg.salt or TEST_SALT)
     readers, _ = open_inputs(items)
     outdir.mkdir(parents=True, exist_ok=True)
     summary = run_analysis(cfg, readers, outdir, "parquet", Progress(None, enabled=False))

@@ -24,8 +24,18 @@ def test_analyze_sample_writes_private_parquet_tables(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "6 TCP flows" in done.stderr and "conn.parquet: 6 rows" in done.stderr
     files = sorted(p.name for p in out.iterdir())
-    tables = ["conn", "dicom_assoc", "dicom_context", "dicom_object", "dimse", "weird"]
-    assert files == [f"{t}.parquet" for t in tables]
+    tables = [
+        "asset",
+        "conn",
+        "dicom_assoc",
+        "dicom_context",
+        "dicom_object",
+        "dimse",
+        "finding",
+        "phi",
+        "weird",
+    ]
+    assert files == sorted(["alerts.jsonl", *(f"{t}.parquet" for t in tables)])
     for p in out.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
@@ -130,3 +140,56 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     assert "pkt/s" in shown and "%" in shown and "MB of" in shown
     piped = run("analyze", str(big), "-o", str(tmp_path / "p"))
     assert "%" not in piped.stderr
+
+
+def test_rules_command_lists_every_rule() -> None:
+    from analyzer.findings.engine import FindingEngine  # noqa: F401
+    from analyzer.findings.model import RULES
+
+    done = run("rules")
+    assert done.returncode == 0
+    listed = {
+        line.split()[0] for line in done.stdout.splitlines() if line and not line.startswith(" ")
+    }
+    assert listed == set(RULES) and len(RULES) == 29
+
+
+def test_findings_config_sections(tmp_path: Path) -> None:
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(
+        '[networks]\ntrusted = ["127.0.0.0/8"]\n'
+        '[ae_titles]\nknown = { MODALITY_CT1 = ["10.9.9.9"] }\n'
+        '[rules]\ndisabled = ["no_user_identity"]\n[rules.large_result_set]\nmax_results = 50\n'
+        '[privacy]\nsalt = "a site secret"\n'
+    )
+    out = tmp_path / "out"
+    assert run("analyze", str(SAMPLE), "-o", str(out), "-q", "--config", str(cfg)).returncode == 0
+    f = pl.read_parquet(out / "finding.parquet")
+    rules = set(f["rule"])
+    assert "no_user_identity" not in rules and "large_result_set" not in rules
+    assert "high" in f.filter(pl.col("rule") == "inventory_change")["severity"].to_list()
+    assert "high" in f.filter(pl.col("rule") == "cleartext_association")["severity"].to_list()
+    again = tmp_path / "again"
+    run("analyze", str(SAMPLE), "-o", str(again), "-q", "--config", str(cfg))
+    keys = pl.read_parquet(out / "phi.parquet")["patient_key"].to_list()
+    assert (
+        keys == pl.read_parquet(again / "phi.parquet")["patient_key"].to_list()
+    )  # same salt, same keys
+    run("analyze", str(SAMPLE), "-o", str(tmp_path / "nosalt"), "-q")
+    assert pl.read_parquet(tmp_path / "nosalt" / "phi.parquet")["patient_key"].to_list() != keys
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[rules]\ndisabled = ["no_such_rule"]\n', "unknown rule 'no_such_rule'"),
+        ("[rules.wildcard_query]\nthreshold = 3\n", "has no option 'threshold'"),
+        ('[networks]\ntrusted = ["not-a-network"]\n', "networks.trusted"),
+        ('[privacy]\nsalt = "short"\n', "at least 8 characters"),
+    ],
+)
+def test_bad_findings_config_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    done = run("analyze", str(SAMPLE), "-o", str(tmp_path / "out"), "--config", str(cfg))
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr

@@ -124,6 +124,59 @@ DICOM_OBJECT: Schema = {
     "dataset_bytes": pl.Int64(),
     "n_elements": pl.Int32(),
     "truncated": pl.Boolean(),
+    "phi_keywords": pl.List(pl.String()),
+    "patient_key": pl.String(),
+}
+
+PHI: Schema = {
+    "uid": pl.String(),
+    "ts": pl.Float64(),
+    "message_id": pl.Int32(),
+    "direction": pl.String(),
+    "tag": pl.String(),
+    "keyword": pl.String(),
+    "vr": pl.String(),
+    "value": pl.String(),
+    "value_hash": pl.String(),
+    "value_length": pl.Int64(),
+    "depth": pl.Int32(),
+    "patient_key": pl.String(),
+}
+
+FINDING: Schema = {
+    "uid": pl.String(),
+    "ts": pl.Float64(),
+    "rule": pl.String(),
+    "severity": pl.String(),
+    "title": pl.String(),
+    "detail": pl.String(),
+    "orig_h": pl.String(),
+    "resp_h": pl.String(),
+    "calling_ae": pl.String(),
+    "called_ae": pl.String(),
+    "evidence": pl.String(),
+    "wireshark_filter": pl.String(),
+}
+
+ASSET: Schema = {
+    "ip": pl.String(),
+    "port": pl.Int32(),
+    "role": pl.String(),
+    "ae_titles": pl.List(pl.String()),
+    "implementation_class_uids": pl.List(pl.String()),
+    "implementation_version_names": pl.List(pl.String()),
+    "max_pdu": pl.Int64(),
+    "manufacturers": pl.List(pl.String()),
+    "models": pl.List(pl.String()),
+    "stations": pl.List(pl.String()),
+    "device_serial_numbers": pl.List(pl.String()),
+    "software_versions": pl.List(pl.String()),
+    "modalities": pl.List(pl.String()),
+    "sop_classes": pl.List(pl.String()),
+    "transfer_syntaxes": pl.List(pl.String()),
+    "n_associations": pl.Int64(),
+    "first_seen": pl.Float64(),
+    "last_seen": pl.Float64(),
 }
 
 TABLES: dict[str, Schema] = {
@@ -132,5 +185,8 @@ TABLES: dict[str, Schema] = {
     "dicom_context": DICOM_CONTEXT,
     "dimse": DIMSE,
     "dicom_object": DICOM_OBJECT,
+    "phi": PHI,
+    "finding": FINDING,
+    "asset": ASSET,
     "weird": WEIRD,
 }

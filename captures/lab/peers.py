@@ -8,6 +8,7 @@ python peers.py find HOST PORT AE       PatientName=* at PATIENT level
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -108,7 +109,9 @@ def auth_scp(port: int, title: str) -> None:
     ae.start_server(("::", port), evt_handlers=[(evt.EVT_USER_ID, _user_id)])
 
 
-def identity(host: str, port: int, called: str, kind: int, primary: str, secondary: str = "") -> None:
+def identity(
+    host: str, port: int, called: str, kind: int, primary: str, secondary: str = ""
+) -> None:
     from pynetdicom.pdu_primitives import UserIdentityNegotiation
 
     ui = UserIdentityNegotiation()
@@ -144,6 +147,164 @@ def be_scp(port: int, title: str) -> None:
     ae.start_server(("::", port), evt_handlers=[(evt.EVT_C_STORE, _store)])
 
 
+def qr_scp(port: int, title: str, dest_host: str, dest_port: int) -> None:
+    from pynetdicom.sop_class import (
+        PatientRootQueryRetrieveInformationModelMove,
+        StudyRootQueryRetrieveInformationModelMove,
+    )
+
+    def on_find(event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        if event.assoc.requestor.ae_title == "INTRUDER":
+            yield 0x0124, None
+            return
+        yield from _find(event)
+
+    def on_move(event: Any) -> Iterator[Any]:
+        if event.move_destination != "ARCHIVE2":
+            yield None, None  # pynetdicom answers 0xA801, move destination unknown
+            return
+        yield dest_host, dest_port
+        yield 0
+        return
+
+    ae = AE(ae_title=title)
+    for cx in (
+        Verification,
+        PatientRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelFind,
+        PatientRootQueryRetrieveInformationModelMove,
+        StudyRootQueryRetrieveInformationModelMove,
+    ):
+        ae.add_supported_context(cx)
+    ae.start_server(
+        ("::", port), evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_MOVE, on_move)]
+    )
+
+
+def find_prefixes(host: str, port: int, called: str, prefixes: list[str]) -> None:
+    assoc = _associate(host, port, called, PatientRootQueryRetrieveInformationModelFind)
+    for prefix in prefixes:
+        query = Dataset()
+        query.QueryRetrieveLevel = "PATIENT"
+        query.PatientName = prefix
+        query.PatientID = ""
+        for _status, _identifier in assoc.send_c_find(
+            query, PatientRootQueryRetrieveInformationModelFind
+        ):
+            pass
+    assoc.release()
+
+
+def _raw_rq(
+    calling: bytes, called: bytes, abstract: bytes, transfer: bytes = b"1.2.840.10008.1.2"
+) -> bytes:
+    """An A-ASSOCIATE-RQ built by hand, so that fields can be as hostile as we like."""
+    import struct
+
+    def item(t: int, value: bytes) -> bytes:
+        return struct.pack(">BBH", t, 0, len(value)) + value
+
+    ctx = item(0x20, bytes([1, 0, 0, 0]) + item(0x30, abstract) + item(0x40, transfer))
+    user = item(
+        0x50, item(0x51, struct.pack(">I", 16384)) + item(0x52, b"1.2.826.0.1.3680043.9.3811.66")
+    )
+    body = (
+        b"\x00\x01\x00\x00"
+        + called.ljust(16)[:16]
+        + calling.ljust(16)[:16]
+        + bytes(32)
+        + item(0x10, b"1.2.840.10008.3.1.1.1")
+        + ctx
+        + user
+    )
+    return struct.pack(">BBI", 1, 0, len(body)) + body
+
+
+def _send(host: str, port: int, *chunks: bytes) -> None:
+    import socket
+
+    with socket.create_connection((host, port), timeout=3) as s:
+        for chunk in chunks:
+            s.sendall(chunk)
+            try:
+                s.recv(65536)
+            except OSError:
+                return
+
+
+def malformed(host: str, port: int) -> None:
+    # 1: AE titles with a backslash and control bytes, an abstract syntax UID with path traversal
+    _send(
+        host,
+        port,
+        _raw_rq(b"EVIL\\AE\x01\x02", b"STORESCP", b"1.2.840.10008.5.1.4.1.1.2/../../etc/passwd"),
+    )
+    # 2: a PDU type that does not exist, right after a valid RQ
+    _send(
+        host,
+        port,
+        _raw_rq(b"WORKSTATION9", b"STORESCP", b"1.2.840.10008.1.1"),
+        b"\x09\x00\x00\x00\x00\x04\x00\x00\x00\x00",
+    )
+    # 3: P-DATA on an even presentation context id after the association is accepted
+    _send(
+        host,
+        port,
+        _raw_rq(b"WORKSTATION9", b"STORESCP", b"1.2.840.10008.1.1"),
+        b"\x04\x00\x00\x00\x00\x0a\x00\x00\x00\x06\x02\x03\x00\x00\x00\x00",
+    )
+    # 4: an AE title of spaces only
+    _send(host, port, _raw_rq(b" " * 16, b"STORESCP", b"1.2.840.10008.1.1"))
+
+
+def deflate_bomb(host: str, port: int, called: str) -> None:
+    import zlib
+    from io import BytesIO
+
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.sop_class import CTImageStorage
+
+    ds = Dataset()
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.999"
+    ds.PatientID = "PAT-BOMB"
+    raw = DicomBytesIO()
+    raw.is_little_endian, raw.is_implicit_VR = True, False
+    write_dataset(raw, ds)
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    payload = comp.compress(raw.getvalue() + b"\x00" * (64 << 20)) + comp.flush()
+    ae = AE(ae_title="PYNETDICOM_SCU")
+    ae.add_requested_context(CTImageStorage, DeflatedExplicitVRLittleEndian)
+    assoc = ae.associate(host, port, ae_title=called)
+    if not assoc.is_established:
+        raise SystemExit("association failed")
+    prim = C_STORE()
+    prim.MessageID, prim.AffectedSOPClassUID, prim.AffectedSOPInstanceUID, prim.Priority = (
+        1,
+        CTImageStorage,
+        ds.SOPInstanceUID,
+        2,
+    )
+    prim.DataSet = BytesIO(payload)  # already deflated: pynetdicom sends the bytes as they are
+    cx = assoc.accepted_contexts[0]
+    assoc.dimse.send_msg(prim, cx.context_id)
+    import time
+
+    time.sleep(3)  # let pynetdicom's sender thread put the whole message on the wire first
+    assoc.abort()
+
+
+def churn(host: str, port: int, n: int) -> None:
+    import socket
+
+    for _ in range(n):
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, port), timeout=1).close()
+
+
 def abort(host: str, port: int, called: str) -> None:
     assoc = _associate(host, port, called, Verification)
     assoc.abort()
@@ -167,6 +328,16 @@ if __name__ == "__main__":
         strict_scp(int(sys.argv[2]), sys.argv[3], *(int(a) for a in sys.argv[4:5]))
     elif cmd == "be-scp":
         be_scp(int(sys.argv[2]), sys.argv[3])
+    elif cmd == "qr-scp":
+        qr_scp(int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]))
+    elif cmd == "find-prefixes":
+        find_prefixes(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:])
+    elif cmd == "malformed":
+        malformed(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "deflate-bomb":
+        deflate_bomb(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif cmd == "churn":
+        churn(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif cmd == "abort":
         abort(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     else:

@@ -64,7 +64,12 @@ def make_image(
 def make_charset_images(out: Path) -> None:
     """Two more synthetic patients whose names need their Specific Character Set."""
     for name, charset, pid, fname in (
-        ("Yamada^Tarou=山田^太郎=やまだ^たろう", ["", "ISO 2022 IR 87"], "PAT-0005", "japanese.dcm"),
+        (
+            "Yamada^Tarou=山田^太郎=やまだ^たろう",
+            ["", "ISO 2022 IR 87"],
+            "PAT-0005",
+            "japanese.dcm",
+        ),
         ("Müller^Jürgen", "ISO_IR 100", "PAT-0004", "latin1.dcm"),
     ):
         make_image(out / fname, (name, pid, "19750305", "M"), 32, "MR", 20 + len(fname))

@@ -1,0 +1,1 @@
+"""Security findings: rules over associations, messages and anomalies, and their outputs."""

@@ -1,0 +1,248 @@
+"""Authentication: user identity absent, weak, in clear, unconfirmed, rejected; DIMSE refusals."""
+
+from __future__ import annotations
+
+from analyzer.dicom.consts import USER_IDENTITY_TYPE
+from analyzer.dicom.messages import Message
+from analyzer.findings.context import AssocView
+from analyzer.findings.model import Rule, Severity, register
+from analyzer.findings.rules.common import Windows, assoc_finding
+
+QUERIES = {0x0020: "C-FIND", 0x0021: "C-MOVE", 0x0010: "C-GET"}
+
+
+@register
+class NoUserIdentity(Rule):
+    id = "no_user_identity"
+    title = "Association accepted without user identity"
+    description = (
+        "An accepted association whose A-ASSOCIATE-RQ carried no User Identity sub-item (0x58)."
+    )
+    severity = Severity.LOW
+    options = {"dedup_window": 3600.0}
+
+    def on_association_end(self, a: AssocView) -> None:
+        if a.accept is not None and a.request is not None and a.identity is None:
+            self.ctx.emit(
+                assoc_finding(
+                    self.id,
+                    a,
+                    self.severity,
+                    self.title,
+                    "the acceptor knew the caller only by its AE title",
+                    {},
+                ),
+                dedup=(a.orig_h, a.resp_h, a.called_ae),
+            )
+
+
+@register
+class WeakUserIdentity(Rule):
+    id = "weak_user_identity"
+    title = "User identity is a username only"
+    description = "User Identity type 1: a username with no proof."
+    severity = Severity.MEDIUM
+    options = {"dedup_window": 3600.0}
+
+    def on_association_end(self, a: AssocView) -> None:
+        ui = a.identity
+        if ui is not None and ui.identity_type == 1:
+            self.ctx.emit(
+                assoc_finding(
+                    self.id,
+                    a,
+                    self.severity,
+                    self.title,
+                    "type 1 (username)",
+                    {"username_hash": self.ctx.hasher(ui.primary.decode("utf-8", "replace"))},
+                ),
+                dedup=(a.orig_h, a.resp_h, a.called_ae),
+            )
+
+
+@register
+class CleartextCredentials(Rule):
+    id = "cleartext_credentials"
+    title = "Username and passcode sent in clear"
+    description = "User Identity type 2 on a cleartext association. The passcode is never stored, only its length."
+    severity = Severity.HIGH
+
+    def on_association_end(self, a: AssocView) -> None:
+        ui = a.identity
+        if ui is None or ui.identity_type != 2:
+            return
+        user = ui.primary.decode("utf-8", "replace")
+        evidence: dict[str, object] = {
+            "username_hash": self.ctx.hasher(user),
+            "passcode_present": ui.secondary_length > 0,
+            "passcode_length": ui.secondary_length,
+        }
+        self.ctx.emit(
+            assoc_finding(
+                self.id,
+                a,
+                self.severity,
+                self.title,
+                f"passcode of {ui.secondary_length} bytes readable by anyone on the path",
+                evidence,
+                dicom_filter="dicom.userinfo.user_identify.type == 2",
+            )
+        )
+
+
+@register
+class CleartextToken(Rule):
+    id = "cleartext_token"
+    title = "Authentication token sent in clear"
+    description = "User Identity type 3 (Kerberos), 4 (SAML) or 5 (JWT) on a cleartext association: replayable."
+    severity = Severity.HIGH
+
+    def on_association_end(self, a: AssocView) -> None:
+        ui = a.identity
+        if ui is None or ui.identity_type not in (3, 4, 5):
+            return
+        kind = USER_IDENTITY_TYPE[ui.identity_type]
+        self.ctx.emit(
+            assoc_finding(
+                self.id,
+                a,
+                self.severity,
+                self.title,
+                f"{kind} token of {len(ui.primary)} bytes",
+                {
+                    "token_type": kind,
+                    "token_length": len(ui.primary),
+                    "token_hash": self.ctx.hasher(ui.primary.decode("latin-1")),
+                },
+            )
+        )
+
+
+@register
+class IdentityNotConfirmed(Rule):
+    id = "identity_not_confirmed"
+    title = "User identity response requested but not given"
+    description = (
+        "The RQ asked for a positive response (0x58) and the A-ASSOCIATE-AC carries no 0x59."
+    )
+    severity = Severity.MEDIUM
+
+    def on_association_end(self, a: AssocView) -> None:
+        ui = a.identity
+        if (
+            ui is not None
+            and ui.response_requested
+            and a.accept is not None
+            and a.accept.server_response_length is None
+        ):
+            self.ctx.emit(
+                assoc_finding(
+                    self.id,
+                    a,
+                    self.severity,
+                    self.title,
+                    f"type {ui.identity_type} identity accepted without confirmation",
+                    {"identity_type": ui.identity_type},
+                )
+            )
+
+
+@register
+class IdentityRejected(Rule):
+    id = "identity_rejected"
+    title = "Association with user identity rejected"
+    description = "An A-ASSOCIATE-RJ after an RQ that carried 0x58; repeated from one source it is credential guessing."
+    severity = Severity.MEDIUM
+    options = {"window": 300.0, "min_attempts": 3}
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.seen = Windows(self.opt["window"])
+
+    def on_association_end(self, a: AssocView) -> None:
+        if a.reject is None or a.identity is None:
+            return
+        rj = a.reject
+        q = self.seen.add((a.orig_h, a.resp_h), a.ts, a.uid)
+        guessing = len(q) >= self.opt["min_attempts"]
+        sev = Severity.HIGH if guessing else self.severity
+        detail = f"reject {rj.result}/{rj.source}/{rj.reason}" + (
+            f"; {len(q)} in {self.opt['window']:.0f} s" if guessing else ""
+        )
+        self.ctx.emit(
+            assoc_finding(
+                self.id,
+                a,
+                sev,
+                "Credential guessing" if guessing else self.title,
+                detail,
+                {
+                    "identity_type": a.identity.identity_type,
+                    "rejects_in_window": len(q),
+                    "reject": [rj.result, rj.source, rj.reason],
+                },
+            )
+        )
+
+
+@register
+class NotAuthorized(Rule):
+    id = "not_authorized"
+    title = "DIMSE request refused as not authorized"
+    description = "A DIMSE response with status 0x0124 (not authorized)."
+    severity = Severity.MEDIUM
+    options = {"dedup_window": 300.0}
+
+    def on_message(self, a: AssocView, m: Message) -> None:
+        if m.command.status == 0x0124:
+            self.ctx.emit(
+                assoc_finding(
+                    self.id,
+                    a,
+                    self.severity,
+                    self.title,
+                    f"response to message {m.command.message_id_responded}",
+                    {"command_field": m.command.command_field},
+                    ts=m.ts,
+                ),
+                dedup=(a.uid,),
+            )
+
+
+@register
+class UnauthenticatedQuery(Rule):
+    id = "unauthenticated_query"
+    title = "Query or retrieve answered without authentication"
+    description = (
+        "C-FIND, C-MOVE or C-GET on an association with no user identity (or a username only) that got "
+        "pending or success responses: data was handed to anyone who asked."
+    )
+    severity = Severity.HIGH
+
+    def on_association_end(self, a: AssocView) -> None:
+        if a.identity is not None and a.identity.identity_type != 1:
+            return
+        answered = [
+            q
+            for q in a.queries.values()
+            if q.command in QUERIES and (q.pending or q.final_status == 0)
+        ]
+        if not answered:
+            return
+        kinds = sorted({QUERIES[q.command] for q in answered})
+        matches = sum(q.pending for q in answered)
+        self.ctx.emit(
+            assoc_finding(
+                self.id,
+                a,
+                self.severity,
+                self.title,
+                f"{len(answered)} {'/'.join(kinds)} request(s) answered, {matches} pending responses",
+                {
+                    "requests": len(answered),
+                    "kinds": kinds,
+                    "pending_responses": matches,
+                    "identity_type": a.identity.identity_type if a.identity else None,
+                },
+            )
+        )

@@ -1,0 +1,41 @@
+"""Cleartext PHI: patient-identifying attributes (PS3.15 Table E.1-1) in readable datasets."""
+
+from __future__ import annotations
+
+from analyzer.findings.context import AssocView
+from analyzer.findings.model import Rule, Severity, register
+from analyzer.findings.rules.common import assoc_finding
+
+
+@register
+class CleartextPhi(Rule):
+    id = "cleartext_phi"
+    title = "Patient data in cleartext"
+    description = (
+        "A dataset on a cleartext association holds a value for an attribute of PS3.15 Table E.1-1 "
+        "(sequences included); counted per attribute and per patient (hashed). Values only with "
+        "--capture-phi, and then only in the phi table."
+    )
+    severity = Severity.HIGH
+    options = {"include_uids": False}
+
+    def on_association_end(self, a: AssocView) -> None:
+        if not a.phi_counts:
+            return
+        total = sum(a.phi_counts.values())
+        outside = [h for h in (a.orig_h, a.resp_h) if not self.ctx.trusted(h)]
+        sev = Severity.CRITICAL if outside else self.severity
+        self.ctx.emit(
+            assoc_finding(
+                self.id,
+                a,
+                sev,
+                self.title,
+                f"{total} identifying values of {len(a.patients)} patient(s) readable on the wire",
+                {
+                    "attributes": dict(sorted(a.phi_counts.items())),
+                    "patients": len(a.patients),
+                    "untrusted_hosts": outside,
+                },
+            )
+        )

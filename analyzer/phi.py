@@ -1,0 +1,68 @@
+"""Patient data: which attributes identify a patient, and how values are kept private.
+
+The attribute set is PS3.15 Annex E Table E.1-1 as shipped by the dicom-anonymizer package
+(its 2026c database), not a hand-typed list. UIDs (the table's "U" action only) are protocol
+identifiers our other tables keep; they count as PHI only when asked (``include_uids``).
+
+Values leave the analyzer redacted (``D***^J***``) and as keyed hashes (HMAC-SHA-256 under a
+secret salt) unless the user opts in with --capture-phi.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from functools import cache
+
+from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+
+DATABASE = "dicomfields_2026c"
+
+
+@cache
+def phi_tags(include_uids: bool = False) -> frozenset[int]:
+    """Tags of Table E.1-1 as (group << 16 | element)."""
+    db = dicom_anonymization_database_selector(DATABASE)
+    tags = _pairs(db["ALL_TAGS"])
+    if not include_uids:
+        tags -= _pairs(db["U_TAGS"])
+    return frozenset(tags)
+
+
+def _pairs(entries: list[object]) -> set[int]:
+    """Plain (group, element) entries; the database also holds masks for repeating groups."""
+    out = set()
+    for t in entries:
+        if isinstance(t, tuple) and len(t) == 2 and all(isinstance(x, int) for x in t):
+            out.add((t[0] << 16) | t[1])
+    return out
+
+
+def redact(value: str) -> str:
+    """Keep the first character of each name component or word: ``DOE^JANE`` -> ``D***^J***``."""
+    out = []
+    for part in value.replace("=", "^").split("^"):
+        words = [w[:1] + "***" if w else "" for w in part.split(" ")]
+        out.append(" ".join(words))
+    return "^".join(out)
+
+
+class Hasher:
+    """Keyed hashes of values. Without a configured salt, a random one lives only in memory,
+    so hashes link rows within a run but cannot be reversed by trying common names."""
+
+    def __init__(self, salt: bytes | None) -> None:
+        self.key = salt if salt is not None else secrets.token_bytes(32)
+
+    def __call__(self, value: str) -> str:
+        return hmac.new(self.key, value.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:20]
+
+    def patient_key(
+        self, patient_id: str | None, name: str | None, birth_date: str | None
+    ) -> str | None:
+        if patient_id:
+            return "P" + self(f"id|{patient_id.strip()}")[:16]
+        if name:
+            return "P" + self(f"name|{name.strip().upper()}|{(birth_date or '').strip()}")[:16]
+        return None

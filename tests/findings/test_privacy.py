@@ -1,0 +1,91 @@
+"""No output file holds a synthetic patient value or a passcode unless --capture-phi is given;
+with it, values appear in the phi table only."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.helpers import CAPTURES
+
+SAMPLES = sorted(p for p in CAPTURES.glob("*.pcap*") if p.is_file()) + [CAPTURES / "rotated"]
+PHI_VALUES = [
+    "DOE^JANE",
+    "ROE^RICHARD",
+    "MUSTERMANN",
+    "PAT-0001",
+    "PAT-0002",
+    "PAT-0003",
+    "PAT-0004",
+    "PAT-0005",
+    "19700101",
+    "19651231",
+    "19801115",
+    "19750305",
+    "ACC000101",
+    "ACC-WL-0001",
+    "Müller",
+    "Jürgen",
+    "Yamada",
+    "山田",
+    "WHO^DOCTOR",
+    "Synthetic General Hospital",
+    "PAT-BOMB",
+]
+SECRETS = [
+    "lab-pass",
+    "wrong-guess",
+    "radiology",
+    "KRB5-SERVICE-TICKET",
+    "saml:Assertion",
+    "eyJhbGciOiJIUzI1NiJ9",
+]
+
+
+def run(capture: Path, out: Path, *extra: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "analyzer", "analyze", str(capture), "-o", str(out), "-q", *extra],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def leaks(out: Path, needles: list[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for path in out.iterdir():
+        data = path.read_bytes()
+        text = data.decode("utf-8", "replace") if path.suffix != ".parquet" else ""
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+            text = frame.write_ndjson()
+        for needle in needles:
+            if needle in text or needle.encode() in data:
+                found.setdefault(path.name, []).append(needle)
+    return found
+
+
+@pytest.mark.parametrize("capture", SAMPLES, ids=lambda p: p.name)
+def test_nothing_leaks_by_default(capture: Path, tmp_path: Path) -> None:
+    for fmt in ("parquet", "jsonl"):
+        out = tmp_path / fmt
+        run(capture, out, "--format", fmt)
+        assert leaks(out, PHI_VALUES + SECRETS) == {}
+        for path in out.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_capture_phi_puts_values_in_the_phi_table_only(tmp_path: Path) -> None:
+    run(CAPTURES / "dicom_lab.pcap", tmp_path, "--capture-phi")
+    found = leaks(tmp_path, PHI_VALUES + SECRETS)
+    assert set(found) == {"phi.parquet"}
+    assert "DOE^JANE" in found["phi.parquet"]
+    run(CAPTURES / "user_identity.pcap", tmp_path / "ui", "--capture-phi")
+    assert (
+        leaks(tmp_path / "ui", SECRETS) == {}
+    )  # passcodes and tokens are never written, even then
