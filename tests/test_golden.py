@@ -29,7 +29,8 @@ def test_golden_tables(capture: Path, tmp_path: Path, update_golden: bool) -> No
     analyze(capture, tmp_path)
     folder = GOLDEN / capture.name.split(".")[0]
     for table in TABLES:
-        got = as_csv(pl.read_parquet(tmp_path / f"{table}.parquet"))
+        # anomaly details name the input as given: make them independent of the checkout's location
+        got = as_csv(pl.read_parquet(tmp_path / f"{table}.parquet")).replace(str(CAPTURES), "captures")
         path = folder / f"{table}.csv"
         if update_golden:
             folder.mkdir(parents=True, exist_ok=True)
