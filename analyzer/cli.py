@@ -12,10 +12,15 @@ Exit codes:
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import os
-import sys
+
+# The packet path is single-threaded Python; polars only writes tables. One polars thread
+# lowers the memory its Parquet merges take (benchmarks/run.py shows it) and costs no speed.
+os.environ.setdefault("POLARS_MAX_THREADS", "1")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path
 
 from analyzer import __version__

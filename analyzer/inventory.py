@@ -8,6 +8,7 @@ name, serial number) are always redacted here: PHI values go to the phi table on
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +16,8 @@ from typing import Any
 from analyzer.dicom.dataset import DatasetSummary
 from analyzer.phi import redact
 
-MAX_ENDPOINTS = 50_000
-MAX_VALUES = 64
+MAX_ENDPOINTS = 20_000
+MAX_VALUES = 32
 DEVICE_KEYWORDS = {
     "Manufacturer": "manufacturers",
     "ManufacturerModelName": "models",
@@ -39,7 +40,7 @@ class Endpoint:
         if value:
             bucket = self.values.setdefault(column, set())
             if len(bucket) < MAX_VALUES:
-                bucket.add(value)
+                bucket.add(sys.intern(value) if len(value) <= 64 else value)
 
 
 class Inventory:

@@ -6,6 +6,7 @@ readers -> merged_records -> Decoder.packet -> FlowTable.on_tcp -> Flow/Stream
 
 from __future__ import annotations
 
+import ctypes
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,19 @@ from analyzer.tcp.flow import Flow
 from analyzer.tcp.table import FlowTable, ip_text
 from analyzer.tls import TlsSink
 from analyzer.weird import WeirdLog
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc keeps freed heap (Parquet part writes, packet buffers) for reuse; a long run hands
+    it back now and then so that its footprint stays flat. A no-op where there is no glibc."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0) and None
+
+
+release_free_memory = _malloc_trim()
 
 
 def no_decoder(flow: Flow, service: str) -> StreamSink | None:
@@ -161,6 +175,8 @@ class Pipeline:
                 self.fragments.expire(self.table.now)
                 if on_progress is not None:
                     on_progress(n)
+                if not n & 0x3FFFF:
+                    release_free_memory()
 
     def finish(self) -> RunSummary:
         self.table.finish_all()

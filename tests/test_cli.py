@@ -193,3 +193,16 @@ def test_bad_findings_config_is_one_line(tmp_path: Path, text: str, message: str
     cfg.write_text(text)
     done = run("analyze", str(SAMPLE), "-o", str(tmp_path / "out"), "--config", str(cfg))
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_table_writer_compacts_parts_in_order(tmp_path: Path) -> None:
+    """Hundreds of part files, merged 16 at a time: every row once, in order, one file left."""
+    from analyzer.output.schema import WEIRD
+    from analyzer.output.writer import TableWriter
+
+    writer = TableWriter("weird", WEIRD, tmp_path, "parquet", chunk_rows=10)
+    for i in range(1234):
+        writer.add((f"C{i}", float(i), "name", "detail", "tcp"))
+    assert writer.close() == 1234
+    assert pl.read_parquet(tmp_path / "weird.parquet")["ts"].to_list() == [float(i) for i in range(1234)]
+    assert [p.name for p in tmp_path.iterdir()] == ["weird.parquet"]

@@ -17,6 +17,7 @@ A-ASSOCIATE-RQ/AC body (PS3.8 Tables 9-11, 9-17), after the 6-byte PDU header:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -126,8 +127,10 @@ class Abort:
 
 
 def text(raw: bytes) -> str:
-    """A UID or AE title: ASCII-ish, padded with spaces or NULs."""
-    return raw.decode("latin-1").strip(" \x00")
+    """A UID or AE title: ASCII-ish, padded with spaces or NULs. Interned: the same few hundred
+    SOP class and transfer syntax UIDs recur in every association and every table row."""
+    value = raw.decode("latin-1").strip(" \x00")
+    return sys.intern(value) if len(value) <= 64 else value
 
 
 def _u16(b: bytes, i: int) -> int:

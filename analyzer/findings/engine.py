@@ -20,7 +20,7 @@ from analyzer.findings.model import RULES, Finding, Rule
 from analyzer.phi import Hasher, phi_tags, redact
 
 Row = tuple[Any, ...]
-MAX_DEDUP_KEYS = 100_000
+MAX_DEDUP_KEYS = 20_000
 MAX_QUERIES = 4096
 QUERY_COMMANDS = frozenset({0x0020, 0x0021, 0x0010})
 DIRECTION = ("orig", "resp")

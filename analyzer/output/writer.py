@@ -19,6 +19,9 @@ from analyzer.errors import OutputError
 from analyzer.output.schema import Schema
 
 FORMATS = ("parquet", "csv", "jsonl")
+MERGE_FAN_IN = 16
+"""Part files merged at once: merging costs memory per source, so it is bounded by compacting
+every 16 parts into one as the run goes (a run of any length merges at most 16 at a time)."""
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 
 
@@ -71,6 +74,12 @@ class TableWriter:
                 with _private_open(part) as fh:
                     frame.write_parquet(fh)
                 self._parts.append(part)
+                if len(self._parts) >= MERGE_FAN_IN:
+                    merged = self._partdir / f"merged-{self.count:012d}.parquet"
+                    self._merge(self._parts, merged)
+                    for old in self._parts:
+                        old.unlink()
+                    self._parts = [merged]
             else:
                 self._append(frame)
         except OSError as exc:
@@ -88,6 +97,16 @@ class TableWriter:
             else:
                 frame.write_ndjson(fh)
 
+    def _merge(self, parts: list[Path], target: Path) -> None:
+        """Stream ``parts`` into ``target`` in order, one bounded row group at a time."""
+        with _private_open(target):
+            pass
+        frames = [pl.scan_parquet(str(p)) for p in parts]
+        pl.concat(frames, how="vertical").sink_parquet(
+            str(target), row_group_size=self.chunk_rows, maintain_order=True
+        )
+        os.chmod(target, 0o600)
+
     def close(self) -> int:
         """Write the final table file and return its row count."""
         total = self.count + len(self.rows)
@@ -101,8 +120,7 @@ class TableWriter:
                     tmp = self.path.with_suffix(".parquet.tmp")
                     with _private_open(tmp):
                         pass
-                    pl.scan_parquet([str(p) for p in self._parts]).sink_parquet(str(tmp))
-                    os.chmod(tmp, 0o600)
+                    self._merge(self._parts, tmp)
                     os.replace(tmp, self.path)
             else:
                 if self.rows or not self._started:

@@ -57,6 +57,11 @@ class Windows:
         q.append((ts, item))
         while q and ts - q[0][0] > self.seconds:
             q.popleft()
+        # the least recently touched key is first: drop it once its whole window has passed
+        oldest_key = next(iter(self.data))
+        oldest = self.data[oldest_key]
+        if oldest_key != key and (not oldest or ts - oldest[-1][0] > self.seconds):
+            del self.data[oldest_key]
         return q
 
 
