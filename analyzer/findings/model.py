@@ -54,6 +54,10 @@ class Rule:
     def __init__(self, ctx: RuleContext, options: dict[str, Any]) -> None:
         self.ctx = ctx
         self.opt = options
+        self.setup()
+
+    def setup(self) -> None:
+        """Create the rule's own state; ``self.opt`` holds its options, defaults merged."""
 
     # hooks: override what the rule needs
     def on_message(self, assoc: AssocView, message: Message) -> None:

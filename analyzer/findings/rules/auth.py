@@ -155,8 +155,7 @@ class IdentityRejected(Rule):
     severity = Severity.MEDIUM
     options = {"window": 300.0, "min_attempts": 3}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.seen = Windows(self.opt["window"])
 
     def on_association_end(self, a: AssocView) -> None:

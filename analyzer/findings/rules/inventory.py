@@ -21,8 +21,7 @@ class InventoryChange(Rule):
     severity = Severity.LOW
     options = {"dedup_window": 86400.0}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.hosts_of: dict[str, str] = {}
         self.versions: dict[tuple[str, str], str] = {}
         self.destinations: set[str] = set()

@@ -194,8 +194,7 @@ class ConnectionChurn(Rule):
     severity = Severity.MEDIUM
     options = {"window": 10.0, "max_connections": 20, "dedup_window": 300.0}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.seen = Windows(self.opt["window"])
         self.congestion: dict[str, int] = {}
         self.released: set[str] = set()

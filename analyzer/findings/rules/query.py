@@ -86,8 +86,7 @@ class PrefixEnumeration(Rule):
     severity = Severity.HIGH
     options = {"window": 600.0, "min_prefixes": 4, "dedup_window": 3600.0}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.prefixes = Windows(self.opt["window"])
 
     def on_message(self, a: AssocView, m: Message) -> None:
@@ -153,8 +152,7 @@ class ThirdPartyMove(Rule):
     severity = Severity.MEDIUM
     options = {"max_pending": 4096}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.moves: dict[tuple[str, int], tuple[AssocView, str, float]] = {}
         self.delivered: dict[tuple[str, int], tuple[str, int, str, int]] = {}
 
@@ -224,8 +222,7 @@ class UnknownMoveDestination(Rule):
     severity = Severity.MEDIUM
     options = {"window": 300.0, "min_count": 2, "dedup_window": 3600.0}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.seen = Windows(self.opt["window"])
 
     def on_message(self, a: AssocView, m: Message) -> None:
@@ -261,8 +258,7 @@ class BulkRetrieve(Rule):
         "dedup_window": 3600.0,
     }
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.bytes_to = Windows(self.opt["window"], max_items=100_000)
 
     def on_message(self, a: AssocView, m: Message) -> None:

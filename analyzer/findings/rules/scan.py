@@ -27,8 +27,7 @@ class AeTitleBruteforce(Rule):
     severity = Severity.HIGH
     options = {"window": 300.0, "min_rejects": 5, "min_titles": 3, "dedup_window": 3600.0}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.rejects = Windows(self.opt["window"])
         self.alerted: set[tuple[str, str]] = set()
 
@@ -79,8 +78,7 @@ class PromiscuousScp(Rule):
     severity = Severity.MEDIUM
     options = {"min_titles": 2, "dedup_window": 86400.0}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.titles: dict[tuple[str, int, str], set[str]] = {}
 
     def on_association_end(self, a: AssocView) -> None:
@@ -160,8 +158,7 @@ class DicomScan(Rule):
     severity = Severity.HIGH
     options = {"window": 60.0, "min_targets": 4, "dedup_window": 3600.0}
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def setup(self) -> None:
         self.targets = Windows(self.opt["window"])
 
     def _add(self, src: str, ts: float, target: tuple[str, int], uid: str, resp_h: str) -> None:
