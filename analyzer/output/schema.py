@@ -6,13 +6,18 @@ import polars as pl
 
 Schema = dict[str, pl.DataType]
 
-CONN: Schema = {
+FLOW_ID: Schema = {
     "uid": pl.String(),
     "ts": pl.Float64(),
     "orig_h": pl.String(),
     "orig_p": pl.Int32(),
     "resp_h": pl.String(),
     "resp_p": pl.Int32(),
+}
+"""The columns that start every per-flow table: the flow uid, its first packet, its endpoints."""
+
+CONN: Schema = {
+    **FLOW_ID,
     "proto": pl.String(),
     "service": pl.String(),
     "duration": pl.Float64(),
@@ -38,12 +43,7 @@ WEIRD: Schema = {
 }
 
 DICOM_ASSOC: Schema = {
-    "uid": pl.String(),
-    "ts": pl.Float64(),
-    "orig_h": pl.String(),
-    "orig_p": pl.Int32(),
-    "resp_h": pl.String(),
-    "resp_p": pl.Int32(),
+    **FLOW_ID,
     "calling_ae": pl.String(),
     "called_ae": pl.String(),
     "result": pl.String(),
