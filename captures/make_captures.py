@@ -152,6 +152,19 @@ def server(
             proc.kill()
 
 
+def storescp(
+    store: Path,
+    port: int,
+    *options: str,
+    title: str = "STORESCP",
+    ns: str | None = NS,
+    host: str = SRV_IP,
+) -> contextlib.AbstractContextManager[None]:
+    """DCMTK's storescp as a lab server, storing into ``store``."""
+    argv = [f"{DCMTK}/storescp", *options, "-aet", title, "-od", str(store), str(port)]
+    return server(*argv, ns=ns, host=host, port=port)
+
+
 @contextlib.contextmanager
 def capture(out: Path, *args: str, ns: str | None = None, tool: str = "tcpdump") -> Iterator[None]:
     """Record with tcpdump (``-U -s0``) or dumpcap until the block ends."""
@@ -251,19 +264,7 @@ def lab_servers(
     """storescp on 11112, a pynetdicom SCP on 4242 and an HTTP server on 8080 at ``host``."""
     with contextlib.ExitStack() as stack:
         if dcmtk_scp:
-            stack.enter_context(
-                server(
-                    f"{DCMTK}/storescp",
-                    "-aet",
-                    "STORESCP",
-                    "-od",
-                    str(store_dir),
-                    "11112",
-                    ns=ns,
-                    host=host,
-                    port=11112,
-                )
-            )
+            stack.enter_context(storescp(store_dir, 11112, ns=ns, host=host))
         stack.enter_context(
             server(
                 PY,
@@ -415,17 +416,7 @@ def scenario_fragments(data: Path, store: Path) -> None:
     sh("ip", "route", "flush", "cache")
     try:
         with (
-            server(
-                f"{DCMTK}/storescp",
-                "-aet",
-                "STORESCP",
-                "-od",
-                str(store),
-                "11112",
-                ns=F_NS,
-                host=FRAG_SRV_IP,
-                port=11112,
-            ),
+            storescp(store, 11112, ns=F_NS, host=FRAG_SRV_IP),
             capture(HERE / "ipv4_fragments.pcap", "-i", "dcmfrag2", ns=R_NS),
         ):
             dcmtk(
@@ -477,18 +468,7 @@ def scenario_transfer_syntaxes(data: Path, store: Path) -> None:
                 "11112",
                 str(data / "small_0.dcm"),
             )
-        with server(
-            f"{DCMTK}/storescp",
-            "+xd",
-            "-aet",
-            "STORESCP",
-            "-od",
-            str(store),
-            "11112",
-            ns=NS,
-            host=SRV_IP,
-            port=11112,
-        ):
+        with storescp(store, 11112, "+xd"):
             dcmtk(
                 "storescu",
                 "-R",
@@ -501,18 +481,7 @@ def scenario_transfer_syntaxes(data: Path, store: Path) -> None:
                 "11112",
                 str(data / "small_1.dcm"),
             )
-        with server(
-            f"{DCMTK}/storescp",
-            "+xa",
-            "-aet",
-            "STORESCP",
-            "-od",
-            str(store),
-            "11112",
-            ns=NS,
-            host=SRV_IP,
-            port=11112,
-        ):
+        with storescp(store, 11112, "+xa"):
             dcmtk(
                 "storescu",
                 "-R",
@@ -550,17 +519,7 @@ def scenario_orthanc(data: Path, store: Path) -> None:
     archive.mkdir()
     with (
         server("Orthanc", str(cfg), ns=NS, host=SRV_IP, port=4242),
-        server(
-            f"{DCMTK}/storescp",
-            "-aet",
-            "ARCHIVE2",
-            "-od",
-            str(archive),
-            "11113",
-            ns=None,
-            host=HOST_IP,
-            port=11113,
-        ),
+        storescp(archive, 11113, title="ARCHIVE2", ns=None, host=HOST_IP),
         capture(HERE / "orthanc_qr.pcap", "-i", HOST_IF, "port", "4242 or port 11113"),
     ):
         dcmtk(
@@ -754,17 +713,7 @@ def scenario_reject_abort(data: Path, store: Path) -> None:
 def scenario_odd_ports_and_pdus(data: Path, store: Path) -> None:
     """DICOM on port 8104; a 256-byte maximum PDU so a dataset spans dozens of PDUs."""
     with (
-        server(
-            f"{DCMTK}/storescp",
-            "-aet",
-            "STORESCP",
-            "-od",
-            str(store),
-            "8104",
-            ns=NS,
-            host=SRV_IP,
-            port=8104,
-        ),
+        storescp(store, 8104),
         capture(HERE / "nonstandard_port.pcap", "-i", HOST_IF, "port", "8104"),
     ):
         dcmtk("echoscu", "-aet", "WORKSTATION1", "-aec", "STORESCP", SRV_IP, "8104")
@@ -855,17 +804,7 @@ def scenario_tls(data: Path, store: Path) -> None:
                 "2762",
                 str(data / "small_0.dcm"),
             )
-        with server(
-            f"{DCMTK}/storescp",
-            "-aet",
-            "STORESCP",
-            "-od",
-            str(store),
-            "2762",
-            ns=NS,
-            host=SRV_IP,
-            port=2762,
-        ):
+        with storescp(store, 2762):
             dcmtk(
                 "storescu",
                 "-R",
@@ -891,32 +830,8 @@ def scenario_charsets(data: Path, store: Path) -> None:
 def scenario_scan(data: Path, store: Path) -> None:
     """nmap dicom-ping and dicom-brute against four SCPs and one closed DICOM port."""
     with contextlib.ExitStack() as stack:
-        stack.enter_context(
-            server(
-                f"{DCMTK}/storescp",
-                "-aet",
-                "STORESCP",
-                "-od",
-                str(store),
-                "104",
-                ns=NS,
-                host=SRV_IP,
-                port=104,
-            )
-        )
-        stack.enter_context(
-            server(
-                f"{DCMTK}/storescp",
-                "-aet",
-                "STORESCP",
-                "-od",
-                str(store),
-                "11112",
-                ns=NS,
-                host=SRV_IP,
-                port=11112,
-            )
-        )
+        stack.enter_context(storescp(store, 104))
+        stack.enter_context(storescp(store, 11112))
         stack.enter_context(
             server(
                 PY,
@@ -1026,29 +941,8 @@ def scenario_harvest(data: Path, store: Path) -> None:
 def scenario_malformed(data: Path, store: Path) -> None:
     """Hostile PDUs and a deflate bomb sent to a real storescp, HTTP on port 104, connection churn."""
     with (
-        server(
-            f"{DCMTK}/storescp",
-            "+xd",
-            "-aet",
-            "STORESCP",
-            "-od",
-            str(store),
-            "11112",
-            ns=NS,
-            host=SRV_IP,
-            port=11112,
-        ),
-        server(
-            f"{DCMTK}/storescp",
-            "-aet",
-            "STORESCP",
-            "-od",
-            str(store),
-            "104",
-            ns=NS,
-            host=SRV_IP,
-            port=104,
-        ),
+        storescp(store, 11112, "+xd"),
+        storescp(store, 104),
         server(
             PY,
             str(LAB / "peers.py"),
