@@ -237,3 +237,21 @@ def test_provider_abort_reasons_from_encoded_pdus() -> None:
     drv.finish()
     aborts = [r for r in rows["finding"] if r[2] == "provider_abort"]
     assert aborts and aborts[0][3] == "medium" and "reason 6" in aborts[0][5]
+
+
+def test_cross_flow_rules_span_the_files_of_one_run(tmp_path: Path) -> None:
+    """The nmap scan cut into two rotated files still reads as one brute force and one scan."""
+    import dpkt
+
+    with open(CAPTURES / "nmap_scan.pcap", "rb") as fh:
+        packets = [(ts, bytes(buf)) for ts, buf in dpkt.pcap.Reader(fh)]
+    half = len(packets) // 2
+    for name, part in (("scan.pcap0", packets[:half]), ("scan.pcap1", packets[half:])):
+        with open(tmp_path / name, "wb") as fh:
+            writer = dpkt.pcap.Writer(fh, snaplen=262144, linktype=1)
+            for ts, buf in part:
+                writer.writepkt(buf, ts)
+    analyze([tmp_path / "scan.pcap0", tmp_path / "scan.pcap1"], tmp_path / "out")
+    f = pl.read_parquet(tmp_path / "out" / "finding.parquet")
+    assert "critical" in f.filter(pl.col("rule") == "ae_title_bruteforce")["severity"].to_list()
+    assert f.filter(pl.col("rule") == "dicom_scan").height == 1
