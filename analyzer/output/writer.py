@@ -10,18 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from analyzer.errors import OutputError
 from analyzer.output.schema import Schema
 
 FORMATS = ("parquet", "csv", "jsonl")
-MERGE_FAN_IN = 16
-"""Part files merged at once: merging costs memory per source, so it is bounded by compacting
-every 16 parts into one as the run goes (a run of any length merges at most 16 at a time)."""
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 
 
@@ -74,12 +73,6 @@ class TableWriter:
                 with _private_open(part) as fh:
                     frame.write_parquet(fh)
                 self._parts.append(part)
-                if len(self._parts) >= MERGE_FAN_IN:
-                    merged = self._partdir / f"merged-{self.count:012d}.parquet"
-                    self._merge(self._parts, merged)
-                    for old in self._parts:
-                        old.unlink()
-                    self._parts = [merged]
             else:
                 self._append(frame)
         except OSError as exc:
@@ -98,11 +91,16 @@ class TableWriter:
                 frame.write_ndjson(fh)
 
     def _merge(self, parts: list[Path], target: Path) -> None:
-        """Stream ``parts`` into ``target`` in order, one bounded row group at a time."""
+        """Stream ``parts`` into ``target`` in order. The plan has one source that reads one part
+        at a time, so memory does not grow with the number of parts (a scan per part does)."""
+
+        def one_part_at_a_time(*_: Any) -> Iterator[pl.DataFrame]:
+            for part in parts:
+                yield pl.read_parquet(part)
+
         with _private_open(target):
             pass
-        frames = [pl.scan_parquet(str(p)) for p in parts]
-        pl.concat(frames, how="vertical").sink_parquet(
+        register_io_source(io_source=one_part_at_a_time, schema=self.schema).sink_parquet(
             str(target), row_group_size=self.chunk_rows, maintain_order=True
         )
         os.chmod(target, 0o600)
