@@ -14,4 +14,7 @@ pl.Config.set_tbl_width_chars(160)
 conn = pl.read_parquet(f"{sys.argv[1]}/conn.parquet")
 print(conn.select("orig_h", "orig_p", "resp_h", "resp_p", "service", "conn_state", "history",
                   "orig_bytes", "resp_bytes", "missed_bytes"))
+pl.Config.set_fmt_str_lengths(70)
+findings = pl.read_parquet(f"{sys.argv[1]}/finding.parquet")
+print(findings.select("severity", "rule", "calling_ae", "called_ae", "detail"))
 PY
