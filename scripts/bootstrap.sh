@@ -33,8 +33,8 @@ fi
 PY="$VENV/bin/python"
 EXTRAS="${DICOM_ANALYZER_EXTRAS:-}"
 STAMP="$VENV/.installed$EXTRAS"
-if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$ROOT/constraints.txt" -nt "$STAMP" ]; then
     "$PY" -m pip install -q --upgrade pip >/dev/null
-    "$PY" -m pip install -q -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+    "$PY" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT${EXTRAS:+[$EXTRAS]}"
     touch "$STAMP"
 fi
