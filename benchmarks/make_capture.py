@@ -70,6 +70,12 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--size-mb", type=float, default=400.0)
     ap.add_argument("--concurrent", type=int, default=8)
+    ap.add_argument(
+        "--clients",
+        type=int,
+        default=0,
+        help="distinct client addresses, reused in turn (0: a new address per association)",
+    )
     args = ap.parse_args()
     frames = template()
     per_copy = sum(16 + len(b) for _, b in frames)
@@ -83,7 +89,8 @@ def main() -> None:
             batch = range(batch_start, min(copies, batch_start + args.concurrent))
             for idx, (ts, _) in enumerate(frames):
                 for k in batch:
-                    client_ip = bytes([10, 100 + (k >> 16) % 100, (k >> 8) & 0xFF, k & 0xFF])
+                    c = k % args.clients if args.clients else k
+                    client_ip = bytes([10, 100 + (c >> 16) % 100, (c >> 8) & 0xFF, c & 0xFF])
                     port = 20000 + k % 40000
                     other = 8080 if k % 10 == 9 else None
                     buf = rewrite(frames[idx][1], client_ip, port, k * 7_777_777, other)

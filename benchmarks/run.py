@@ -49,14 +49,29 @@ def main() -> None:
     )
     ap.add_argument("--size-mb", type=float, default=400.0)
     ap.add_argument("--keep", action="store_true", help="keep the generated captures")
+    ap.add_argument(
+        "--clients",
+        type=int,
+        default=0,
+        help="distinct client addresses (0: a new one per association, the stress case)",
+    )
     args = ap.parse_args()
     DATA.mkdir(exist_ok=True)
     sizes = [args.size_mb / 4, args.size_mb / 2, args.size_mb]
-    paths = [DATA / f"cstore_{mb:.0f}mb.pcap" for mb in sizes]
+    paths = [DATA / f"cstore_{mb:.0f}mb_c{args.clients}.pcap" for mb in sizes]
     for path, size in zip(paths, sizes, strict=True):
         if not path.exists():
             subprocess.run(
-                [PY, str(HERE / "make_capture.py"), str(path), "--size-mb", str(size)], check=True
+                [
+                    PY,
+                    str(HERE / "make_capture.py"),
+                    str(path),
+                    "--size-mb",
+                    str(size),
+                    "--clients",
+                    str(args.clients),
+                ],
+                check=True,
             )
     big = paths[-1]
     n_packets = packets_in(big)
