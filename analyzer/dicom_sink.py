@@ -169,6 +169,7 @@ class DicomSink:
             )
         )
         ds = m.dataset
+        patient: str | None = None
         if ds is not None:
             keywords, patient = (
                 self.engine.phi_summary(ds) if self.engine is not None else ([], None)
@@ -194,7 +195,7 @@ class DicomSink:
             if self.inventory is not None:
                 self.inventory.dataset(self.view, m.direction, ds, m.ts)
         if self.engine is not None:
-            self.engine.on_message(self.view, m)
+            self.engine.on_message(self.view, m, patient)
 
     def _pair(self, m: Message, cf: int | None, status: int | None) -> float | None:
         """Remember a request; for a response, return its request's ts (None if unseen)."""

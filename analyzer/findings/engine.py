@@ -81,9 +81,10 @@ class FindingEngine:
                 f"rule {rule.id}.{hook}: {type(exc).__name__}: {exc}",
             )
 
-    def on_message(self, assoc: AssocView, m: Message) -> None:
+    def on_message(self, assoc: AssocView, m: Message, patient: str | None = None) -> None:
+        """``patient``: the dataset's patient key when the caller already computed it."""
         if m.dataset is not None:
-            self._phi_rows(assoc, m, m.dataset)
+            self._phi_rows(assoc, m, m.dataset, patient)
         self._track_query(assoc, m)
         for r in self.rules:
             self._call(r, "on_message", assoc.uid, m.ts, assoc, m)
@@ -158,12 +159,15 @@ class FindingEngine:
         )
         return keywords, key
 
-    def _phi_rows(self, assoc: AssocView, m: Message, ds: DatasetSummary) -> None:
+    def _phi_rows(
+        self, assoc: AssocView, m: Message, ds: DatasetSummary, patient: str | None
+    ) -> None:
         c = m.command
         message_id = c.message_id if c.message_id is not None else c.message_id_responded
-        patient = self.hasher.patient_key(
-            ds.get("PatientID"), ds.get("PatientName"), ds.get("PatientBirthDate")
-        )
+        if patient is None:
+            patient = self.hasher.patient_key(
+                ds.get("PatientID"), ds.get("PatientName"), ds.get("PatientBirthDate")
+            )
         if patient:
             assoc.patients.add(patient)
         for e in ds.elements:
