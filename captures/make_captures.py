@@ -198,6 +198,13 @@ def dcmtk(tool: str, *args: str) -> None:
     sh(f"{DCMTK}/{tool}", *args)
 
 
+def storescu(
+    host: str, port: str, *files: str, called: str = "STORESCP", options: tuple[str, ...] = ()
+) -> None:
+    """DCMTK's storescu as the lab's modality MODALITY_CT1."""
+    dcmtk("storescu", *options, "-aet", "MODALITY_CT1", "-aec", called, host, port, *files)
+
+
 # -- exchanges -------------------------------------------------------------------------
 
 
@@ -217,16 +224,7 @@ def side_traffic(host: str) -> None:
 def basic_exchange(host: str, data: Path) -> None:
     """C-ECHO, C-STORE (DCMTK and pynetdicom), C-FIND PatientName=*, HTTP, a refused port."""
     dcmtk("echoscu", "-aet", "WORKSTATION1", "-aec", "STORESCP", host, "11112")
-    dcmtk(
-        "storescu",
-        "-aet",
-        "MODALITY_CT1",
-        "-aec",
-        "STORESCP",
-        host,
-        "11112",
-        *(str(p) for p in sorted(data.glob("small_*.dcm"))),
-    )
+    storescu(host, "11112", *(str(p) for p in sorted(data.glob("small_*.dcm"))))
     peer("store", host, "4242", "PYSCP", str(data / "small_1.dcm"))
     dcmtk(
         "findscu",
@@ -319,16 +317,7 @@ def scenario_loopback(data: Path, store: Path) -> None:
         with capture(
             HERE / "loopback_nano.pcap", "-i", "lo", "--time-stamp-precision=nano", "port", "11112"
         ):
-            dcmtk(
-                "storescu",
-                "-aet",
-                "MODALITY_CT1",
-                "-aec",
-                "STORESCP",
-                "127.0.0.1",
-                "11112",
-                str(data / "small_0.dcm"),
-            )
+            storescu("127.0.0.1", "11112", str(data / "small_0.dcm"))
 
 
 def scenario_two_interfaces(data: Path, store: Path) -> None:
@@ -351,16 +340,7 @@ def scenario_two_interfaces(data: Path, store: Path) -> None:
         ),
     ):
         dcmtk("echoscu", "-aet", "WORKSTATION1", "-aec", "STORESCP", SRV_IP, "11112")
-        dcmtk(
-            "storescu",
-            "-aet",
-            "MODALITY_CT1",
-            "-aec",
-            "STORESCP",
-            "127.0.0.1",
-            "11112",
-            str(data / "small_2.dcm"),
-        )
+        storescu("127.0.0.1", "11112", str(data / "small_2.dcm"))
 
 
 def scenario_snaplen(data: Path, store: Path) -> None:
@@ -368,16 +348,7 @@ def scenario_snaplen(data: Path, store: Path) -> None:
         lab_servers(NS, SRV_IP, store),
         capture(HERE / "snaplen_200.pcap", "-i", HOST_IF, "-s", "200"),
     ):
-        dcmtk(
-            "storescu",
-            "-aet",
-            "MODALITY_CT1",
-            "-aec",
-            "STORESCP",
-            SRV_IP,
-            "11112",
-            str(data / "small_0.dcm"),
-        )
+        storescu(SRV_IP, "11112", str(data / "small_0.dcm"))
 
 
 def scenario_rotated(data: Path, store: Path) -> None:
@@ -389,16 +360,7 @@ def scenario_rotated(data: Path, store: Path) -> None:
         lab_servers(NS, SRV_IP, store),
         capture(outdir / "span.pcap", "-i", HOST_IF, "-C", "1", "-Z", "root"),
     ):
-        dcmtk(
-            "storescu",
-            "-aet",
-            "MODALITY_CT1",
-            "-aec",
-            "STORESCP",
-            SRV_IP,
-            "11112",
-            str(data / "large_0.dcm"),
-        )
+        storescu(SRV_IP, "11112", str(data / "large_0.dcm"))
     second = outdir / "span.pcap1"
     if second.exists():
         with open(second, "rb") as src, gzip.open(str(second) + ".gz", "wb") as dst:
@@ -419,16 +381,7 @@ def scenario_fragments(data: Path, store: Path) -> None:
             storescp(store, 11112, ns=F_NS, host=FRAG_SRV_IP),
             capture(HERE / "ipv4_fragments.pcap", "-i", "dcmfrag2", ns=R_NS),
         ):
-            dcmtk(
-                "storescu",
-                "-aet",
-                "MODALITY_CT1",
-                "-aec",
-                "STORESCP",
-                FRAG_SRV_IP,
-                "11112",
-                str(data / "small_0.dcm"),
-            )
+            storescu(FRAG_SRV_IP, "11112", str(data / "small_0.dcm"))
     finally:
         sh("sysctl", "-qw", f"net.ipv4.ip_no_pmtu_disc={old}")
 
@@ -456,44 +409,17 @@ def scenario_transfer_syntaxes(data: Path, store: Path) -> None:
             port=11112,
             cwd=LAB,
         ):
-            dcmtk(
-                "storescu",
-                "-R",
-                "-xb",
-                "-aet",
-                "MODALITY_CT1",
-                "-aec",
-                "BIGENDIAN",
+            storescu(
                 SRV_IP,
                 "11112",
                 str(data / "small_0.dcm"),
+                called="BIGENDIAN",
+                options=("-R", "-xb"),
             )
         with storescp(store, 11112, "+xd"):
-            dcmtk(
-                "storescu",
-                "-R",
-                "-xd",
-                "-aet",
-                "MODALITY_CT1",
-                "-aec",
-                "STORESCP",
-                SRV_IP,
-                "11112",
-                str(data / "small_1.dcm"),
-            )
+            storescu(SRV_IP, "11112", str(data / "small_1.dcm"), options=("-R", "-xd"))
         with storescp(store, 11112, "+xa"):
-            dcmtk(
-                "storescu",
-                "-R",
-                "-xs",
-                "-aet",
-                "MODALITY_CT1",
-                "-aec",
-                "STORESCP",
-                SRV_IP,
-                "11112",
-                str(jpeg),
-            )
+            storescu(SRV_IP, "11112", str(jpeg), options=("-R", "-xs"))
 
 
 ORTHANC_CONFIG = """{
@@ -522,15 +448,8 @@ def scenario_orthanc(data: Path, store: Path) -> None:
         storescp(archive, 11113, title="ARCHIVE2", ns=None, host=HOST_IP),
         capture(HERE / "orthanc_qr.pcap", "-i", HOST_IF, "port", "4242 or port 11113"),
     ):
-        dcmtk(
-            "storescu",
-            "-aet",
-            "MODALITY_CT1",
-            "-aec",
-            "ORTHANC",
-            SRV_IP,
-            "4242",
-            *(str(p) for p in sorted(data.glob("small_?.dcm"))),
+        storescu(
+            SRV_IP, "4242", *(str(p) for p in sorted(data.glob("small_?.dcm"))), called="ORTHANC"
         )
         dcmtk(
             "findscu",
@@ -717,17 +636,7 @@ def scenario_odd_ports_and_pdus(data: Path, store: Path) -> None:
         capture(HERE / "nonstandard_port.pcap", "-i", HOST_IF, "port", "8104"),
     ):
         dcmtk("echoscu", "-aet", "WORKSTATION1", "-aec", "STORESCP", SRV_IP, "8104")
-        dcmtk(
-            "storescu",
-            "-R",
-            "-aet",
-            "MODALITY_CT1",
-            "-aec",
-            "STORESCP",
-            SRV_IP,
-            "8104",
-            str(data / "small_0.dcm"),
-        )
+        storescu(SRV_IP, "8104", str(data / "small_0.dcm"), options=("-R",))
     with (
         server(
             PY,
@@ -743,17 +652,7 @@ def scenario_odd_ports_and_pdus(data: Path, store: Path) -> None:
         ),
         capture(HERE / "tiny_pdu.pcap", "-i", HOST_IF, "port", "11118"),
     ):
-        dcmtk(
-            "storescu",
-            "-R",
-            "-aet",
-            "MODALITY_CT1",
-            "-aec",
-            "TINYPDU",
-            SRV_IP,
-            "11118",
-            str(data / "small_1.dcm"),
-        )
+        storescu(SRV_IP, "11118", str(data / "small_1.dcm"), called="TINYPDU", options=("-R",))
 
 
 def scenario_tls(data: Path, store: Path) -> None:
@@ -791,31 +690,9 @@ def scenario_tls(data: Path, store: Path) -> None:
             host=SRV_IP,
             port=2762,
         ):
-            dcmtk(
-                "storescu",
-                "-R",
-                "+tla",
-                "-ic",
-                "-aet",
-                "MODALITY_CT1",
-                "-aec",
-                "STORESCP",
-                SRV_IP,
-                "2762",
-                str(data / "small_0.dcm"),
-            )
+            storescu(SRV_IP, "2762", str(data / "small_0.dcm"), options=("-R", "+tla", "-ic"))
         with storescp(store, 2762):
-            dcmtk(
-                "storescu",
-                "-R",
-                "-aet",
-                "MODALITY_CT1",
-                "-aec",
-                "STORESCP",
-                SRV_IP,
-                "2762",
-                str(data / "small_0.dcm"),
-            )
+            storescu(SRV_IP, "2762", str(data / "small_0.dcm"), options=("-R",))
 
 
 def scenario_charsets(data: Path, store: Path) -> None:
