@@ -67,7 +67,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write PHI values (phi table only); by default they are redacted and hashed",
     )
+    a.add_argument(
+        "--report",
+        action="store_true",
+        help="also write OUTDIR/report.html (plots, findings, assets; one self-contained file)",
+    )
     sub.add_parser("rules", help="list the detection rules, their severity and options")
+    r = sub.add_parser("report", help="write an HTML report of an output directory")
+    r.add_argument("outdir", metavar="OUTDIR", help="tables written by analyze or live")
+    r.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
+    r.add_argument(
+        "--config", metavar="FILE", help="TOML configuration (trusted networks, DICOM ports)"
+    )
     c = sub.add_parser("crosscheck", help="compare our DICOM decoding with Wireshark's dissector")
     c.add_argument("capture", metavar="CAPTURE", help="one pcap or pcapng file")
     c.add_argument("--config", metavar="FILE", help="TOML configuration file")
@@ -122,6 +133,12 @@ def _analyze(args: argparse.Namespace) -> int:
     capture_warnings = summary.rows.get("weird", 0) and _capture_problems(outdir, args.format)
     if capture_warnings and not args.quiet:
         print(f"warning: {capture_warnings}", file=sys.stderr)
+    if args.report:
+        from analyzer.report.html import write_report
+
+        path = write_report(outdir, outdir / "report.html", config)
+        if not args.quiet:
+            print(f"report: {path}", file=sys.stderr)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
@@ -155,6 +172,15 @@ def _rules() -> int:
     return EXIT_OK
 
 
+def _report(args: argparse.Namespace) -> int:
+    from analyzer.report.html import write_report
+
+    config = load_config(args.config)
+    path = write_report(args.outdir, args.output, config)
+    print(f"report: {path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _crosscheck(args: argparse.Namespace) -> int:
     from analyzer.crosscheck import crosscheck
 
@@ -179,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "crosscheck":
             return _crosscheck(args)
+        if args.command == "report":
+            return _report(args)
         if args.command == "rules":
             return _rules()
     except AnalyzerError as exc:

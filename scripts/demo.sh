@@ -3,7 +3,7 @@
 set -euo pipefail
 source "$(dirname "$0")/bootstrap.sh"
 OUT="${1:-$ROOT/out/sample}"
-"$VENV/bin/dicom-analyzer" analyze "$ROOT/captures/dicom_lab.pcap" -o "$OUT"
+"$VENV/bin/dicom-analyzer" analyze "$ROOT/captures/dicom_lab.pcap" -o "$OUT" --report
 echo "tables written to $OUT:"
 ls -l "$OUT"
 "$PY" - "$OUT" <<'PY'
@@ -18,3 +18,5 @@ pl.Config.set_fmt_str_lengths(70)
 findings = pl.read_parquet(f"{sys.argv[1]}/finding.parquet")
 print(findings.select("severity", "rule", "calling_ae", "called_ae", "detail"))
 PY
+echo
+echo "open $OUT/report.html in a browser: the same findings, the asset inventory and the plots"

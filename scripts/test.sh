@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite: ./scripts/test.sh [PYTEST ARGS]
 # Installs what the tests need when it is missing: tshark, mergecap (Wireshark's oracle),
-# tcpdump and dumpcap, DCMTK; then lint, type checks and pytest.
+# tcpdump and dumpcap, DCMTK, Chromium (renders the HTML report); then lint, type checks and pytest.
 set -euo pipefail
 export DICOM_ANALYZER_EXTRAS=test
 source "$(dirname "$0")/bootstrap.sh"
@@ -10,6 +10,7 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v mergecap >/dev/null 2>&1 || need+=(wireshark-common)
 command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 [ -x /usr/bin/storescu ] || need+=(dcmtk)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 cd "$ROOT"
 echo "== ruff"

@@ -1,0 +1,1 @@
+"""Plots and the HTML report, built only from the output tables (never parser internals)."""
