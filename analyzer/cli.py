@@ -26,7 +26,7 @@ from pathlib import Path
 from analyzer import __version__
 from analyzer.capture import open_inputs
 from analyzer.config import load_config
-from analyzer.errors import AnalyzerError, OutputError
+from analyzer.errors import AnalyzerError, ConfigError, OutputError
 from analyzer.output.writer import FORMATS
 from analyzer.pipeline import RunSummary, run_analysis
 from analyzer.progress import Progress
@@ -73,6 +73,48 @@ def _parser() -> argparse.ArgumentParser:
         help="also write OUTDIR/report.html (plots, findings, assets; one self-contained file)",
     )
     sub.add_parser("rules", help="list the detection rules, their severity and options")
+    lv = sub.add_parser(
+        "live",
+        help="watch interfaces through dumpcap: alerts at once, tables rotated into part files",
+    )
+    lv.add_argument(
+        "-i", "--interface", action="append", required=True, metavar="IFACE",
+        help="capture interface (repeat for several)",
+    )  # fmt: skip
+    lv.add_argument("-f", "--filter", metavar="BPF", help="capture filter for dumpcap")
+    lv.add_argument(
+        "-o", "--output", required=True, metavar="OUTDIR", help="directory for the tables"
+    )
+    lv.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    lv.add_argument(
+        "--rotate-minutes", type=float, default=5.0, metavar="N",
+        help="write every table's new rows to a part file every N minutes (default 5)",
+    )  # fmt: skip
+    lv.add_argument(
+        "--rotate-mb", type=float, default=64.0, metavar="M",
+        help="... or after M MB of captured traffic, whichever comes first (default 64)",
+    )  # fmt: skip
+    lv.add_argument(
+        "--stats-interval", type=float, default=60.0, metavar="S",
+        help="seconds between health lines and stats rows (default 60)",
+    )  # fmt: skip
+    lv.add_argument("--alerts-stdout", action="store_true", help="print each alert as a JSON line")
+    lv.add_argument(
+        "--syslog", nargs="?", const="/dev/log", metavar="ADDRESS",
+        help="send each alert to syslog (default /dev/log, or HOST:PORT over UDP)",
+    )  # fmt: skip
+    lv.add_argument(
+        "--ring", metavar="DIR", help="keep a ring buffer of the raw DICOM packets in DIR"
+    )
+    lv.add_argument(
+        "--ring-files", type=int, default=10, metavar="N", help="ring buffer files (default 10)"
+    )
+    lv.add_argument(
+        "--ring-mb", type=int, default=100, metavar="M", help="size of each ring file (default 100)"
+    )
+    lv.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    lv.add_argument("--capture-phi", action="store_true", help="write PHI values (phi table only)")
+    lv.add_argument("-q", "--quiet", action="store_true", help="no health lines on stderr")
     r = sub.add_parser("report", help="write an HTML report of an output directory")
     r.add_argument("outdir", metavar="OUTDIR", help="tables written by analyze or live")
     r.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
@@ -172,6 +214,41 @@ def _rules() -> int:
     return EXIT_OK
 
 
+def _live(args: argparse.Namespace) -> int:
+    from analyzer.live.monitor import LiveOptions, run_live
+
+    config = load_config(args.config)
+    if args.capture_phi:
+        config = dataclasses.replace(config, capture_phi=True)
+    for name in ("rotate_minutes", "rotate_mb", "stats_interval"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+    options = LiveOptions(
+        interfaces=args.interface,
+        outdir=Path(args.output),
+        bpf=args.filter,
+        rotate_seconds=args.rotate_minutes * 60.0,
+        rotate_bytes=int(args.rotate_mb * 1e6),
+        stats_interval=args.stats_interval,
+        alerts_stdout=args.alerts_stdout,
+        syslog=args.syslog,
+        ring_dir=Path(args.ring) if args.ring else None,
+        ring_files=args.ring_files,
+        ring_mb=args.ring_mb,
+        duration=args.duration,
+        quiet=args.quiet,
+    )
+    summary = run_live(config, options)
+    if not args.quiet:
+        print(
+            f"live: stopped ({summary.stopped_by or 'capture ended'}): {summary.packets:,} packets, "
+            f"{summary.findings:,} findings, {summary.rotations} rotations, "
+            f"{summary.restarts} dumpcap restarts",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def _report(args: argparse.Namespace) -> int:
     from analyzer.report.html import write_report
 
@@ -205,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "crosscheck":
             return _crosscheck(args)
+        if args.command == "live":
+            return _live(args)
         if args.command == "report":
             return _report(args)
         if args.command == "rules":

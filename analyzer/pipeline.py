@@ -73,7 +73,11 @@ class Pipeline:
         writers: dict[str, TableWriter],
         decoder_factory: DecoderFactory | None = None,
         alerts: Path | None = None,
+        on_service: Callable[[Flow, str], None] | None = None,
+        append_alerts: bool = False,
     ) -> None:
+        """``on_service`` hears of every flow whose protocol was recognised (live mode uses it
+        to follow the DICOM ports in use)."""
         self.config = config
         self.writers = writers
         self.summary = RunSummary()
@@ -88,11 +92,20 @@ class Pipeline:
         ports = config.dicom_ports
         self._dicom_limits = DicomLimits()
         self._dicom_write = {name: w.add for name, w in writers.items()}
-        self.engine = FindingEngine(config, self._dicom_write, alerts, self.weirds.row)
+        self.engine = FindingEngine(
+            config, self._dicom_write, alerts, self.weirds.row, append_alerts
+        )
         self.inventory = Inventory(self.engine.tags, config.capture_phi)
         self._tls: dict[str, TlsInfo] = {}
         if decoder_factory is None:
             decoder_factory = self._decoder
+
+        if on_service is not None:
+            inner, notify = decoder_factory, on_service
+
+            def decoder_factory(flow: Flow, service: str) -> StreamSink | None:
+                notify(flow, service)
+                return inner(flow, service)
 
         def make_sink(flow: Flow) -> StreamSink:
             return ServiceSniffer(flow, decoder_factory, ports)

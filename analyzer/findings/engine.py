@@ -33,6 +33,7 @@ class FindingEngine:
         write: Mapping[str, Callable[[Row], None]],
         alerts: Path | None,
         report_error: Callable[[str | None, float, str, str], None],
+        append_alerts: bool = False,
     ) -> None:
         self.config = config
         self.write = write
@@ -47,9 +48,12 @@ class FindingEngine:
             self.rules.append(cls(self.ctx, {**cls.options, **config.rule_options.get(rid, {})}))
         self._dedup: OrderedDict[tuple[str, object], float] = OrderedDict()
         self.count = 0
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        """Called with each alert as it is raised (live mode: stdout, syslog)."""
         self._alerts: IO[str] | None = None
         if alerts is not None:
-            fd = os.open(alerts, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            mode = os.O_APPEND if append_alerts else os.O_TRUNC
+            fd = os.open(alerts, os.O_WRONLY | os.O_CREAT | mode, 0o600)
             os.fchmod(fd, 0o600)
             self._alerts = os.fdopen(fd, "w", encoding="utf-8")
         self.include_uids = bool(
@@ -224,29 +228,27 @@ class FindingEngine:
                 f.wireshark_filter,
             )
         )
+        if self._alerts is None and not self.listeners:
+            return
+        alert = {
+            "ts": f.ts,
+            "uid": f.uid,
+            "rule": f.rule,
+            "severity": f.severity.label,
+            "title": f.title,
+            "detail": f.detail,
+            "orig_h": f.orig_h,
+            "resp_h": f.resp_h,
+            "calling_ae": f.calling_ae,
+            "called_ae": f.called_ae,
+            "evidence": f.evidence,
+            "wireshark_filter": f.wireshark_filter,
+        }
         if self._alerts is not None:
-            self._alerts.write(
-                json.dumps(
-                    {
-                        "ts": f.ts,
-                        "uid": f.uid,
-                        "rule": f.rule,
-                        "severity": f.severity.label,
-                        "title": f.title,
-                        "detail": f.detail,
-                        "orig_h": f.orig_h,
-                        "resp_h": f.resp_h,
-                        "calling_ae": f.calling_ae,
-                        "called_ae": f.called_ae,
-                        "evidence": f.evidence,
-                        "wireshark_filter": f.wireshark_filter,
-                    },
-                    sort_keys=True,
-                    default=str,
-                )
-                + "\n"
-            )
+            self._alerts.write(json.dumps(alert, sort_keys=True, default=str) + "\n")
             self._alerts.flush()
+        for listener in self.listeners:
+            listener(alert)
 
     def _options(self, rid: str) -> dict[str, Any]:
         cls = RULES[rid]

@@ -190,3 +190,32 @@ TABLES: dict[str, Schema] = {
     "asset": ASSET,
     "weird": WEIRD,
 }
+
+STATS: Schema = {
+    "ts": pl.Float64(),
+    "interval": pl.Float64(),
+    "packets": pl.Int64(),
+    "wire_bytes": pl.Int64(),
+    "packets_total": pl.Int64(),
+    "queued": pl.Int64(),
+    "lag": pl.Float64(),
+    "open_flows": pl.Int64(),
+    "dicom_flows": pl.Int64(),
+    "associations": pl.Int64(),
+    "findings": pl.Int64(),
+    "dumpcap_runs": pl.Int64(),
+    "dumpcap_restarts": pl.Int64(),
+    "dumpcap_received": pl.Int64(),
+    "dumpcap_dropped": pl.Int64(),
+    "kernel_rx_dropped": pl.Int64(),
+    "kernel_rx_missed": pl.Int64(),
+    "gap_seconds": pl.Float64(),
+    "rss_mb": pl.Float64(),
+}
+"""One row per stats interval. ``packets``/``wire_bytes``/``lag`` (the largest delay between a
+packet's capture and its decoding) cover the interval; ``dumpcap_*`` are cumulative and count
+the runs that have ended (dumpcap reports drops when it stops); ``kernel_*`` are the interval's
+increase of the interfaces' own counters; ``gap_seconds`` is time without capture (restarts)."""
+
+LIVE_TABLES: dict[str, Schema] = {"stats": STATS}
+"""Tables only ``live`` writes (as part files)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,4 +131,77 @@ class TableWriter:
             self.count = total
             if self._partdir is not None:
                 shutil.rmtree(self._partdir, ignore_errors=True)
+        return total
+
+
+def _durable_replace(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` over ``target`` after both the data and the rename reach the disk."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class PartWriter(TableWriter):
+    """Live mode: every flush is a finished, durable part file ``OUTDIR/<name>/part-N-TIME.parquet``
+    (written under a hidden name, then renamed), never merged. A crash loses only the rows
+    not flushed yet; readers glob ``part-*.parquet``. Numbering continues after existing parts."""
+
+    def __init__(self, name: str, schema: Schema, outdir: Path, chunk_rows: int = 8192) -> None:
+        super().__init__(name, schema, outdir, "parquet", chunk_rows)
+        self.dir = outdir / name
+        try:
+            self.dir.mkdir(mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{self.dir}: cannot create: {exc.strerror}") from None
+        seqs = [int(p.name.split("-")[1]) for p in self.dir.glob("part-*.parquet")]
+        self.seq = max(seqs, default=-1) + 1
+        self.parts_written = 0
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        frame = self._frame()
+        self.count += len(self.rows)
+        self.rows = []
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        part = self.dir / f"part-{self.seq:06d}-{stamp}.parquet"
+        tmp = self.dir / f".{part.name}.tmp"
+        try:
+            with _private_open(tmp) as fh:
+                frame.write_parquet(fh)
+            _durable_replace(tmp, part)
+        except OSError as exc:
+            raise OutputError(f"{part}: cannot write: {exc.strerror}") from None
+        self.seq += 1
+        self.parts_written += 1
+
+    def close(self) -> int:
+        self.flush()
+        return self.count
+
+
+class SnapshotWriter(TableWriter):
+    """A table that is rewritten whole (the asset inventory in live mode): ``close()`` replaces
+    ``OUTDIR/<name>.parquet`` atomically with the rows added since the last close."""
+
+    def __init__(self, name: str, schema: Schema, outdir: Path) -> None:
+        super().__init__(name, schema, outdir, "parquet", chunk_rows=1 << 62)
+
+    def close(self) -> int:
+        total = len(self.rows)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            with _private_open(tmp) as fh:
+                self._frame().write_parquet(fh)
+            _durable_replace(tmp, self.path)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
+        finally:
+            self.rows = []
+        self.count = total
         return total

@@ -17,10 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from analyzer.errors import InputError
-from analyzer.output.schema import TABLES, Schema
-
-EXTRA_TABLES: dict[str, Schema] = {}
-"""Tables outside TABLES that a loader should also pick up (live mode registers ``stats``)."""
+from analyzer.output.schema import LIVE_TABLES, TABLES, Schema
 
 
 @dataclass(slots=True)
@@ -90,7 +87,7 @@ def load_tables(outdir: str | Path) -> Tables:
     frames: dict[str, pl.DataFrame] = {}
     found: set[str] = set()
     fmts: set[str] = set()
-    for name, schema in {**TABLES, **EXTRA_TABLES}.items():
+    for name, schema in {**TABLES, **LIVE_TABLES}.items():
         try:
             got = _read_one(root, name, schema)
         except (OSError, pl.exceptions.PolarsError) as exc:

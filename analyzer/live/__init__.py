@@ -1,0 +1,1 @@
+"""Live monitoring: dumpcap feeding the offline pipeline, with rotation, alerts, health."""

@@ -1,0 +1,459 @@
+"""``dicom-analyzer live``: the offline pipeline fed by dumpcap, for days.
+
+    dumpcap -w - ──pipe──> reader thread (pcapng records) ──bounded queue──> main thread:
+        Pipeline.packet ... findings -> alerts.jsonl (+ stdout, syslog) at once
+        every --stats-interval: a stats row and a line on stderr
+        every --rotate-minutes / --rotate-mb: each table's rows -> OUTDIR/<table>/part-*.parquet
+        idle flows expire on the wall clock even when no packet arrives
+    dumpcap dies -> the gap is recorded (weird + stats) and it is restarted with back-off.
+
+A full queue blocks the reader, the pipe fills, and dumpcap (not us) drops and counts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from analyzer.capture.formats import read_pcapng
+from analyzer.config import Config
+from analyzer.errors import InputError
+from analyzer.live.alerts import alert_sinks
+from analyzer.live.dumpcap import CaptureError, Dumpcap, RunResult, list_interfaces
+from analyzer.live.ring import Ring
+from analyzer.live.stats import STATS, KernelCounters, rss_mb
+from analyzer.output.schema import TABLES
+from analyzer.output.writer import PartWriter, SnapshotWriter, TableWriter
+from analyzer.pipeline import Pipeline, RunSummary, release_free_memory
+from analyzer.service import DICOM
+from analyzer.tcp.flow import Flow
+
+QUEUE_RECORDS = 50_000
+BATCH = 4096
+START_TIMEOUT = 10.0
+EXPIRE_EVERY = 5.0
+
+
+@dataclass(slots=True)
+class LiveOptions:
+    interfaces: list[str]
+    outdir: Path
+    bpf: str | None = None
+    rotate_seconds: float = 300.0
+    rotate_bytes: int = 64_000_000
+    stats_interval: float = 60.0
+    alerts_stdout: bool = False
+    syslog: str | None = None
+    ring_dir: Path | None = None
+    ring_files: int = 10
+    ring_mb: int = 100
+    duration: float | None = None
+    quiet: bool = False
+    restart_delay: float = 1.0
+    max_restart_delay: float = 30.0
+
+
+@dataclass(slots=True)
+class LiveSummary:
+    packets: int = 0
+    wire_bytes: int = 0
+    restarts: int = 0
+    rotations: int = 0
+    findings: int = 0
+    run: RunSummary | None = None
+    stopped_by: str = ""
+
+
+class _FirstBytes:
+    """Wraps dumpcap's stdout; notes when the first bytes (the pcapng header) arrive."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.started = threading.Event()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        if data:
+            self.started.set()
+        return data
+
+
+@dataclass(slots=True)
+class _Interval:
+    started: float
+    packets: int = 0
+    wire_bytes: int = 0
+    lag: float = 0.0
+    gap: float = 0.0
+
+
+@dataclass(slots=True)
+class _Totals:
+    received: int = 0
+    dropped: int = 0
+    runs: int = 0
+    last_packet_wall: float = 0.0
+    dicom_ports: set[int] = field(default_factory=set)
+
+
+class LiveMonitor:
+    def __init__(self, config: Config, options: LiveOptions) -> None:
+        self.config = config
+        self.opt = options
+        self.outdir = options.outdir
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(QUEUE_RECORDS)
+        self.stop_requested = ""
+        self.summary = LiveSummary()
+        self.totals = _Totals(dicom_ports=set(config.dicom_ports))
+        self.kernel = KernelCounters(options.interfaces)
+        self._generation = 0
+        self._dumpcap: Dumpcap | None = None
+        self._stop_sent = 0.0
+        self._restart_at: float | None = None
+        self._delay = options.restart_delay
+        self._down_since: float | None = None
+        self._ports_changed = False
+        self.ring: Ring | None = None
+        self.pipe: Pipeline | None = None
+        self.stats_writer: PartWriter | None = None
+        self.writers: dict[str, TableWriter] = {}
+        self._sinks: list[Callable[[dict[str, Any]], None]] = []
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def _check_interfaces(self) -> None:
+        probe = Dumpcap(self.opt.interfaces, to_stdout=False)
+        known = list_interfaces(probe.exe)
+        missing = [i for i in self.opt.interfaces if i not in known]
+        if missing:
+            raise CaptureError(
+                f"no such capture interface: {', '.join(missing)} "
+                f"(dumpcap sees: {', '.join(known) or 'none'})"
+            )
+
+    def _open_outputs(self) -> None:
+        out = self.outdir
+        self.writers = {
+            name: (
+                SnapshotWriter(name, schema, out)
+                if name == "asset"
+                else PartWriter(name, schema, out)
+            )
+            for name, schema in TABLES.items()
+        }
+        self.stats_writer = PartWriter("stats", STATS, out)
+        self.pipe = Pipeline(
+            self.config,
+            self.writers,
+            alerts=out / "alerts.jsonl",
+            on_service=self._on_service,
+            append_alerts=True,
+        )
+        self._sinks = alert_sinks(self.opt.alerts_stdout, self.opt.syslog)
+        self.pipe.engine.listeners.extend(self._sinks)
+
+    def _on_service(self, flow: Flow, service: str) -> None:
+        if service == DICOM and flow.resp_p not in self.totals.dicom_ports:
+            self.totals.dicom_ports.add(flow.resp_p)
+            self._ports_changed = True
+
+    # -- dumpcap ----------------------------------------------------------------------------
+
+    def _start_capture(self, first: bool) -> bool:
+        """Start dumpcap and its reader thread; on the first start a failure is an error."""
+        self._generation += 1
+        gen = self._generation
+        dc = Dumpcap(self.opt.interfaces, self.opt.bpf)
+        stream = dc.start()
+        assert stream is not None
+        wrapped = _FirstBytes(stream)
+        self._dumpcap = dc
+        thread = threading.Thread(
+            target=self._read, args=(wrapped, gen), name=f"capture-{gen}", daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if wrapped.started.wait(0.05):
+                break
+            if not dc.running():
+                res = dc.result()
+                if first:
+                    where = ", ".join(self.opt.interfaces)
+                    raise CaptureError(f"cannot capture on {where}: {res.error or res.describe}")
+                self._dumpcap = None
+                return False
+        self.totals.runs += 1
+        return True
+
+    def _read(self, stream: _FirstBytes, gen: int) -> None:
+        put = self.queue.put
+        name = "dumpcap"
+
+        def weird(ts: float, what: str, detail: str) -> None:
+            put(("weird", (ts, what, detail)))
+
+        try:
+            for rec in read_pcapng(stream, weird, name):  # type: ignore[arg-type]
+                put(("rec", rec))
+        except (InputError, OSError, ValueError) as exc:
+            put(("weird", (time.time(), "capture_stream_error", f"{name}: {exc}")))
+        finally:
+            put(("eof", gen))
+
+    def _capture_ended(self, gen: int) -> None:
+        dc = self._dumpcap
+        if gen != self._generation or dc is None:
+            return
+        res = dc.result()
+        self._account(res)
+        if self.stop_requested:
+            self._dumpcap = None
+            return
+        now = time.time()
+        self._down_since = now
+        assert self.pipe is not None
+        self.pipe.weirds.capture(
+            now,
+            "capture_process_died",
+            f"{res.describe}; restarting in {self._delay:.0f} s (traffic in between is not seen)",
+        )
+        self.summary.restarts += 1
+        self._restart_at = time.monotonic() + self._delay
+        self._dumpcap = None
+
+    def _account(self, res: RunResult) -> None:
+        for d in res.drops:
+            self.totals.received += d.received
+            self.totals.dropped += d.dropped
+
+    def _maybe_restart(self) -> None:
+        if self._restart_at is None or time.monotonic() < self._restart_at or self.stop_requested:
+            return
+        self._restart_at = None
+        ok = self._start_capture(first=False)
+        assert self.pipe is not None
+        now = time.time()
+        if ok:
+            gap = now - (self._down_since or now)
+            self.interval.gap += gap
+            self.pipe.weirds.capture(
+                now, "capture_restarted", f"dumpcap restarted after a {gap:.1f} s gap"
+            )
+            self._delay = self.opt.restart_delay
+            self._down_since = None
+        else:
+            self.pipe.weirds.capture(now, "capture_restart_failed", "dumpcap failed to restart")
+            self._delay = min(self._delay * 2, self.opt.max_restart_delay)
+            self._restart_at = time.monotonic() + self._delay
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = signal.Signals(signum).name
+
+    def run(self) -> LiveSummary:
+        self._check_interfaces()
+        self._open_outputs()
+        assert self.pipe is not None
+        if self.opt.ring_dir is not None:
+            self.ring = Ring(self.opt.interfaces, self.opt.bpf, self.opt.ring_dir,
+                             self.opt.ring_files, self.opt.ring_mb)  # fmt: skip
+            self.ring.start(self.totals.dicom_ports)
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._start_capture(first=True)
+            self._loop()
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            if self._dumpcap is not None:
+                self._dumpcap.stop()
+            if self.ring is not None:
+                self.ring.stop()
+        return self.summary
+
+    def _loop(self) -> None:
+        pipe = self.pipe
+        assert pipe is not None
+        packet = pipe.decoder.packet
+        strict = self.config.strict
+        get = self.queue.get
+        get_nowait = self.queue.get_nowait
+        started = time.monotonic()
+        self.interval = _Interval(started)
+        next_stats = started + self.opt.stats_interval
+        next_rotate = started + self.opt.rotate_seconds
+        next_expire = started + EXPIRE_EVERY
+        rotate_bytes = 0
+        while True:
+            try:
+                item: tuple[str, Any] | None = get(timeout=0.2)
+            except queue.Empty:
+                item = None
+            n = 0
+            last_ts = 0.0
+            while item is not None:
+                kind, value = item
+                if kind == "rec":
+                    ts, linktype, buf, wire_len = value
+                    try:
+                        packet(ts, linktype, buf, wire_len)
+                    except Exception as exc:
+                        if strict:
+                            raise
+                        pipe.weirds.capture(
+                            ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}"
+                        )
+                    n += 1
+                    last_ts = ts
+                    self.interval.wire_bytes += wire_len
+                    rotate_bytes += wire_len
+                elif kind == "weird":
+                    pipe.weirds.capture(*value)
+                elif kind == "eof":
+                    self._capture_ended(value)
+                if n >= BATCH:
+                    break
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    item = None
+            now = time.monotonic()
+            if n:
+                self.interval.packets += n
+                self.summary.packets += n
+                self.totals.last_packet_wall = time.time()
+                self.interval.lag = max(self.interval.lag, time.time() - last_ts)
+            if self.stop_requested:
+                if self._dumpcap is None:
+                    break
+                if not self._stop_sent:
+                    self._stop_sent = now
+                    self._signal_dumpcap()
+                elif now - self._stop_sent > 15.0 and self._dumpcap.proc is not None:
+                    self._dumpcap.proc.kill()
+                continue
+            if self.opt.duration is not None and now - started >= self.opt.duration:
+                self.stop_requested = "duration"
+                continue
+            self._maybe_restart()
+            if now >= next_expire:
+                next_expire = now + EXPIRE_EVERY
+                clock = max(pipe.table.now, time.time())
+                pipe.table.expire(clock)
+                pipe.fragments.expire(clock)
+                if self.ring is not None and self._ports_changed:
+                    self._ports_changed = False
+                    self.ring.start(self.totals.dicom_ports)
+            if now >= next_stats:
+                next_stats = now + self.opt.stats_interval
+                self._stats_row(now)
+            if now >= next_rotate or rotate_bytes >= self.opt.rotate_bytes:
+                next_rotate = now + self.opt.rotate_seconds
+                rotate_bytes = 0
+                self.rotate()
+        self._finish()
+
+    def _signal_dumpcap(self) -> None:
+        dc = self._dumpcap
+        if dc is not None and dc.proc is not None and dc.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                dc.proc.send_signal(signal.SIGTERM)
+
+    # -- outputs ----------------------------------------------------------------------------
+
+    def rotate(self) -> None:
+        """Make everything decoded so far durable: one part per table, a fresh asset snapshot."""
+        pipe = self.pipe
+        assert pipe is not None and self.stats_writer is not None
+        for name, writer in self.writers.items():
+            if name != "asset":
+                writer.flush()
+        asset = self.writers["asset"]
+        pipe.inventory.write(asset.add)
+        asset.close()
+        self.stats_writer.flush()
+        self.summary.rotations += 1
+        release_free_memory()
+
+    def _stats_row(self, now: float) -> None:
+        pipe = self.pipe
+        assert pipe is not None and self.stats_writer is not None
+        iv = self.interval
+        elapsed = max(now - iv.started, 1e-9)
+        kdrop, kmiss = self.kernel.deltas()
+        open_flows = pipe.table.open_flows
+        row = (
+            time.time(),
+            elapsed,
+            iv.packets,
+            iv.wire_bytes,
+            self.summary.packets,
+            self.queue.qsize(),
+            iv.lag,
+            open_flows,
+            pipe.summary.services.get(DICOM, 0),
+            self.writers["dicom_assoc"].count + len(self.writers["dicom_assoc"].rows),
+            pipe.engine.count,
+            self.totals.runs,
+            self.summary.restarts,
+            self.totals.received,
+            self.totals.dropped,
+            kdrop,
+            kmiss,
+            iv.gap,
+            rss_mb(),
+        )
+        self.stats_writer.add(row)
+        if not self.opt.quiet:
+            print(
+                f"live: {iv.packets:,} pkts ({iv.packets / elapsed:,.0f}/s, "
+                f"{iv.wire_bytes / elapsed / 1e6:,.2f} MB/s), {open_flows:,} flows open, "
+                f"{row[9]:,} assoc, {pipe.engine.count:,} findings, drops dumpcap "
+                f"{self.totals.dropped:,} kernel {kdrop:,}, lag {iv.lag:.2f} s, "
+                f"restarts {self.summary.restarts}, rss {row[-1]:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.interval = _Interval(now)
+
+    def _finish(self) -> None:
+        pipe = self.pipe
+        assert pipe is not None and self.stats_writer is not None
+        self._stats_row(time.monotonic())
+        self.summary.run = pipe.finish()
+        self.stats_writer.close()
+        self.summary.findings = pipe.engine.count
+        self.summary.wire_bytes = pipe.decoder.stats.wire_bytes
+        self.summary.stopped_by = self.stop_requested
+        for sink in self._sinks:
+            close = getattr(sink, "close", None)
+            if close is not None:
+                close()
+
+
+def run_live(config: Config, options: LiveOptions) -> LiveSummary:
+    try:
+        options.outdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        from analyzer.errors import OutputError
+
+        raise OutputError(
+            f"{options.outdir}: cannot create output directory: {exc.strerror}"
+        ) from None
+    if not os.access(options.outdir, os.W_OK):
+        from analyzer.errors import OutputError
+
+        raise OutputError(f"{options.outdir}: output directory is not writable")
+    return LiveMonitor(config, options).run()
