@@ -273,6 +273,14 @@ class LiveMonitor:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._start_capture(first=True)
+            if not self.opt.quiet:
+                print(
+                    f"live: capturing on {', '.join(self.opt.interfaces)}"
+                    f"{f' ({self.opt.bpf})' if self.opt.bpf else ''}; tables in {self.outdir}, "
+                    f"alerts in {self.outdir / 'alerts.jsonl'}; SIGINT or SIGTERM to stop",
+                    file=sys.stderr,
+                    flush=True,
+                )
             self._loop()
         finally:
             for s, h in old.items():
@@ -418,7 +426,8 @@ class LiveMonitor:
         self.stats_writer.add(row)
         if not self.opt.quiet:
             print(
-                f"live: {iv.packets:,} pkts ({iv.packets / elapsed:,.0f}/s, "
+                f"live: {self.summary.packets:,} pkts total, {iv.packets:,} new "
+                f"({iv.packets / elapsed:,.0f}/s, "
                 f"{iv.wire_bytes / elapsed / 1e6:,.2f} MB/s), {open_flows:,} flows open, "
                 f"{row[9]:,} assoc, {pipe.engine.count:,} findings, drops dumpcap "
                 f"{self.totals.dropped:,} kernel {kdrop:,}, lag {iv.lag:.2f} s, "

@@ -65,8 +65,9 @@ def _read_one(outdir: Path, name: str, schema: Schema) -> tuple[pl.DataFrame, st
     parts = outdir / name
     if parts.is_dir():
         files = sorted(parts.glob("part-*.parquet"))
-        if files:
-            return pl.concat([pl.read_parquet(f) for f in files], how="vertical"), "parquet"
+        if not files:  # live mode before the table's first row
+            return _empty(schema), "parquet"
+        return pl.concat([pl.read_parquet(f) for f in files], how="vertical"), "parquet"
     for fmt in ("parquet", "csv", "jsonl"):
         path = outdir / f"{name}.{fmt}"
         if not path.is_file():
