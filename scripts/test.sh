@@ -11,6 +11,8 @@ command -v mergecap >/dev/null 2>&1 || need+=(wireshark-common)
 command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 [ -x /usr/bin/storescu ] || need+=(dcmtk)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 cd "$ROOT"
 echo "== ruff"

@@ -159,18 +159,27 @@ def alerts(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def start_live(out: Path, bpf: str, *extra: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+def start_live(
+    out: Path, bpf: str, *extra: str, interfaces: tuple[str, ...] = ("lo",)
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
     stdout, stderr = out.parent / "live.out", out.parent / "live.err"
+    ifaces = [arg for i in interfaces for arg in ("-i", i)]
     proc = subprocess.Popen(
-        [PY, "-m", "analyzer", "live", "-i", "lo", "-f", bpf, "-o", str(out), *extra],
+        [PY, "-m", "analyzer", "live", *ifaces, "-f", bpf, "-o", str(out), *extra],
         stdout=stdout.open("wb"),
         stderr=stderr.open("wb"),
         cwd=ROOT,
     )
-    wait_for(
-        "live to run", lambda: "live: capturing on" in stderr.read_text() or proc.poll() is not None
-    )
-    assert proc.poll() is None, stderr.read_text()
+    try:
+        wait_for(
+            "live to run",
+            lambda: "live: capturing on" in stderr.read_text() or proc.poll() is not None,
+        )
+        assert proc.poll() is None, stderr.read_text()
+    except BaseException:
+        proc.kill()  # never leave a capture running behind a failed test
+        proc.wait()
+        raise
     return proc, stdout, stderr
 
 

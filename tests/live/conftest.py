@@ -1,0 +1,5 @@
+"""Fixtures shared by the live tests."""
+
+from tests.live.test_live import peers
+
+__all__ = ["peers"]
