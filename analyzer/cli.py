@@ -17,19 +17,38 @@ import os
 # The packet path is single-threaded Python; polars only writes tables. One polars thread
 # lowers the memory its Parquet merges take (benchmarks/run.py shows it) and costs no speed.
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
+# polars allocates with jemalloc, which by default keeps freed pages for seconds; after each
+# part file that is tens of MB. Hand them back at once (benchmarks/run.py: no speed cost).
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from analyzer import __version__
-from analyzer.capture import open_inputs
 from analyzer.config import load_config
 from analyzer.errors import AnalyzerError, ConfigError, OutputError
 from analyzer.output.writer import FORMATS
-from analyzer.pipeline import RunSummary, run_analysis
 from analyzer.progress import Progress
+
+if TYPE_CHECKING:
+    from analyzer.pipeline import RunSummary
+
+
+def _without_numpy() -> None:
+    """Keep numpy out of an analysis process: pydicom imports it only for pixel data, which we
+    never decode, and it costs about 12 MB of the memory budget. Plots import it later
+    (``_with_numpy``); a process that already has numpy keeps it."""
+    if "numpy" not in sys.modules:
+        sys.modules["numpy"] = None  # type: ignore[assignment]
+
+
+def _with_numpy() -> None:
+    if sys.modules.get("numpy", False) is None:
+        del sys.modules["numpy"]
+
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -155,6 +174,10 @@ def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    _without_numpy()
+    from analyzer.capture import open_inputs
+    from analyzer.pipeline import run_analysis
+
     config = load_config(args.config)
     if args.strict or args.capture_phi:
         config = dataclasses.replace(
@@ -176,6 +199,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if capture_warnings and not args.quiet:
         print(f"warning: {capture_warnings}", file=sys.stderr)
     if args.report:
+        _with_numpy()
         from analyzer.report.html import write_report
 
         path = write_report(outdir, outdir / "report.html", config)
@@ -215,6 +239,7 @@ def _rules() -> int:
 
 
 def _live(args: argparse.Namespace) -> int:
+    _without_numpy()
     from analyzer.live.monitor import LiveOptions, run_live
 
     config = load_config(args.config)
@@ -250,6 +275,7 @@ def _live(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    _with_numpy()
     from analyzer.report.html import write_report
 
     config = load_config(args.config)

@@ -8,7 +8,6 @@ name, serial number) are always redacted here: PHI values go to the phi table on
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,24 +27,75 @@ DEVICE_KEYWORDS = {
 }
 
 
+MAX_VOCABULARY = 1 << 16
+"""Distinct values (AE titles, UIDs, models...) the inventory remembers across endpoints."""
+
+
+class Vocabulary:
+    """Every distinct value once, numbered: an endpoint keeps a bit mask per column instead of
+    a set of strings (a client that negotiated 128 SOP classes costs 32 bytes, not 2 KB)."""
+
+    __slots__ = ("ids", "values")
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.values: list[str] = []
+
+    def bit(self, value: str) -> int:
+        """The bit of ``value`` (0 when the vocabulary is full and the value is new)."""
+        i = self.ids.get(value)
+        if i is None:
+            if len(self.values) >= MAX_VOCABULARY:
+                return 0
+            i = self.ids[value] = len(self.values)
+            self.values.append(value)
+        return 1 << i
+
+    def decode(self, mask: int) -> list[str]:
+        out = []
+        while mask:
+            low = mask & -mask
+            out.append(self.values[low.bit_length() - 1])
+            mask ^= low
+        return sorted(out)
+
+
+COLUMNS = (
+    "ae_titles",
+    "implementation_class_uids",
+    "implementation_version_names",
+    "manufacturers",
+    "models",
+    "stations",
+    "device_serial_numbers",
+    "software_versions",
+    "modalities",
+    "sop_classes",
+    "transfer_syntaxes",
+)
+COLUMN_INDEX = {name: i for i, name in enumerate(COLUMNS)}
+
+
 @dataclass(slots=True)
 class Endpoint:
     first_seen: float
     last_seen: float
     n_associations: int = 0
     max_pdu: int | None = None
-    values: dict[str, set[str]] = field(default_factory=dict)
+    masks: list[int] = field(default_factory=lambda: [0] * len(COLUMNS))
 
-    def add(self, column: str, value: str | None) -> None:
+    def add(self, vocabulary: Vocabulary, column: str, value: str | None) -> None:
         if value:
-            bucket = self.values.setdefault(column, set())
-            if len(bucket) < MAX_VALUES:
-                bucket.add(sys.intern(value) if len(value) <= 64 else value)
+            i = COLUMN_INDEX[column]
+            mask = self.masks[i]
+            if mask.bit_count() < MAX_VALUES:
+                self.masks[i] = mask | vocabulary.bit(value)
 
 
 class Inventory:
     def __init__(self, phi_tags: frozenset[int], capture_phi: bool) -> None:
         self.endpoints: dict[tuple[str, int | None, str], Endpoint] = {}
+        self.vocabulary = Vocabulary()
         self.phi_tags = phi_tags
         self.capture_phi = capture_phi
 
@@ -64,24 +114,25 @@ class Inventory:
         rq, ac = view.request, view.accept
         if rq is None and ac is None:
             return
+        vocab = self.vocabulary
         scu = self.endpoint(view.orig_h, None, "scu", view.ts)
         scp = self.endpoint(view.resp_h, view.resp_p, "scp", view.ts)
         for ep, assoc, title in ((scu, rq, view.calling_ae), (scp, ac, view.called_ae)):
             if ep is None:
                 continue
             ep.n_associations += 1
-            ep.add("ae_titles", title)
+            ep.add(vocab, "ae_titles", title)
             if assoc is not None:
-                ep.add("implementation_class_uids", assoc.implementation_class_uid)
-                ep.add("implementation_version_names", assoc.implementation_version_name)
+                ep.add(vocab, "implementation_class_uids", assoc.implementation_class_uid)
+                ep.add(vocab, "implementation_version_names", assoc.implementation_version_name)
                 if assoc.max_pdu_length is not None:
                     ep.max_pdu = assoc.max_pdu_length
         for cs in view.contexts():
             if cs.result == 0 and cs.abstract_syntax:
                 for ep in (scu, scp):
                     if ep is not None:
-                        ep.add("sop_classes", cs.abstract_syntax)
-                        ep.add("transfer_syntaxes", cs.transfer_syntax)
+                        ep.add(vocab, "sop_classes", cs.abstract_syntax)
+                        ep.add(vocab, "transfer_syntaxes", cs.transfer_syntax)
 
     def dataset(self, view: Any, direction: int, ds: DatasetSummary, ts: float) -> None:
         ep = (
@@ -94,16 +145,18 @@ class Inventory:
         for e in ds.elements:
             column = DEVICE_KEYWORDS.get(e.keyword) if e.depth == 0 else None
             if column and e.value:
-                ep.add(column, redact(e.value) if e.tag in self.phi_tags else e.value)
+                value = redact(e.value) if e.tag in self.phi_tags else e.value
+                ep.add(self.vocabulary, column, value)
 
     def write(self, add: Callable[[tuple[Any, ...]], None]) -> None:
+        decode = self.vocabulary.decode
         for (ip, port, role), ep in sorted(
             self.endpoints.items(), key=lambda kv: (kv[1].first_seen, kv[0][0])
         ):
-            v = ep.values
+            m = ep.masks
 
-            def col(name: str, values: dict[str, set[str]] = v) -> list[str]:
-                return sorted(values.get(name, ()))
+            def col(name: str, m: list[int] = m) -> list[str]:
+                return decode(m[COLUMN_INDEX[name]])
 
             add(
                 (

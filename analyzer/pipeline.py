@@ -7,6 +7,7 @@ readers -> merged_records -> Decoder.packet -> FlowTable.on_tcp -> Flow/Stream
 from __future__ import annotations
 
 import ctypes
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -191,11 +192,22 @@ class Pipeline:
                 if not n & 0x3FFFF:
                     release_free_memory()
 
+    def _drop_state(self) -> None:
+        """Free what the rules and the inventory learned before the tables are merged, so that
+        the merge's peak does not stack on top of the per-host state."""
+        self.engine.rules = []
+        self.engine.release()
+        self.inventory.endpoints.clear()
+        ip_text.cache_clear()
+        gc.collect()
+        release_free_memory()
+
     def finish(self) -> RunSummary:
         self.table.finish_all()
         self.engine.finish()
         self.inventory.write(self.writers["asset"].add)
         self.weirds.finish()
+        self._drop_state()
         s = self.summary
         s.stats = self.decoder.stats
         s.flows = self.table.created
@@ -205,6 +217,12 @@ class Pipeline:
         for name, writer in self.writers.items():
             s.rows[name] = writer.close()
         return s
+
+
+def chunk_rows(table: str) -> int:
+    """Rows buffered per table before a part file: asset rows carry up to 11 lists each and
+    all come at once at the end, so they go in small chunks."""
+    return 512 if table == "asset" else 4096
 
 
 def run_analysis(
@@ -219,7 +237,10 @@ def run_analysis(
     such as crosscheck) receives the table writers and DICOM limits and returns the factory
     of protocol decoders."""
     started = time.monotonic()
-    writers = {name: TableWriter(name, schema, outdir, fmt) for name, schema in TABLES.items()}
+    writers = {
+        name: TableWriter(name, schema, outdir, fmt, chunk_rows=chunk_rows(name))
+        for name, schema in TABLES.items()
+    }
     factory = None
     if decoder_factory_builder is not None:
         factory = decoder_factory_builder({n: w.add for n, w in writers.items()}, DicomLimits())

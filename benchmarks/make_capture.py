@@ -25,12 +25,16 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_DIR = ROOT / "captures" / "rotated"
 
 
-def template() -> list[tuple[float, bytes]]:
+def template(paths: list[Path] | None = None) -> list[tuple[float, bytes]]:
+    """Frames of the template association(s): TCP port 11112 only, time from 0."""
     frames: list[tuple[float, bytes]] = []
-    for path in sorted(TEMPLATE_DIR.iterdir()):
+    for path in paths or sorted(TEMPLATE_DIR.iterdir()):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as fh:  # type: ignore[operator]
-            frames += [(float(ts), bytes(buf)) for ts, buf in dpkt.pcap.Reader(fh)]
+            for ts, buf in dpkt.pcap.Reader(fh):
+                tcp = getattr(dpkt.ethernet.Ethernet(buf).data, "data", None)
+                if isinstance(tcp, dpkt.tcp.TCP) and 11112 in (tcp.sport, tcp.dport):
+                    frames.append((float(ts), bytes(buf)))
     frames.sort(key=lambda f: f[0])
     t0 = frames[0][0]
     return [(ts - t0, buf) for ts, buf in frames]
@@ -76,8 +80,15 @@ def main() -> None:
         default=0,
         help="distinct client addresses, reused in turn (0: a new address per association)",
     )
+    ap.add_argument(
+        "--template",
+        type=Path,
+        action="append",
+        help="capture(s) whose port-11112 flows are copied (default: captures/rotated, one "
+        "2.4 MB C-STORE; captures/dicom_lab.pcap gives many small associations)",
+    )
     args = ap.parse_args()
-    frames = template()
+    frames = template(args.template)
     per_copy = sum(16 + len(b) for _, b in frames)
     copies = max(1, int(args.size_mb * 1e6 // per_copy))
     span = frames[-1][0] + 0.5

@@ -204,5 +204,37 @@ def test_table_writer_compacts_parts_in_order(tmp_path: Path) -> None:
     for i in range(1234):
         writer.add((f"C{i}", float(i), "name", "detail", "tcp"))
     assert writer.close() == 1234
-    assert pl.read_parquet(tmp_path / "weird.parquet")["ts"].to_list() == [float(i) for i in range(1234)]
+    assert pl.read_parquet(tmp_path / "weird.parquet")["ts"].to_list() == [
+        float(i) for i in range(1234)
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["weird.parquet"]
+
+
+def test_cli_analysis_without_numpy_decodes_the_same(tmp_path: Path) -> None:
+    """The CLI keeps numpy out of the analysis process (memory); pydicom must decode every
+    transfer syntax and character set exactly as it does with numpy loaded (in-process run)."""
+    import polars as pl
+
+    from tests.helpers import analyze
+
+    for name in ("transfer_syntaxes.pcap", "charsets.pcap"):
+        capture = Path(__file__).resolve().parents[1] / "captures" / name
+        out_cli, out_lib = tmp_path / f"cli_{name}", tmp_path / f"lib_{name}"
+        probe = (
+            "import sys; from analyzer.cli import main; rc = main(sys.argv[1:]); "
+            "print('numpy' in sys.modules and sys.modules['numpy'] is not None); sys.exit(rc)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", probe, "analyze", str(capture), "-o", str(out_cli), "-q"],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "False", "numpy was imported by the analysis"
+        analyze(capture, out_lib)
+        for table, skip in (("dicom_object", {"patient_key"}), ("phi", {"value_hash", "patient_key"}),
+                            ("dimse", set()), ("asset", set())):  # fmt: skip
+            a = pl.read_parquet(out_cli / f"{table}.parquet")
+            b = pl.read_parquet(out_lib / f"{table}.parquet")
+            cols = [c for c in a.columns if c not in skip]
+            assert a.select(cols).equals(b.select(cols)), (name, table)

@@ -179,11 +179,15 @@ class RuleContext:
         """Report ``finding``; with ``dedup``, once per key per rule's dedup window."""
         self._emit(finding, dedup)
 
+    def release(self) -> None:
+        self._trust_cache.clear()
+
     def trusted(self, host: str) -> bool:
         hit = self._trust_cache.get(host)
         if hit is None:
             addr = ipaddress.ip_address(host)
             hit = any(addr in net for net in self.config.trusted_networks)
-            if len(self._trust_cache) < 65536:
-                self._trust_cache[host] = hit
+            if len(self._trust_cache) >= 4096:  # one host per entry: keep it small
+                self._trust_cache.clear()
+            self._trust_cache[host] = hit
         return hit

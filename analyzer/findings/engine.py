@@ -105,6 +105,11 @@ class FindingEngine:
         for r in self.rules:
             self._call(r, "on_flow_end", flow.uid, flow.last_ts, flow)
 
+    def release(self) -> None:
+        """Forget de-duplication state (the run is over; the counts stay)."""
+        self._dedup.clear()
+        self.ctx.release()
+
     def finish(self) -> None:
         for r in self.rules:
             self._call(r, "finish", None, 0.0)

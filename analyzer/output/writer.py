@@ -34,7 +34,7 @@ def _private_open(path: Path, mode: str = "wb") -> Any:
 
 class TableWriter:
     def __init__(
-        self, name: str, schema: Schema, outdir: Path, fmt: str, chunk_rows: int = 8192
+        self, name: str, schema: Schema, outdir: Path, fmt: str, chunk_rows: int = 4096
     ) -> None:
         if fmt not in FORMATS:
             raise OutputError(f"unknown format {fmt!r}")
@@ -151,7 +151,7 @@ class PartWriter(TableWriter):
     (written under a hidden name, then renamed), never merged. A crash loses only the rows
     not flushed yet; readers glob ``part-*.parquet``. Numbering continues after existing parts."""
 
-    def __init__(self, name: str, schema: Schema, outdir: Path, chunk_rows: int = 8192) -> None:
+    def __init__(self, name: str, schema: Schema, outdir: Path, chunk_rows: int = 4096) -> None:
         super().__init__(name, schema, outdir, "parquet", chunk_rows)
         self.dir = outdir / name
         try:
@@ -187,21 +187,28 @@ class PartWriter(TableWriter):
 
 class SnapshotWriter(TableWriter):
     """A table that is rewritten whole (the asset inventory in live mode): ``close()`` replaces
-    ``OUTDIR/<name>.parquet`` atomically with the rows added since the last close."""
+    ``OUTDIR/<name>.parquet`` atomically with the rows added since the last close. Rows become
+    columnar frames every ``chunk_rows``, so a big snapshot never exists as Python rows."""
 
-    def __init__(self, name: str, schema: Schema, outdir: Path) -> None:
-        super().__init__(name, schema, outdir, "parquet", chunk_rows=1 << 62)
+    def __init__(self, name: str, schema: Schema, outdir: Path, chunk_rows: int = 512) -> None:
+        super().__init__(name, schema, outdir, "parquet", chunk_rows)
+        self._frames: list[pl.DataFrame] = []
+
+    def flush(self) -> None:
+        if self.rows:
+            self._frames.append(self._frame())
+            self.rows = []
 
     def close(self) -> int:
-        total = len(self.rows)
+        self.flush()
+        frames, self._frames = self._frames, []
+        frame = pl.concat(frames) if frames else pl.DataFrame(schema=self.schema)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
             with _private_open(tmp) as fh:
-                self._frame().write_parquet(fh)
+                frame.write_parquet(fh)
             _durable_replace(tmp, self.path)
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
-        finally:
-            self.rows = []
-        self.count = total
-        return total
+        self.count = frame.height
+        return frame.height

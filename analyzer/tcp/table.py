@@ -8,6 +8,7 @@ oldest flow of each kind is always at the front.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 from collections import OrderedDict
@@ -24,7 +25,10 @@ EXPIRE_EVERY = 1.0
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
+@functools.lru_cache(maxsize=8192)
 def ip_text(addr: bytes) -> str:
+    """The text form of an address; cached, so that the tables and rules holding a busy host
+    share one string instead of keeping a copy each."""
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
