@@ -30,7 +30,9 @@ def test_golden_tables(capture: Path, tmp_path: Path, update_golden: bool) -> No
     folder = GOLDEN / capture.name.split(".")[0]
     for table in TABLES:
         # anomaly details name the input as given: make them independent of the checkout's location
-        got = as_csv(pl.read_parquet(tmp_path / f"{table}.parquet")).replace(str(CAPTURES), "captures")
+        got = as_csv(pl.read_parquet(tmp_path / f"{table}.parquet")).replace(
+            str(CAPTURES), "captures"
+        )
         path = folder / f"{table}.csv"
         if update_golden:
             folder.mkdir(parents=True, exist_ok=True)

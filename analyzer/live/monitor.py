@@ -361,9 +361,15 @@ class LiveMonitor:
                 clock = max(pipe.table.now, time.time())
                 pipe.table.expire(clock)
                 pipe.fragments.expire(clock)
-                if self.ring is not None and self._ports_changed:
-                    self._ports_changed = False
-                    self.ring.start(self.totals.dicom_ports)
+                if self.ring is not None:
+                    why = self.ring.check()
+                    if why is not None:
+                        pipe.weirds.capture(
+                            time.time(), "ring_capture_died", f"{why}; restarting it"
+                        )
+                    if why is not None or self._ports_changed:
+                        self._ports_changed = False
+                        self.ring.start(self.totals.dicom_ports)
             if now >= next_stats:
                 next_stats = now + self.opt.stats_interval
                 self._stats_row(now)

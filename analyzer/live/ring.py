@@ -52,6 +52,16 @@ class Ring:
         self.proc.start()
         self.restarts += 1
 
+    def check(self) -> str | None:
+        """None while the ring's dumpcap runs; else why it stopped (it is then restarted)."""
+        proc = self.proc
+        if proc is None or proc.running():
+            return None
+        why = proc.result().describe
+        self.proc = None
+        self.filter = ""
+        return why
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()

@@ -123,6 +123,25 @@ def _summary_html(s: Summary, tables: Tables) -> str:
             "<p>Hosts outside the trusted networks: "
             f"{escape(', '.join(s.untrusted_hosts[:20]))}{' …' if len(s.untrusted_hosts) > 20 else ''}.</p>"
         )
+    stats = tables["stats"]
+    if stats.height:  # a live run: say how complete the capture was
+        h = (
+            stats.select(
+                packets=pl.col("packets_total").max(),
+                dropped=pl.col("dumpcap_dropped").max(),
+                kernel=(pl.col("kernel_rx_dropped") + pl.col("kernel_rx_missed")).sum(),
+                restarts=pl.col("dumpcap_restarts").max(),
+                gap=pl.col("gap_seconds").sum(),
+                lag=pl.col("lag").max(),
+            )
+            .fill_null(0)
+            .row(0, named=True)
+        )
+        lines.append(
+            f"<p>Live capture: {h['packets']:,} packets, dumpcap dropped {h['dropped']:,}, the "
+            f"kernel {h['kernel']:,}; {h['restarts']} dumpcap restart(s), {h['gap']:.1f} s "
+            f"without capture; largest lag {h['lag']:.2f} s.</p>"
+        )
     if not tables.has_dicom:
         lines.insert(
             0,

@@ -328,6 +328,8 @@ def test_live_end_to_end(tmp_path: Path, peers: dict[str, object]) -> None:
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Live capture:" in html and "1 dumpcap restart(s)" in html
 
 
 @needs_capture
