@@ -202,7 +202,7 @@ class SnapshotWriter(TableWriter):
     def close(self) -> int:
         self.flush()
         frames, self._frames = self._frames, []
-        frame = pl.concat(frames) if frames else pl.DataFrame(schema=self.schema)
+        frame = pl.concat(frames, rechunk=False) if frames else pl.DataFrame(schema=self.schema)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
             with _private_open(tmp) as fh:
