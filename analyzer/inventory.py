@@ -99,6 +99,11 @@ class Inventory:
         self.phi_tags = phi_tags
         self.capture_phi = capture_phi
 
+    def release(self) -> None:
+        """Forget every endpoint (after ``write``)."""
+        self.endpoints.clear()
+        self.vocabulary = Vocabulary()
+
     def endpoint(self, ip: str, port: int | None, role: str, ts: float) -> Endpoint | None:
         key = (ip, port, role)
         ep = self.endpoints.get(key)

@@ -195,9 +195,8 @@ class Pipeline:
     def _drop_state(self) -> None:
         """Free what the rules and the inventory learned before the tables are merged, so that
         the merge's peak does not stack on top of the per-host state."""
-        self.engine.rules = []
         self.engine.release()
-        self.inventory.endpoints.clear()
+        self.inventory.release()
         ip_text.cache_clear()
         gc.collect()
         release_free_memory()

@@ -106,7 +106,8 @@ class FindingEngine:
             self._call(r, "on_flow_end", flow.uid, flow.last_ts, flow)
 
     def release(self) -> None:
-        """Forget de-duplication state (the run is over; the counts stay)."""
+        """Forget the rules' and the de-duplication state (the run is over; the counts stay)."""
+        self.rules = []
         self._dedup.clear()
         self.ctx.release()
 

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from analyzer.capture.formats import read_pcapng
 from analyzer.config import Config
-from analyzer.errors import InputError
+from analyzer.errors import InputError, OutputError
 from analyzer.live.alerts import alert_sinks
 from analyzer.live.dumpcap import CaptureError, Dumpcap, RunResult, list_interfaces
 from analyzer.live.ring import Ring
@@ -128,6 +128,7 @@ class LiveMonitor:
         self.stats_writer: PartWriter | None = None
         self.writers: dict[str, TableWriter] = {}
         self._sinks: list[Callable[[dict[str, Any]], None]] = []
+        self.interval = _Interval(time.monotonic())
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -459,16 +460,13 @@ class LiveMonitor:
 
 
 def run_live(config: Config, options: LiveOptions) -> LiveSummary:
+    monitor = LiveMonitor(config, options)
     try:
         options.outdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
-        from analyzer.errors import OutputError
-
         raise OutputError(
             f"{options.outdir}: cannot create output directory: {exc.strerror}"
         ) from None
     if not os.access(options.outdir, os.W_OK):
-        from analyzer.errors import OutputError
-
         raise OutputError(f"{options.outdir}: output directory is not writable")
-    return LiveMonitor(config, options).run()
+    return monitor.run()

@@ -134,16 +134,23 @@ class TableWriter:
         return total
 
 
-def _durable_replace(tmp: Path, target: Path) -> None:
-    """Rename ``tmp`` over ``target`` after both the data and the rename reach the disk."""
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
-    dir_fd = os.open(target.parent, os.O_RDONLY)
+def _write_durably(frame: pl.DataFrame, target: Path) -> None:
+    """Write ``frame`` to a hidden file beside ``target``, then rename it over ``target`` once the
+    data and the rename are on disk: readers see the old file or the new one, never half."""
+    tmp = target.with_name(f".{target.name}.tmp")
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        with _private_open(tmp) as fh:
+            frame.write_parquet(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write: {exc.strerror}") from None
 
 
 class PartWriter(TableWriter):
@@ -160,7 +167,6 @@ class PartWriter(TableWriter):
             raise OutputError(f"{self.dir}: cannot create: {exc.strerror}") from None
         seqs = [int(p.name.split("-")[1]) for p in self.dir.glob("part-*.parquet")]
         self.seq = max(seqs, default=-1) + 1
-        self.parts_written = 0
 
     def flush(self) -> None:
         if not self.rows:
@@ -169,16 +175,8 @@ class PartWriter(TableWriter):
         self.count += len(self.rows)
         self.rows = []
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        part = self.dir / f"part-{self.seq:06d}-{stamp}.parquet"
-        tmp = self.dir / f".{part.name}.tmp"
-        try:
-            with _private_open(tmp) as fh:
-                frame.write_parquet(fh)
-            _durable_replace(tmp, part)
-        except OSError as exc:
-            raise OutputError(f"{part}: cannot write: {exc.strerror}") from None
+        _write_durably(frame, self.dir / f"part-{self.seq:06d}-{stamp}.parquet")
         self.seq += 1
-        self.parts_written += 1
 
     def close(self) -> int:
         self.flush()
@@ -203,12 +201,6 @@ class SnapshotWriter(TableWriter):
         self.flush()
         frames, self._frames = self._frames, []
         frame = pl.concat(frames, rechunk=False) if frames else pl.DataFrame(schema=self.schema)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        try:
-            with _private_open(tmp) as fh:
-                frame.write_parquet(fh)
-            _durable_replace(tmp, self.path)
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
+        _write_durably(frame, self.path)
         self.count = frame.height
         return frame.height
