@@ -13,6 +13,7 @@ command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+command -v setcap >/dev/null 2>&1 || need+=(libcap2-bin)
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 cd "$ROOT"
 echo "== ruff"

@@ -5,6 +5,7 @@ alerts while it runs, dumpcap killed and restarted, tables complete after SIGTER
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -386,3 +387,41 @@ def test_no_permission_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 3, done.stderr
     assert "permission" in done.stderr.lower() and done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr
+
+
+@needs_capture
+@pytest.mark.skipif(shutil.which("setcap") is None, reason="needs setcap (libcap2-bin)")
+def test_ordinary_user_captures_through_dumpcap(peers: dict[str, object]) -> None:
+    """The analyzer runs as ``nobody``; only dumpcap holds capture capabilities (a copy with
+    cap_net_raw,cap_net_admin, as the deployment notes set up)."""
+    b = int(peers["b"])  # type: ignore[call-overload]
+    with tempfile.TemporaryDirectory(dir="/tmp") as shared:
+        os.chmod(shared, 0o755)
+        dumpcap = Path(shared) / "dumpcap"
+        shutil.copy2("/usr/bin/dumpcap", dumpcap)
+        subprocess.run(["setcap", "cap_net_raw,cap_net_admin+eip", str(dumpcap)], check=True)
+        out = Path(shared) / "out"
+        out.mkdir(mode=0o777)
+        out.chmod(0o777)
+        err = Path(shared) / "err"
+        env = {**os.environ, "PATH": f"{shared}:{os.environ.get('PATH', '')}"}
+        proc = subprocess.Popen(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             PY, "-m", "analyzer", "live", "-i", "lo", "-f", f"tcp port {b}", "-o", str(out / "t")],
+            stderr=err.open("wb"), cwd=ROOT, env=env,
+        )  # fmt: skip
+        try:
+            wait_for(
+                "live as nobody",
+                lambda: "live: capturing on" in err.read_text() or proc.poll() is not None,
+            )
+            assert proc.poll() is None, err.read_text()
+            echo(b)
+            time.sleep(1.0)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(60)
+        assert rc == 0, err.read_text()
+        assoc = load_tables(out / "t")["dicom_assoc"]
+        assert assoc["calling_ae"].to_list() == ["MONITOR"]
+        assert (out / "t" / "dicom_assoc").stat().st_uid == 65534
