@@ -34,7 +34,7 @@ from analyzer.live.ring import Ring
 from analyzer.live.stats import STATS, KernelCounters, rss_mb
 from analyzer.output.schema import TABLES
 from analyzer.output.writer import PartWriter, SnapshotWriter, TableWriter
-from analyzer.pipeline import Pipeline, RunSummary, release_free_memory
+from analyzer.pipeline import Pipeline, release_free_memory
 from analyzer.service import DICOM
 from analyzer.tcp.flow import Flow
 
@@ -66,11 +66,9 @@ class LiveOptions:
 @dataclass(slots=True)
 class LiveSummary:
     packets: int = 0
-    wire_bytes: int = 0
     restarts: int = 0
     rotations: int = 0
     findings: int = 0
-    run: RunSummary | None = None
     stopped_by: str = ""
 
 
@@ -102,7 +100,6 @@ class _Totals:
     received: int = 0
     dropped: int = 0
     runs: int = 0
-    last_packet_wall: float = 0.0
     dicom_ports: set[int] = field(default_factory=set)
 
 
@@ -342,7 +339,6 @@ class LiveMonitor:
             if n:
                 self.interval.packets += n
                 self.summary.packets += n
-                self.totals.last_packet_wall = time.time()
                 self.interval.lag = max(self.interval.lag, time.time() - last_ts)
             if self.stop_requested:
                 if self._dumpcap is None:
@@ -448,10 +444,9 @@ class LiveMonitor:
         pipe = self.pipe
         assert pipe is not None and self.stats_writer is not None
         self._stats_row(time.monotonic())
-        self.summary.run = pipe.finish()
+        pipe.finish()
         self.stats_writer.close()
         self.summary.findings = pipe.engine.count
-        self.summary.wire_bytes = pipe.decoder.stats.wire_bytes
         self.summary.stopped_by = self.stop_requested
         for sink in self._sinks:
             close = getattr(sink, "close", None)

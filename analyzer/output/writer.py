@@ -58,12 +58,19 @@ class TableWriter:
     def _frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.rows, schema=self.schema, orient="row")
 
-    def flush(self) -> None:
+    def _take(self) -> pl.DataFrame | None:
+        """The buffered rows as a frame (counted and cleared), or None when there are none."""
         if not self.rows:
-            return
+            return None
         frame = self._frame()
         self.count += len(self.rows)
         self.rows = []
+        return frame
+
+    def flush(self) -> None:
+        frame = self._take()
+        if frame is None:
+            return
         try:
             if self.fmt == "parquet":
                 if self._partdir is None:
@@ -169,11 +176,9 @@ class PartWriter(TableWriter):
         self.seq = max(seqs, default=-1) + 1
 
     def flush(self) -> None:
-        if not self.rows:
+        frame = self._take()
+        if frame is None:
             return
-        frame = self._frame()
-        self.count += len(self.rows)
-        self.rows = []
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         _write_durably(frame, self.dir / f"part-{self.seq:06d}-{stamp}.parquet")
         self.seq += 1
@@ -193,9 +198,9 @@ class SnapshotWriter(TableWriter):
         self._frames: list[pl.DataFrame] = []
 
     def flush(self) -> None:
-        if self.rows:
-            self._frames.append(self._frame())
-            self.rows = []
+        frame = self._take()
+        if frame is not None:
+            self._frames.append(frame)
 
     def close(self) -> int:
         self.flush()
