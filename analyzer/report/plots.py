@@ -87,10 +87,17 @@ def top_other(frame: pl.DataFrame, key: str, weight: str, top: int) -> pl.DataFr
     return pl.concat([head.with_columns(pl.col(key).cast(pl.String())), other])
 
 
-def _fold(frame: pl.DataFrame, key: str, keep: list[str], other: str) -> pl.DataFrame:
-    return frame.with_columns(
-        pl.when(pl.col(key).is_in(keep)).then(pl.col(key)).otherwise(pl.lit(other)).alias(key)
+def fold_top(
+    frame: pl.DataFrame, key: str, weight: str, top: int
+) -> tuple[pl.DataFrame, list[str], str]:
+    """``frame`` with every ``key`` outside the ``top`` heaviest renamed to one ``other (n)``
+    label; also the labels, heaviest first, and the other label ("" when nothing was folded)."""
+    order = top_other(frame, key, weight, top)[key].to_list()
+    other = order[-1] if frame[key].n_unique() > top else ""
+    folded = frame.with_columns(
+        pl.when(pl.col(key).is_in(order)).then(pl.col(key)).otherwise(pl.lit(other)).alias(key)
     )
+    return folded, order, other
 
 
 def _epoch_to_datetime(col: str) -> pl.Expr:
@@ -130,10 +137,7 @@ def association_timeline(
         frame = frame.join(conn.select("uid", "duration"), on="uid", how="left")
     else:
         frame = frame.with_columns(duration=pl.lit(None, dtype=pl.Float64()))
-    ranked = top_other(frame.with_columns(n=pl.lit(1)), "pair", "n", top)
-    order = ranked["pair"].to_list()
-    other = order[-1] if frame["pair"].n_unique() > top else ""
-    frame = _fold(frame, "pair", order, other)
+    frame, order, _ = fold_top(frame.with_columns(n=pl.lit(1)), "pair", "n", top)
     frame = frame.with_columns(
         start=_epoch_to_datetime("ts"),
         end=_epoch_to_datetime("ts") + pl.duration(seconds=pl.col("duration").fill_null(0.0)),
@@ -181,11 +185,8 @@ def _pair_values(
 def _heatmap(
     ax: Axes, frame: pl.DataFrame, value: str, top: int, title: str, fmt: Callable[[float], str]
 ) -> None:
-    rows = top_other(frame, "src", value, top)["src"].to_list()
-    cols = top_other(frame, "dst", value, top)["dst"].to_list()
-    other_r = rows[-1] if frame["src"].n_unique() > top else ""
-    other_c = cols[-1] if frame["dst"].n_unique() > top else ""
-    folded = _fold(_fold(frame, "src", rows, other_r), "dst", cols, other_c)
+    folded, rows, _ = fold_top(frame, "src", value, top)
+    folded, cols, _ = fold_top(folded, "dst", value, top)
     sums = folded.group_by("src", "dst").agg(pl.col(value).sum())
     grid = np.zeros((len(rows), len(cols)))
     ri = {r: i for i, r in enumerate(rows)}
@@ -258,11 +259,8 @@ def talk_graph(
         server_h=pl.col("resp_h"),
         n=pl.lit(1),
     )
-    clients = top_other(frame, "client", "n", top)["client"].to_list()
-    servers = top_other(frame, "server", "n", top)["server"].to_list()
-    other_c = clients[-1] if frame["client"].n_unique() > top else ""
-    other_s = servers[-1] if frame["server"].n_unique() > top else ""
-    folded = _fold(_fold(frame, "client", clients, other_c), "server", servers, other_s)
+    folded, clients, other_c = fold_top(frame, "client", "n", top)
+    folded, servers, other_s = fold_top(folded, "server", "n", top)
     edges = folded.group_by("client", "server").agg(pl.col("n").sum()).sort("n")
     ae_of_client = folded.group_by("client").agg(pl.col("calling_ae").drop_nulls().unique().sort())
     ae_of_server = folded.group_by("server").agg(pl.col("called_ae").drop_nulls().unique().sort())
@@ -422,9 +420,7 @@ def findings_overview(finding: pl.DataFrame, top: int = 20, bins: int = 24) -> F
     if finding.height == 0:
         return _no_data(title, "no findings")
     frame = finding.with_columns(n=pl.lit(1), severity=pl.col("severity").fill_null("info"))
-    rules = top_other(frame, "rule", "n", top)["rule"].to_list()
-    other = rules[-1] if frame["rule"].n_unique() > top else ""
-    frame = _fold(frame, "rule", rules, other)
+    frame, rules, _ = fold_top(frame, "rule", "n", top)
     fig = _figure(11, _rows_height(len(rules), 0.3, 4.6))
     a1, a2 = fig.subplots(2, 1, height_ratios=[max(len(rules), 3), 4])
     left = np.zeros(len(rules))
@@ -468,7 +464,7 @@ def dimse_mix(dimse: pl.DataFrame, top: int = 15) -> Figure:
     rsp = frame.filter(pl.col("command").str.ends_with("-RSP")).with_columns(
         status_category=pl.col("status_category").fill_null("unknown")
     )
-    rsp_cmds = top_other(rsp, "command", "n", top)["command"].to_list() if rsp.height else []
+    rsp, rsp_cmds, _ = fold_top(rsp, "command", "n", top) if rsp.height else (rsp, [], "")
     fig = _figure(11, _rows_height(max(commands.height, len(rsp_cmds)), 0.3, 2.0))
     a1, a2 = fig.subplots(1, 2)
     _barh(
@@ -483,8 +479,6 @@ def dimse_mix(dimse: pl.DataFrame, top: int = 15) -> Figure:
         a2.set_axis_off()
         a2.text(0.5, 0.5, "no responses", ha="center", va="center", transform=a2.transAxes)
         return fig
-    other = rsp_cmds[-1] if rsp["command"].n_unique() > top else ""
-    rsp = _fold(rsp, "command", rsp_cmds, other)
     counts = rsp.group_by("command", "status_category").agg(pl.col("n").sum())
     left = np.zeros(len(rsp_cmds))
     for cat, col in STATUS_COLORS.items():
