@@ -27,6 +27,34 @@ DEFAULT_TRUSTED = (
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+class TrustTest:
+    """Is an address inside the trusted networks? Answers are cached, in a small cache (one
+    entry per host). An address that does not parse is not trusted."""
+
+    __slots__ = ("networks", "cache")
+
+    def __init__(self, networks: tuple[Network, ...]) -> None:
+        self.networks = networks
+        self.cache: dict[str, bool] = {}
+
+    def __call__(self, host: str) -> bool:
+        hit = self.cache.get(host)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(host)
+            except ValueError:
+                hit = False
+            else:
+                hit = any(addr in net for net in self.networks)
+            if len(self.cache) >= 4096:
+                self.cache.clear()
+            self.cache[host] = hit
+        return hit
+
+    def clear(self) -> None:
+        self.cache.clear()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
     """Memory and time bounds of the network layer."""

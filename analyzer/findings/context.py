@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from analyzer.config import Config
+from analyzer.config import Config, TrustTest
 from analyzer.dicom.items import Abort, Associate, Reject, UserIdentity
 from analyzer.dicom.states import State
 from analyzer.phi import Hasher
@@ -173,21 +172,12 @@ class RuleContext:
         self.config = config
         self.hasher = hasher
         self._emit = emit
-        self._trust_cache: dict[str, bool] = {}
+        self.trusted = TrustTest(config.trusted_networks)
+        """``trusted(host)``: is ``host`` inside the configured trusted networks?"""
 
     def emit(self, finding: Finding, dedup: object | None = None) -> None:
         """Report ``finding``; with ``dedup``, once per key per rule's dedup window."""
         self._emit(finding, dedup)
 
     def release(self) -> None:
-        self._trust_cache.clear()
-
-    def trusted(self, host: str) -> bool:
-        hit = self._trust_cache.get(host)
-        if hit is None:
-            addr = ipaddress.ip_address(host)
-            hit = any(addr in net for net in self.config.trusted_networks)
-            if len(self._trust_cache) >= 4096:  # one host per entry: keep it small
-                self._trust_cache.clear()
-            self._trust_cache[host] = hit
-        return hit
+        self.trusted.clear()

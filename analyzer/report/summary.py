@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import polars as pl
 
+from analyzer.config import Network, TrustTest
 from analyzer.report.load import Tables
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-
-def trust_test(networks: Iterable[Network]) -> Callable[[str], bool]:
+def trust_test(networks: Iterable[Network]) -> TrustTest:
     """A predicate: is this address inside one of ``networks``? (unparsable: no)."""
-    nets = tuple(networks)
-    cache: dict[str, bool] = {}
-
-    def trusted(host: str) -> bool:
-        hit = cache.get(host)
-        if hit is None:
-            try:
-                addr = ipaddress.ip_address(host)
-            except ValueError:
-                hit = False
-            else:
-                hit = any(addr in net for net in nets)
-            cache[host] = hit
-        return hit
-
-    return trusted
+    return TrustTest(tuple(networks))
 
 
 @dataclass(slots=True)
