@@ -195,7 +195,7 @@ def _analyze(args: argparse.Namespace) -> int:
     summary = run_analysis(config, readers, outdir, args.format, progress)
     if not args.quiet:
         _print_summary(summary, outdir, args.format)
-    capture_warnings = summary.rows.get("weird", 0) and _capture_problems(outdir, args.format)
+    capture_warnings = summary.rows.get("weird", 0) and _capture_problems(outdir)
     if capture_warnings and not args.quiet:
         print(f"warning: {capture_warnings}", file=sys.stderr)
     if args.report:
@@ -208,18 +208,13 @@ def _analyze(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
-def _capture_problems(outdir: Path, fmt: str) -> str:
+def _capture_problems(outdir: Path) -> str:
     """Name capture-level damage (truncation, corruption) found during the run."""
     import polars as pl
 
-    path = outdir / f"weird.{fmt}"
-    frame = (
-        pl.read_parquet(path)
-        if fmt == "parquet"
-        else pl.read_csv(path)
-        if fmt == "csv"
-        else pl.read_ndjson(path)
-    )
+    from analyzer.report.load import load_table
+
+    frame = load_table(outdir, "weird")
     if frame.height == 0:
         return ""
     bad = frame.filter(pl.col("source") == "capture")["name"].unique().sort().to_list()

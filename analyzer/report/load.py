@@ -80,6 +80,13 @@ def _read_one(outdir: Path, name: str, schema: Schema) -> tuple[pl.DataFrame, st
     return None
 
 
+def load_table(outdir: str | Path, name: str) -> pl.DataFrame:
+    """One table of ``outdir`` in whatever format it was written; empty when it is missing."""
+    schema = {**TABLES, **LIVE_TABLES}[name]
+    got = _read_one(Path(outdir), name, schema)
+    return _empty(schema) if got is None else got[0]
+
+
 def load_tables(outdir: str | Path) -> Tables:
     """Load every table of ``outdir``; raise InputError when it holds none of them."""
     root = Path(outdir)
