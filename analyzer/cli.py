@@ -31,10 +31,10 @@ from analyzer import __version__
 from analyzer.config import load_config
 from analyzer.errors import AnalyzerError, ConfigError, OutputError
 from analyzer.output.writer import FORMATS
-from analyzer.progress import Progress
+from analyzer.run.progress import Progress
 
 if TYPE_CHECKING:
-    from analyzer.pipeline import RunSummary
+    from analyzer.run.pipeline import RunSummary
 
 
 def _without_numpy() -> None:
@@ -176,7 +176,7 @@ def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
 def _analyze(args: argparse.Namespace) -> int:
     _without_numpy()
     from analyzer.capture import open_inputs
-    from analyzer.pipeline import run_analysis
+    from analyzer.run.pipeline import run_analysis
 
     config = load_config(args.config)
     if args.strict or args.capture_phi:
@@ -222,14 +222,13 @@ def _capture_problems(outdir: Path) -> str:
 
 
 def _rules() -> int:
-    from analyzer.findings.engine import FindingEngine  # noqa: F401  (registers the rules)
-    from analyzer.findings.model import RULES
+    from analyzer.findings.catalog import RULES
 
     for rid, cls in sorted(RULES.items()):
         opts = ", ".join(f"{k}={v}" for k, v in cls.options.items()) or "-"
         print(f"{rid:<26} {cls.severity.label:<8} {cls.title}")
         print(f"{'':<26} {cls.description}")
-        print(f"{'':<26} options: {opts}")
+        print(f"{'':<26} stage: {cls.stage}; options: {opts}")
     return EXIT_OK
 
 
@@ -280,7 +279,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _crosscheck(args: argparse.Namespace) -> int:
-    from analyzer.crosscheck import crosscheck
+    from analyzer.tools.crosscheck import crosscheck
 
     disagreements, unchecked, flows = crosscheck(args.capture, load_config(args.config))
     for d in disagreements:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analyzer.dicom.association import DicomLimits
 from analyzer.errors import ConfigError
 
 DEFAULT_DICOM_PORTS = frozenset({104, 11112, 4242, 2761, 2762})
@@ -85,8 +86,25 @@ class Limits:
     """Rows one anomaly name may write for one flow; the rest are counted in a summary row."""
     max_weird_global: int = 1000
     """Rows one flow-less anomaly name may write in a run; the rest are counted."""
-    sniff_bytes: int = 16
-    """Leading bytes per direction held back to recognise the application protocol."""
+    sniff_bytes: int = 10
+    """Leading bytes of the originator a flow seen from its SYN is recognised on (at least 10:
+    an A-ASSOCIATE-RQ header)."""
+    midstream_hold: int = 16 << 10
+    """Bytes per direction scanned for PDU headers in a flow picked up mid-stream."""
+    max_sniff_total: int = 32 << 20
+    """Bytes all undecided flows may hold together; past it they decide at once."""
+    max_endpoints: int = 20_000
+    """DICOM endpoints the asset inventory keeps."""
+    max_values_per_column: int = 32
+    """Values per list column of an asset row."""
+    max_dedup_keys: int = 20_000
+    """De-duplication keys of findings kept at once (the least recent is forgotten)."""
+    max_window_keys: int = 50_000
+    """Keys (hosts, host pairs) per sliding window of a cross-flow rule."""
+    max_pending_requests: int = 1024
+    """Requests awaiting their final response per association (oldest dropped beyond)."""
+    max_queries: int = 4096
+    """Queries and retrieves remembered per association."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +112,8 @@ class Config:
     """Everything a run needs besides its inputs."""
 
     limits: Limits = field(default_factory=Limits)
+    dicom: DicomLimits = field(default_factory=DicomLimits)
+    """Bounds of the DICOM decoder (``[dicom]`` besides ``ports``)."""
     dicom_ports: frozenset[int] = DEFAULT_DICOM_PORTS
     """Ports that hint at DICOM (content decides; ports only orient mid-stream flows)."""
     strict: bool = False
@@ -110,17 +130,23 @@ class Config:
 
 
 def _build(cls: type[Any], table: dict[str, Any], where: str) -> Any:
+    """A frozen dataclass of numbers and flags from a TOML table: unknown keys, wrong types
+    and negative numbers are errors naming the file and the key."""
     names = {f.name: f for f in dataclasses.fields(cls)}
+    defaults = cls()
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         if key not in names:
             raise ConfigError(f"{where}: unknown setting '{key}'")
-        default = getattr(cls(), key)
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{where}.{key}: expected true or false")
-        if isinstance(default, int | float) and not isinstance(default, bool):
+        default = getattr(defaults, key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{key}: expected true or false")
+        elif isinstance(default, int | float):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f"{where}.{key}: expected a number")
+            if isinstance(default, int) and not float(value).is_integer():
+                raise ConfigError(f"{where}.{key}: expected a whole number")
             if value < 0:
                 raise ConfigError(f"{where}.{key}: must not be negative")
             value = type(default)(value)
@@ -157,7 +183,9 @@ def load_config(path: str | Path | None) -> Config:
     ):
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{name}] must be a table")
-    limits = _build(Limits, limits_table, "limits")
+    limits = _build(Limits, limits_table, f"{path}: limits")
+    if limits.sniff_bytes < 10:
+        raise ConfigError(f"{path}: limits.sniff_bytes must be at least 10")
     ports = DEFAULT_DICOM_PORTS
     if "ports" in dicom_table:
         value = dicom_table.pop("ports")
@@ -166,8 +194,7 @@ def load_config(path: str | Path | None) -> Config:
         ):
             raise ConfigError(f"{path}: dicom.ports must be a list of port numbers")
         ports = frozenset(value) | DEFAULT_DICOM_PORTS
-    if dicom_table:
-        raise ConfigError(f"{path}: unknown setting 'dicom.{next(iter(dicom_table))}'")
+    dicom = _build(DicomLimits, dicom_table, f"{path}: dicom")
     trusted = Config().trusted_networks
     if "trusted" in networks:
         try:
@@ -199,6 +226,7 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{path}: privacy.salt must be a string of at least 8 characters")
     return Config(
         limits=limits,
+        dicom=dicom,
         dicom_ports=ports,
         trusted_networks=trusted,
         known_ae_titles=known,

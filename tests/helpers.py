@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from analyzer.capture import open_inputs
 from analyzer.config import Config, Limits
-from analyzer.pipeline import RunSummary, run_analysis
-from analyzer.progress import Progress
+from analyzer.logs.records import Weird
+from analyzer.logs.weird import WeirdLog
+from analyzer.run.pipeline import RunSummary, run_analysis
+from analyzer.run.progress import Progress
 from analyzer.tcp.flow import Flow
 from analyzer.tcp.table import FlowTable
-from analyzer.weird import WeirdLog, WeirdRow
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
@@ -84,7 +86,7 @@ class Driver:
 
     limits: Limits = field(default_factory=Limits)
     conns: list[Flow] = field(default_factory=list)
-    weirds: list[WeirdRow] = field(default_factory=list)
+    weirds: list[Weird] = field(default_factory=list)
     sinks: list[Collector] = field(default_factory=list)
     with_sink: bool = True
 
@@ -140,30 +142,54 @@ class Driver:
         self.table.finish_all()
 
     def weird_names(self) -> set[str]:
-        return {row[2] for row in self.weirds}
+        return {row.name for row in self.weirds}
+
+
+def dicom_driver(
+    config: Config | None = None,
+) -> tuple[Driver, dict[str, Any], Any]:
+    """A Driver whose flows are DICOM, wired as the pipeline wires them: (driver, the records
+    of every table by name, the rule engine). Call ``engine.finish()`` after ``drv.finish()``
+    for the findings."""
+    from analyzer.findings.engine import RuleEngine
+    from analyzer.logs.dicom_flow import DicomFlow
+    from analyzer.logs.dicom_tables import DicomTables
+    from analyzer.logs.phi_log import PhiLog
+    from analyzer.logs.records import RECORDS
+    from analyzer.logs.sinks import ListSink
+    from analyzer.privacy import PhiPolicy
+
+    config = config or Config(strict=True)
+    rows: dict[str, Any] = {name: ListSink() for name in RECORDS}
+    drv = Driver(limits=config.limits, with_sink=False)
+    engine = RuleEngine(config, rows["finding"], lambda *a: None, clock=lambda: drv.table.now)
+    phi = PhiPolicy(engine.hasher, False, config.capture_phi)
+    observers = [
+        DicomTables(rows["dimse"], rows["dicom_object"], rows["dicom_context"], rows["dicom_assoc"]),
+        PhiLog(rows["phi"], phi),
+        engine.flow_rules,
+        engine.emitter,
+    ]
+    drv.table.sink_factory = lambda flow: DicomFlow(flow, config.dicom, phi, observers)
+    return drv, rows, engine
 
 
 def dicom_events(path: Path, outdir: Path) -> list[object]:
     """Every DICOM parser event of a capture, in order, from a real pipeline run."""
-    from analyzer.dicom.association import DicomLimits
-    from analyzer.dicom_sink import DicomSink
-    from analyzer.service import DICOM
+    from analyzer.logs.dicom_flow import DicomFlow
 
     events: list[object] = []
+    original = DicomFlow._events
 
-    class Recording(DicomSink):
-        __slots__ = ()
-
-        def _events(self, evs: list) -> None:  # type: ignore[type-arg,override]
-            events.extend(evs)
-            super()._events(evs)
-
-    def builder(write: dict, limits: DicomLimits):  # type: ignore[no-untyped-def,type-arg]
-        return lambda flow, service: Recording(flow, write, limits) if service == DICOM else None
+    def recording(self: DicomFlow, evs: list) -> None:  # type: ignore[type-arg]
+        events.extend(evs)
+        original(self, evs)
 
     readers, _ = open_inputs([str(path)])
     outdir.mkdir(parents=True, exist_ok=True)
-    run_analysis(
-        Config(strict=True), readers, outdir, "parquet", Progress(None, enabled=False), builder
-    )
+    DicomFlow._events = recording  # type: ignore[method-assign]
+    try:
+        run_analysis(Config(strict=True), readers, outdir, "parquet", Progress(None, enabled=False))
+    finally:
+        DicomFlow._events = original  # type: ignore[method-assign]
     return events

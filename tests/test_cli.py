@@ -143,8 +143,7 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
 
 
 def test_rules_command_lists_every_rule() -> None:
-    from analyzer.findings.engine import FindingEngine  # noqa: F401
-    from analyzer.findings.model import RULES
+    from analyzer.findings.catalog import RULES
 
     done = run("rules")
     assert done.returncode == 0
@@ -197,12 +196,12 @@ def test_bad_findings_config_is_one_line(tmp_path: Path, text: str, message: str
 
 def test_table_writer_compacts_parts_in_order(tmp_path: Path) -> None:
     """Hundreds of part files, merged 16 at a time: every row once, in order, one file left."""
-    from analyzer.output.schema import WEIRD
+    from analyzer.logs.records import TABLES, Weird
     from analyzer.output.writer import TableWriter
 
-    writer = TableWriter("weird", WEIRD, tmp_path, "parquet", chunk_rows=10)
+    writer = TableWriter("weird", TABLES["weird"], tmp_path, "parquet", chunk_rows=10)
     for i in range(1234):
-        writer.add((f"C{i}", float(i), "name", "detail", "tcp"))
+        writer.add(Weird(uid=f"C{i}", ts=float(i), name="name", detail="detail", source="tcp"))
     assert writer.close() == 1234
     assert pl.read_parquet(tmp_path / "weird.parquet")["ts"].to_list() == [
         float(i) for i in range(1234)

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analyzer.output.schema import TABLES
+from analyzer.logs.records import TABLES
 from tests.helpers import CAPTURES, analyze
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -69,7 +69,17 @@ ABORT_REASON = {
     6: "invalid-pdu-parameter-value",
 }
 
-# Presentation context result (PS3.8 Table 9-18)
+
+class ContextResult(IntEnum):
+    """Presentation context result (PS3.8 Table 9-18)."""
+
+    ACCEPTANCE = 0
+    USER_REJECTION = 1
+    NO_REASON = 2
+    ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
+    TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
+
+
 CONTEXT_RESULT = {
     0: "acceptance",
     1: "user-rejection",
@@ -80,32 +90,80 @@ CONTEXT_RESULT = {
 
 USER_IDENTITY_TYPE = {1: "username", 2: "username-passcode", 3: "kerberos", 4: "saml", 5: "jwt"}
 
-# DIMSE Command Field (0000,0100), PS3.7 Annex E
-COMMAND_FIELD = {
-    0x0001: "C-STORE-RQ",
-    0x8001: "C-STORE-RSP",
-    0x0010: "C-GET-RQ",
-    0x8010: "C-GET-RSP",
-    0x0020: "C-FIND-RQ",
-    0x8020: "C-FIND-RSP",
-    0x0021: "C-MOVE-RQ",
-    0x8021: "C-MOVE-RSP",
-    0x0030: "C-ECHO-RQ",
-    0x8030: "C-ECHO-RSP",
-    0x0100: "N-EVENT-REPORT-RQ",
-    0x8100: "N-EVENT-REPORT-RSP",
-    0x0110: "N-GET-RQ",
-    0x8110: "N-GET-RSP",
-    0x0120: "N-SET-RQ",
-    0x8120: "N-SET-RSP",
-    0x0130: "N-ACTION-RQ",
-    0x8130: "N-ACTION-RSP",
-    0x0140: "N-CREATE-RQ",
-    0x8140: "N-CREATE-RSP",
-    0x0150: "N-DELETE-RQ",
-    0x8150: "N-DELETE-RSP",
-    0x0FFF: "C-CANCEL-RQ",
+
+class CommandField(IntEnum):
+    """DIMSE Command Field (0000,0100), PS3.7 Annex E. A response is its request | 0x8000."""
+
+    C_STORE_RQ = 0x0001
+    C_STORE_RSP = 0x8001
+    C_GET_RQ = 0x0010
+    C_GET_RSP = 0x8010
+    C_FIND_RQ = 0x0020
+    C_FIND_RSP = 0x8020
+    C_MOVE_RQ = 0x0021
+    C_MOVE_RSP = 0x8021
+    C_ECHO_RQ = 0x0030
+    C_ECHO_RSP = 0x8030
+    N_EVENT_REPORT_RQ = 0x0100
+    N_EVENT_REPORT_RSP = 0x8100
+    N_GET_RQ = 0x0110
+    N_GET_RSP = 0x8110
+    N_SET_RQ = 0x0120
+    N_SET_RSP = 0x8120
+    N_ACTION_RQ = 0x0130
+    N_ACTION_RSP = 0x8130
+    N_CREATE_RQ = 0x0140
+    N_CREATE_RSP = 0x8140
+    N_DELETE_RQ = 0x0150
+    N_DELETE_RSP = 0x8150
+    C_CANCEL_RQ = 0x0FFF
+
+
+RESPONSE_BIT = 0x8000
+"""Set in the command field of every response."""
+
+COMMAND_FIELD = {c.value: c.name.replace("_", "-") for c in CommandField}
+"""Command field -> its PS3.7 name (``C-STORE-RQ``)."""
+
+QUERY_RETRIEVE = frozenset({CommandField.C_FIND_RQ, CommandField.C_MOVE_RQ, CommandField.C_GET_RQ})
+"""Requests whose dataset is an identifier (query keys) and that get pending responses."""
+
+IDENTIFIER_COMMANDS = QUERY_RETRIEVE | {
+    CommandField.C_FIND_RSP,
+    CommandField.C_MOVE_RSP,
+    CommandField.C_GET_RSP,
 }
+"""Commands whose dataset is an identifier rather than a stored object."""
+
+
+def is_response(command_field: int) -> bool:
+    return bool(command_field & RESPONSE_BIT)
+
+
+def request_of(command_field: int) -> int:
+    """The request command field that a response answers."""
+    return command_field & ~RESPONSE_BIT
+
+
+class Status(IntEnum):
+    """The status codes the analysis reasons about (PS3.7 Annex C, PS3.4 service annexes)."""
+
+    SUCCESS = 0x0000
+    NOT_AUTHORIZED = 0x0124
+    MOVE_DESTINATION_UNKNOWN = 0xA801
+    CANCEL = 0xFE00
+    PENDING = 0xFF00
+    PENDING_WARNING = 0xFF01
+
+
+PENDING_STATUSES = frozenset({Status.PENDING, Status.PENDING_WARNING})
+"""Statuses after which more responses to the same request follow."""
+
+
+def is_pending(status: int | None) -> bool:
+    return status in PENDING_STATUSES
+
+
 NO_DATASET = 0x0101
 """(0000,0800) Command Data Set Type value meaning no dataset follows."""
 
@@ -152,11 +210,11 @@ STATUS_LABEL = {
 
 def status_category(status: int) -> str:
     """success, pending, cancel, warning or failure (PS3.7 C.1-C.5)."""
-    if status == 0x0000:
+    if status == Status.SUCCESS:
         return "success"
-    if status in (0xFF00, 0xFF01):
+    if status in PENDING_STATUSES:
         return "pending"
-    if status == 0xFE00:
+    if status == Status.CANCEL:
         return "cancel"
     if status in (0x0001, 0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF:
         return "warning"

@@ -12,6 +12,8 @@ header and says how many bytes it skipped.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from analyzer.dicom.events import ControlPdu, FramerEvent, FramingAnomaly, PdvChunk, Resynchronized
 
 HEADER = 6
@@ -36,6 +38,7 @@ class PduFramer:
         "max_control_pdu",
         "max_pdu",
         "max_sync_scan",
+        "header",
         "skipped",
         "events",
         "ts",
@@ -62,6 +65,7 @@ class PduFramer:
         self.max_control_pdu = max_control_pdu
         self.max_pdu = max_pdu
         self.max_sync_scan = max_sync_scan
+        self.header = HeaderRule(max_pdu, max_control_pdu)
         self.skipped = 0
         self.events: list[FramerEvent] = []
         self.ts = 0.0
@@ -222,7 +226,7 @@ class PduFramer:
         buf = self.buf
         i = 0
         while i < len(buf):
-            verdict = header_verdict(buf, i, self.max_pdu)
+            verdict = self.header.verdict(buf, i)
             if verdict is None:
                 break  # too few bytes left to judge this position: wait for more
             if verdict:
@@ -245,31 +249,50 @@ class PduFramer:
         self.events = events + more
 
 
-def header_verdict(b: bytes | bytearray, i: int, max_pdu: int) -> bool | None:
-    """Is there a consistent PDU header at ``b[i]``? None: not enough bytes to tell yet.
+@dataclass(frozen=True, slots=True)
+class HeaderRule:
+    """Is there a consistent PDU header at ``b[i]``? The one rule shared by the service
+    sniffer (is this flow DICOM?) and the framer (where does the next PDU start after a gap?).
 
-    Fixed-size PDUs (RJ, release, abort: 10 bytes) are judged on 10 bytes, the others on 12.
+    Offset  Length  Field
+    0       1       PDU type, 1..7
+    1       1       reserved, 0
+    2       4       PDU length (big endian): 4 for RJ, release and abort; 68 (two AE titles
+                    and the reserved bytes) to ``max_control`` for RQ/AC; for P-DATA-TF a
+                    first PDV header of 6 bytes up to ``max_pdata``
+    6       2       RQ/AC: protocol version 0x0001. RJ/release/abort: reserved (byte 6 is 0)
+    6       4       P-DATA-TF: first PDV length, 2 to PDU length - 4
+    10      1       P-DATA-TF: presentation context id, odd
+    11      1       P-DATA-TF: message control header, 0..3
+
+    RQ/AC are judged on 8 bytes, RJ/release/abort on 10, P-DATA-TF on 12.
     """
-    if len(b) - i < 6:
-        return None
-    ptype = b[i]
-    if not 1 <= ptype <= 7 or b[i + 1] != 0:
-        return False
-    length = int.from_bytes(b[i + 2 : i + 6], "big")
-    if ptype in FIXED_FOUR:
-        if length != 4:
-            return False
-        return None if len(b) - i < 10 else b[i + 6] == 0
-    if len(b) - i < 12:
-        return None
-    if ptype == P_DATA:
-        if not PDV_HEADER <= length <= max_pdu:
-            return False
-        pdv = int.from_bytes(b[i + 6 : i + 10], "big")
-        return 2 <= pdv <= length - 4 and b[i + 10] % 2 == 1 and b[i + 11] <= 3
-    return 68 <= length <= (1 << 20) and b[i + 6 : i + 8] == b"\x00\x01"
 
+    max_pdata: int
+    max_control: int = 1 << 20
 
-def plausible_header(b: bytes | bytearray, i: int, max_pdu: int) -> bool:
-    """A PDU header at ``b[i]`` whose first fields are consistent."""
-    return bool(header_verdict(b, i, max_pdu))
+    def verdict(self, b: bytes | bytearray, i: int) -> bool | None:
+        """True or False; None when there are too few bytes at ``i`` to tell yet."""
+        if len(b) - i < 6:
+            return None
+        ptype = b[i]
+        if not 1 <= ptype <= 7 or b[i + 1] != 0:
+            return False
+        length = int.from_bytes(b[i + 2 : i + 6], "big")
+        if ptype in FIXED_FOUR:
+            if length != 4:
+                return False
+            return None if len(b) - i < 10 else b[i + 6] == 0
+        if ptype == P_DATA:
+            if len(b) - i < 12:
+                return None
+            if not PDV_HEADER <= length <= self.max_pdata:
+                return False
+            pdv = int.from_bytes(b[i + 6 : i + 10], "big")
+            return 2 <= pdv <= length - 4 and b[i + 10] % 2 == 1 and b[i + 11] <= 3
+        if len(b) - i < 8:
+            return None
+        return 68 <= length <= self.max_control and b[i + 6 : i + 8] == b"\x00\x01"
+
+    def plausible(self, b: bytes | bytearray, i: int) -> bool:
+        return bool(self.verdict(b, i))

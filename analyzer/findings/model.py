@@ -1,8 +1,15 @@
-"""Findings, severities and the rule registry.
+"""Findings, severities, and the two kinds of rule.
 
-A rule is a class with an ``id`` (snake_case, from shared/DETECTIONS.md), a ``title``, a
+A rule is a class with an ``id`` (snake_case, from the detection reference), a ``title``, a
 ``description``, a default ``severity`` and ``options`` (defaults the config may override).
-It overrides the hooks it needs; the engine calls each inside its own error boundary.
+
+- A ``FlowRule`` sees one association or flow at a time (the per-flow stage, which can run
+  in many processes); its findings go to the cross-flow stage as candidates, where repeats
+  are folded.
+- A ``CrossFlowRule`` sees only the summary records of ``findings.summary``, in timestamp
+  order, and keeps bounded windows over them (the cross-flow stage, run once).
+
+Each overrides the hooks it needs; the engine calls each inside its own error boundary.
 """
 
 from __future__ import annotations
@@ -13,7 +20,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from analyzer.dicom.messages import Anomaly, Message
-    from analyzer.findings.context import AssocView, FlowView, RuleContext
+    from analyzer.findings.context import RuleContext
+    from analyzer.findings.rules.common import Windows
+    from analyzer.findings.summary import AssocSummary, DimseFact, FlowSummary
+    from analyzer.logs.views import AssocView, FlowView
 
 
 class Severity(IntEnum):
@@ -26,6 +36,9 @@ class Severity(IntEnum):
     @property
     def label(self) -> str:
         return self.name.lower()
+
+
+SEVERITY_BY_LABEL = {s.label: s for s in Severity}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,11 +58,14 @@ class Finding:
 
 
 class Rule:
+    """What both kinds of rule declare."""
+
     id: ClassVar[str] = ""
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
     severity: ClassVar[Severity] = Severity.LOW
     options: ClassVar[dict[str, Any]] = {}
+    stage: ClassVar[str] = ""
 
     def __init__(self, ctx: RuleContext, options: dict[str, Any]) -> None:
         self.ctx = ctx
@@ -59,7 +75,15 @@ class Rule:
     def setup(self) -> None:
         """Create the rule's own state; ``self.opt`` holds its options, defaults merged."""
 
-    # hooks: override what the rule needs
+    def finish(self) -> None:
+        """The run is over: report what state still holds."""
+
+
+class FlowRule(Rule):
+    """A rule over one association or flow at a time."""
+
+    stage = "per-flow"
+
     def on_message(self, assoc: AssocView, message: Message) -> None:
         """A DIMSE message of an association (its dataset summary included)."""
 
@@ -72,15 +96,23 @@ class Rule:
     def on_flow_end(self, flow: FlowView) -> None:
         """Any TCP flow ended (DICOM or not)."""
 
-    def finish(self) -> None:
-        """The run is over: report what cross-flow state still holds."""
 
+class CrossFlowRule(Rule):
+    """A rule over the summary records of every flow, in timestamp order."""
 
-RULES: dict[str, type[Rule]] = {}
+    stage = "cross-flow"
 
+    def on_association(self, a: AssocSummary) -> None:
+        """An association ended."""
 
-def register(cls: type[Rule]) -> type[Rule]:
-    if not cls.id or cls.id in RULES:
-        raise ValueError(f"rule id {cls.id!r} missing or registered twice")
-    RULES[cls.id] = cls
-    return cls
+    def on_flow(self, f: FlowSummary) -> None:
+        """A TCP flow ended."""
+
+    def on_fact(self, fact: DimseFact) -> None:
+        """A query, retrieve or store fact from inside an association."""
+
+    def windows(self, seconds: float, max_items: int = 4096) -> Windows:
+        """Per-key sliding windows bounded by the run's ``max_window_keys``."""
+        from analyzer.findings.rules.common import Windows
+
+        return Windows(seconds, max_items, self.ctx.config.limits.max_window_keys)

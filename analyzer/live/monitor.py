@@ -32,10 +32,10 @@ from analyzer.live.alerts import alert_sinks
 from analyzer.live.dumpcap import CaptureError, Dumpcap, RunResult, list_interfaces
 from analyzer.live.ring import Ring
 from analyzer.live.stats import STATS, KernelCounters, rss_mb
-from analyzer.output.schema import TABLES
+from analyzer.logs.records import TABLES
 from analyzer.output.writer import PartWriter, SnapshotWriter, TableWriter
-from analyzer.pipeline import Pipeline, release_free_memory
-from analyzer.service import DICOM
+from analyzer.protocols.service import DICOM
+from analyzer.run.pipeline import Pipeline, release_free_memory
 from analyzer.tcp.flow import Flow
 
 QUEUE_RECORDS = 50_000
@@ -392,7 +392,7 @@ class LiveMonitor:
             if name != "asset":
                 writer.flush()
         asset = self.writers["asset"]
-        pipe.inventory.write(asset.add)
+        pipe.inventory.write(asset)
         asset.close()
         self.stats_writer.flush()
         self.summary.rotations += 1

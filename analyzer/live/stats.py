@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from analyzer.output.schema import STATS
+from analyzer.logs.records import STATS
 
 __all__ = ["STATS", "KernelCounters", "rss_mb"]
 

@@ -19,7 +19,7 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from analyzer.errors import OutputError
-from analyzer.output.schema import Schema
+from analyzer.logs.records import Schema
 
 FORMATS = ("parquet", "csv", "jsonl")
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from analyzer.errors import InputError
-from analyzer.output.schema import LIVE_TABLES, TABLES, Schema
+from analyzer.logs.records import LIVE_TABLES, TABLES, Schema
 
 
 @dataclass(slots=True)

@@ -7,8 +7,19 @@ from typing import Protocol
 
 
 class Direction(IntEnum):
+    """The two directions of a flow: the originator's bytes and the responder's."""
+
     ORIG = 0
     RESP = 1
+
+    @property
+    def label(self) -> str:
+        """``orig`` or ``resp``, as the tables write it."""
+        return "orig" if self is Direction.ORIG else "resp"
+
+    @property
+    def peer(self) -> Direction:
+        return Direction.RESP if self is Direction.ORIG else Direction.ORIG
 
 
 class CloseReason:

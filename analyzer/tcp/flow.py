@@ -15,7 +15,7 @@ from analyzer.tcp.events import StreamSink
 from analyzer.tcp.stream import Stream
 
 if TYPE_CHECKING:
-    from analyzer.weird import WeirdLog
+    from analyzer.logs.weird import WeirdLog
 
 # Endpoint states (names after Zeek's TCP_* endpoint states)
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)

@@ -15,9 +15,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from analyzer.config import Config
+from analyzer.logs.weird import WeirdLog
 from analyzer.tcp.events import CloseReason, StreamSink
 from analyzer.tcp.flow import ACK, ACTIVE, ATTEMPT, CLOSING, ESTABLISHED, RESET, SYN, Flow
-from analyzer.weird import WeirdLog
 
 FlowKey = tuple[bytes, int, bytes, int]
 SinkFactory = Callable[[Flow], StreamSink | None]
@@ -89,6 +89,13 @@ class FlowTable:
     @property
     def open_flows(self) -> int:
         return sum(len(lru) for lru in self.lru)
+
+    def tick(self, ts: float) -> None:
+        """Capture time passes (a packet of another shard): flows time out as in a whole run."""
+        if ts > self.now:
+            self.now = ts
+            if ts >= self.next_expire:
+                self.expire(ts)
 
     def on_tcp(
         self,

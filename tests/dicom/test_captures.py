@@ -141,18 +141,10 @@ def test_every_response_is_paired_with_its_request(tmp_path: Path) -> None:
 
 def test_unanswered_request_and_stray_response(tmp_path: Path) -> None:
     """A flow cut after a C-STORE-RQ leaves it unanswered; hand-made traffic shows a stray response."""
-    from analyzer.dicom.association import DicomLimits
-    from analyzer.dicom_sink import DicomSink
     from tests.dicom import fixtures as fx
-    from tests.helpers import ACK, PSH, SYN, Driver
+    from tests.helpers import ACK, PSH, SYN, dicom_driver
 
-    rows: dict[str, list[tuple[object, ...]]] = {}
-    drv = Driver(with_sink=False)
-    write = {
-        n: rows.setdefault(n, []).append
-        for n in ("dimse", "dicom_object", "dicom_context", "dicom_assoc")
-    }
-    drv.table.sink_factory = lambda flow: DicomSink(flow, write, DicomLimits())
+    drv, rows, _ = dicom_driver()
     drv.seg(1.0, SYN, 100)
     drv.seg(1.0, SYN | ACK, 900, 101, from_client=False)
     client = fx.A_ASSOCIATE_RQ_PLAIN + fx.c_store_rq(message_id=7)
@@ -162,5 +154,5 @@ def test_unanswered_request_and_stray_response(tmp_path: Path) -> None:
     drv.finish()
     names = drv.weird_names()
     assert {"dicom_request_unanswered", "dicom_response_without_request"} <= names
-    (store,) = [r for r in rows["dimse"] if r[4] == "C-STORE-RQ"]
-    assert store[6] == 7  # the request that went unanswered is in the table all the same
+    (store,) = [r for r in rows["dimse"] if r.command == "C-STORE-RQ"]
+    assert store.message_id == 7  # the request that went unanswered is in the table all the same

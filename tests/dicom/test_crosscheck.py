@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.config import Config
-from analyzer.crosscheck import FlowFacts, compare, crosscheck
+from analyzer.tools.crosscheck import FlowFacts, compare, crosscheck
 from tests.helpers import CAPTURES
 
 SAMPLES = sorted(p for p in CAPTURES.glob("*.pcap*") if p.is_file()) + [

@@ -12,8 +12,7 @@ import polars as pl
 import pytest
 
 from analyzer.config import Config
-from analyzer.findings.engine import FindingEngine  # noqa: F401  (registers the rules)
-from analyzer.findings.model import RULES
+from analyzer.findings.catalog import RULES
 from tests.helpers import CAPTURES, analyze
 
 # rule -> (capture, least severity it must reach there, extra config)
@@ -196,8 +195,8 @@ def test_an_exception_in_a_rule_is_an_anomaly_not_the_end(tmp_path: Path) -> Non
     WildcardQuery.on_message = broken  # type: ignore[method-assign]
     try:
         from analyzer.capture import open_inputs
-        from analyzer.pipeline import run_analysis
-        from analyzer.progress import Progress
+        from analyzer.run.pipeline import run_analysis
+        from analyzer.run.progress import Progress
 
         readers, _ = open_inputs([str(CAPTURES / "dicom_lab.pcap")])
         run_analysis(
@@ -215,28 +214,19 @@ def test_an_exception_in_a_rule_is_an_anomaly_not_the_end(tmp_path: Path) -> Non
 
 def test_provider_abort_reasons_from_encoded_pdus() -> None:
     """Real peers here abort with reason 0; the 1/2/4/5/6 branch is checked on pynetdicom-encoded bytes."""
-    from analyzer.dicom.association import DicomLimits
-    from analyzer.dicom_sink import DicomSink
-    from analyzer.findings.engine import FindingEngine as Engine
     from tests.dicom import fixtures as fx
-    from tests.helpers import ACK, PSH, SYN, Driver
+    from tests.helpers import ACK, PSH, SYN, dicom_driver
 
-    rows: dict[str, list[tuple[object, ...]]] = {}
-    write = {
-        n: rows.setdefault(n, []).append
-        for n in ("dimse", "dicom_object", "dicom_context", "dicom_assoc", "phi", "finding")
-    }
-    drv = Driver(with_sink=False)
-    engine = Engine(Config(strict=True), write, None, lambda *a: None)
-    drv.table.sink_factory = lambda flow: DicomSink(flow, write, DicomLimits(), engine)
+    drv, rows, engine = dicom_driver()
     drv.seg(1.0, SYN, 100)
     drv.seg(1.0, SYN | ACK, 900, 101, from_client=False)
     drv.seg(1.1, ACK | PSH, 101, 901, fx.A_ASSOCIATE_RQ_PLAIN)
     server = fx.A_ASSOCIATE_AC_PLAIN + fx.A_ABORT_PROVIDER_INVALID
     drv.seg(1.2, ACK | PSH, 901, 101 + len(fx.A_ASSOCIATE_RQ_PLAIN), server, from_client=False)
     drv.finish()
-    aborts = [r for r in rows["finding"] if r[2] == "provider_abort"]
-    assert aborts and aborts[0][3] == "medium" and "reason 6" in aborts[0][5]
+    engine.finish()
+    aborts = [r for r in rows["finding"] if r.rule == "provider_abort"]
+    assert aborts and aborts[0].severity == "medium" and "reason 6" in aborts[0].detail
 
 
 def test_cross_flow_rules_span_the_files_of_one_run(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from analyzer.errors import ConfigError
 from analyzer.live.alerts import SyslogSink, syslog_message
 from analyzer.live.dumpcap import DROPS, _first_error
 from analyzer.live.ring import ring_filter
-from analyzer.output.schema import TABLES
+from analyzer.logs.records import TABLES
 from analyzer.output.writer import PartWriter, SnapshotWriter
 from analyzer.report.load import load_tables
 
@@ -92,7 +92,7 @@ def test_syslog_line_and_address() -> None:
 
 
 def test_outdir_of_live_loads_with_stats(tmp_path: Path) -> None:
-    from analyzer.output.schema import STATS
+    from analyzer.logs.records import STATS
 
     w = PartWriter("stats", STATS, tmp_path)
     w.add(tuple([1.0, 1.0] + [0] * 5 + [0] * 10 + [0.0, 1.0]))  # type: ignore[arg-type]

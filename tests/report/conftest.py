@@ -11,10 +11,10 @@ import pytest
 
 from analyzer.capture import open_inputs
 from analyzer.config import Config
-from analyzer.output.schema import TABLES, Schema
-from analyzer.pipeline import run_analysis
-from analyzer.progress import Progress
+from analyzer.logs.records import TABLES, Schema
 from analyzer.report.load import Tables, load_tables
+from analyzer.run.pipeline import run_analysis
+from analyzer.run.progress import Progress
 from tests.helpers import TEST_SALT
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"

@@ -178,20 +178,15 @@ def test_payload_of_unrecognised_flows_is_not_copied(tmp_path: Path) -> None:
     payload; DICOM flows get one. Checked at the moment the sniffer decides."""
     from analyzer.capture import merged_records, open_inputs
     from analyzer.config import Config
-    from analyzer.dicom.association import DicomLimits
-    from analyzer.dicom_sink import DicomSink
-    from analyzer.output.schema import TABLES
-    from analyzer.output.writer import TableWriter
-    from analyzer.pipeline import Pipeline
+    from analyzer.run.pipeline import Pipeline, table_writers
 
-    writers = {n: TableWriter(n, s, tmp_path, "parquet") for n, s in TABLES.items()}
+    writers = table_writers(tmp_path, "parquet")
     decided: dict[int, str | None] = {}
 
-    def factory(flow, service):  # type: ignore[no-untyped-def]
+    def heard(flow, service):  # type: ignore[no-untyped-def]
         decided[flow.resp_p] = service
-        return DicomSink(flow, {n: w.add for n, w in writers.items()}, DicomLimits())
 
-    pipe = Pipeline(Config(strict=True), writers, factory)
+    pipe = Pipeline(Config(strict=True), writers, on_service=heard)
     sinks_after_decision: dict[int, object] = {}
     original = pipe.table.on_end
 

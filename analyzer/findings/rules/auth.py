@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from analyzer.dicom.consts import USER_IDENTITY_TYPE
+from analyzer.dicom.consts import COMMAND_FIELD, QUERY_RETRIEVE, USER_IDENTITY_TYPE, Status
 from analyzer.dicom.messages import Message
-from analyzer.findings.context import AssocView
-from analyzer.findings.model import Rule, Severity, register
-from analyzer.findings.rules.common import Windows, assoc_finding
+from analyzer.findings.model import CrossFlowRule, FlowRule, Severity
+from analyzer.findings.rules.common import assoc_finding
+from analyzer.findings.summary import AssocSummary
+from analyzer.logs.views import AssocView
 
-QUERIES = {0x0020: "C-FIND", 0x0021: "C-MOVE", 0x0010: "C-GET"}
+QUERIES: dict[int, str] = {c: COMMAND_FIELD[c].removesuffix("-RQ") for c in QUERY_RETRIEVE}
 
 
-@register
-class NoUserIdentity(Rule):
+class NoUserIdentity(FlowRule):
     id = "no_user_identity"
     title = "Association accepted without user identity"
     description = (
@@ -36,8 +36,7 @@ class NoUserIdentity(Rule):
             )
 
 
-@register
-class WeakUserIdentity(Rule):
+class WeakUserIdentity(FlowRule):
     id = "weak_user_identity"
     title = "User identity is a username only"
     description = "User Identity type 1: a username with no proof."
@@ -60,8 +59,7 @@ class WeakUserIdentity(Rule):
             )
 
 
-@register
-class CleartextCredentials(Rule):
+class CleartextCredentials(FlowRule):
     id = "cleartext_credentials"
     title = "Username and passcode sent in clear"
     description = "User Identity type 2 on a cleartext association. The passcode is never stored, only its length."
@@ -90,8 +88,7 @@ class CleartextCredentials(Rule):
         )
 
 
-@register
-class CleartextToken(Rule):
+class CleartextToken(FlowRule):
     id = "cleartext_token"
     title = "Authentication token sent in clear"
     description = "User Identity type 3 (Kerberos), 4 (SAML) or 5 (JWT) on a cleartext association: replayable."
@@ -118,8 +115,7 @@ class CleartextToken(Rule):
         )
 
 
-@register
-class IdentityNotConfirmed(Rule):
+class IdentityNotConfirmed(FlowRule):
     id = "identity_not_confirmed"
     title = "User identity response requested but not given"
     description = (
@@ -147,8 +143,7 @@ class IdentityNotConfirmed(Rule):
             )
 
 
-@register
-class IdentityRejected(Rule):
+class IdentityRejected(CrossFlowRule):
     id = "identity_rejected"
     title = "Association with user identity rejected"
     description = "An A-ASSOCIATE-RJ after an RQ that carried 0x58; repeated from one source it is credential guessing."
@@ -156,16 +151,15 @@ class IdentityRejected(Rule):
     options = {"window": 300.0, "min_attempts": 3}
 
     def setup(self) -> None:
-        self.seen = Windows(self.opt["window"])
+        self.seen = self.windows(self.opt["window"])
 
-    def on_association_end(self, a: AssocView) -> None:
-        if a.reject is None or a.identity is None:
+    def on_association(self, a: AssocSummary) -> None:
+        if a.reject_source is None or a.identity_type is None:
             return
-        rj = a.reject
         q = self.seen.add((a.orig_h, a.resp_h), a.ts, a.uid)
         guessing = len(q) >= self.opt["min_attempts"]
         sev = Severity.HIGH if guessing else self.severity
-        detail = f"reject {rj.result}/{rj.source}/{rj.reason}" + (
+        detail = f"reject {a.reject_result}/{a.reject_source}/{a.reject_reason}" + (
             f"; {len(q)} in {self.opt['window']:.0f} s" if guessing else ""
         )
         self.ctx.emit(
@@ -176,16 +170,15 @@ class IdentityRejected(Rule):
                 "Credential guessing" if guessing else self.title,
                 detail,
                 {
-                    "identity_type": a.identity.identity_type,
+                    "identity_type": a.identity_type,
                     "rejects_in_window": len(q),
-                    "reject": [rj.result, rj.source, rj.reason],
+                    "reject": [a.reject_result, a.reject_source, a.reject_reason],
                 },
             )
         )
 
 
-@register
-class NotAuthorized(Rule):
+class NotAuthorized(FlowRule):
     id = "not_authorized"
     title = "DIMSE request refused as not authorized"
     description = "A DIMSE response with status 0x0124 (not authorized)."
@@ -193,7 +186,7 @@ class NotAuthorized(Rule):
     options = {"dedup_window": 300.0}
 
     def on_message(self, a: AssocView, m: Message) -> None:
-        if m.command.status == 0x0124:
+        if m.command.status == Status.NOT_AUTHORIZED:
             self.ctx.emit(
                 assoc_finding(
                     self.id,
@@ -208,8 +201,7 @@ class NotAuthorized(Rule):
             )
 
 
-@register
-class UnauthenticatedQuery(Rule):
+class UnauthenticatedQuery(FlowRule):
     id = "unauthenticated_query"
     title = "Query or retrieve answered without authentication"
     description = (

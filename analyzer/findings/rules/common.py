@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Protocol
 
-from analyzer.findings.context import AssocView
 from analyzer.findings.model import Finding, Severity
 
 MAX_KEYS = 50_000
 
 
+class AssocRef(Protocol):
+    """What a finding names of its association: an ``AssocView`` (per-flow rules) or a
+    summary record (cross-flow rules)."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def ts(self) -> float: ...
+    @property
+    def orig_h(self) -> str: ...
+    @property
+    def resp_h(self) -> str: ...
+    @property
+    def calling_ae(self) -> str | None: ...
+    @property
+    def called_ae(self) -> str | None: ...
+    def wireshark_filter(self) -> str: ...
+
+
 def assoc_finding(
     rule: str,
-    a: AssocView,
+    a: AssocRef,
     severity: Severity,
     title: str,
     detail: str,
@@ -44,8 +62,9 @@ class Windows:
     A window is a plain list (about 100 bytes for one event, where a deque costs 600): most
     keys are hosts seen once or twice."""
 
-    def __init__(self, seconds: float, max_items: int = 4096) -> None:
+    def __init__(self, seconds: float, max_items: int = 4096, max_keys: int = MAX_KEYS) -> None:
         self.seconds = seconds
+        self.max_keys = max_keys
         self.max_items = max_items
         self.data: OrderedDict[Any, list[tuple[float, Any]]] = OrderedDict()
 
@@ -53,7 +72,7 @@ class Windows:
         q = self.data.get(key)
         if q is None:
             q = self.data[key] = []
-            while len(self.data) > MAX_KEYS:
+            while len(self.data) > self.max_keys:
                 self.data.popitem(last=False)
         else:
             self.data.move_to_end(key)

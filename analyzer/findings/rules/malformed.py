@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 from analyzer.dicom.messages import Anomaly, Message
-from analyzer.findings.context import AssocView, FlowView
-from analyzer.findings.model import Finding, Rule, Severity, register
-from analyzer.findings.rules.common import Windows, assoc_finding
+from analyzer.findings.model import CrossFlowRule, Finding, FlowRule, Severity
+from analyzer.findings.rules.common import assoc_finding
+from analyzer.findings.summary import AssocSummary, FlowSummary
+from analyzer.logs.views import AssocView
 
 UID_OK = re.compile(r"^[0-9.]*$")
 HOSTILE = re.compile(r"[/\\;|$`]|\.\.")
@@ -31,8 +32,7 @@ def _bad_uid(value: str) -> bool:
     return len(value) > 64 or not UID_OK.match(value)
 
 
-@register
-class MalformedUid(Rule):
+class MalformedUid(FlowRule):
     id = "malformed_uid"
     title = "Malformed UID"
     description = (
@@ -87,8 +87,7 @@ class MalformedUid(Rule):
                         self._check(a, e.keyword or f"{e.tag:08X}", part, m.ts)
 
 
-@register
-class MalformedAeTitle(Rule):
+class MalformedAeTitle(FlowRule):
     id = "malformed_ae_title"
     title = "Malformed AE title"
     description = "An AE title with a backslash or control characters, or all spaces."
@@ -118,8 +117,7 @@ class MalformedAeTitle(Rule):
                 )
 
 
-@register
-class PduFramingError(Rule):
+class PduFramingError(FlowRule):
     id = "pdu_framing_error"
     title = "DICOM framing error"
     description = (
@@ -145,8 +143,7 @@ class PduFramingError(Rule):
             )
 
 
-@register
-class ProviderAbort(Rule):
+class ProviderAbort(FlowRule):
     id = "provider_abort"
     title = "The DICOM provider aborted on a protocol violation"
     description = (
@@ -183,8 +180,7 @@ class ProviderAbort(Rule):
         )
 
 
-@register
-class ConnectionChurn(Rule):
+class ConnectionChurn(CrossFlowRule):
     id = "connection_churn"
     title = "Connection churn"
     description = (
@@ -195,19 +191,17 @@ class ConnectionChurn(Rule):
     options = {"window": 10.0, "max_connections": 20, "dedup_window": 300.0}
 
     def setup(self) -> None:
-        self.seen = Windows(self.opt["window"])
+        self.seen = self.windows(self.opt["window"])
         self.congestion: dict[str, int] = {}
         self.released: set[str] = set()
 
-    def on_association_end(self, a: AssocView) -> None:
-        from analyzer.dicom.states import State
-
-        if a.state == State.RELEASED and len(self.released) < 100_000:
+    def on_association(self, a: AssocSummary) -> None:
+        if a.released and len(self.released) < 100_000:
             self.released.add(a.uid)
-        if a.reject is not None and a.reject.source == 3:
+        if a.reject_source == 3:
             self.congestion[a.resp_h] = self.congestion.get(a.resp_h, 0) + 1
 
-    def on_flow_end(self, f: FlowView) -> None:
+    def on_flow(self, f: FlowSummary) -> None:
         if f.resp_p not in self.ctx.config.dicom_ports and not f.had_association:
             return
         if f.uid in self.released:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
+from analyzer.dicom.consts import CommandField, Status
 from analyzer.dicom.messages import Message
-from analyzer.findings.context import AssocView
-from analyzer.findings.model import Rule, Severity, register
-from analyzer.findings.rules.common import Windows, assoc_finding
+from analyzer.findings.model import CrossFlowRule, FlowRule, Severity
+from analyzer.findings.rules.common import assoc_finding
+from analyzer.findings.summary import DimseFact, FactKind
+from analyzer.logs.views import AssocView
 
 FIND_MODELS = {
     "1.2.840.10008.5.1.4.1.2.1.1": "patient-root",
@@ -15,8 +15,6 @@ FIND_MODELS = {
     "1.2.840.10008.5.1.4.31": "worklist",
 }
 NOT_NARROWING = {"QueryRetrieveLevel", "SpecificCharacterSet", "PatientName", "PatientID"}
-PREFIX = re.compile(r"^[^*?]{1,2}\*$")
-PENDING = (0xFF00, 0xFF01)
 
 
 def _is_wild(value: str | None) -> bool:
@@ -27,8 +25,7 @@ def _narrows(value: str | None) -> bool:
     return bool(value) and value.strip("*?% ") != ""  # type: ignore[union-attr]
 
 
-@register
-class WildcardQuery(Rule):
+class WildcardQuery(FlowRule):
     id = "wildcard_query"
     title = "Wildcard patient query"
     description = (
@@ -40,7 +37,7 @@ class WildcardQuery(Rule):
 
     def on_message(self, a: AssocView, m: Message) -> None:
         c, ds = m.command, m.dataset
-        if c.command_field != 0x0020 or ds is None:
+        if c.command_field != CommandField.C_FIND_RQ or ds is None:
             return
         model = FIND_MODELS.get(c.affected_sop_class_uid or "")
         if model is None:
@@ -78,8 +75,7 @@ class WildcardQuery(Rule):
         )
 
 
-@register
-class PrefixEnumeration(Rule):
+class PrefixEnumeration(CrossFlowRule):
     id = "prefix_enumeration"
     title = "Patient list enumerated by prefixes"
     description = "A run of C-FINDs from one source with short prefixes (A*, B*, ...) in PatientName or PatientID."
@@ -87,33 +83,29 @@ class PrefixEnumeration(Rule):
     options = {"window": 600.0, "min_prefixes": 4, "dedup_window": 3600.0}
 
     def setup(self) -> None:
-        self.prefixes = Windows(self.opt["window"])
+        self.prefixes = self.windows(self.opt["window"])
 
-    def on_message(self, a: AssocView, m: Message) -> None:
-        if m.command.command_field != 0x0020 or m.dataset is None:
+    def on_fact(self, f: DimseFact) -> None:
+        if f.kind != FactKind.FIND_PREFIX:
             return
-        for key in ("PatientName", "PatientID"):
-            value = m.dataset.get(key)
-            if value and PREFIX.match(value.strip()):
-                q = self.prefixes.add(a.orig_h, m.ts, (key, value.strip().upper()))
-                distinct = {p for _, p in q}
-                if len(distinct) >= self.opt["min_prefixes"]:
-                    self.ctx.emit(
-                        assoc_finding(
-                            self.id,
-                            a,
-                            self.severity,
-                            self.title,
-                            f"{len(distinct)} prefix queries from {a.orig_h}",
-                            {"prefix_queries": len(distinct), "attribute": key},
-                            ts=m.ts,
-                        ),
-                        dedup=a.orig_h,
-                    )
+        q = self.prefixes.add(f.orig_h, f.message_ts, (f.attribute, f.value_key))
+        distinct = {p for _, p in q}
+        if len(distinct) >= self.opt["min_prefixes"]:
+            self.ctx.emit(
+                assoc_finding(
+                    self.id,
+                    f,
+                    self.severity,
+                    self.title,
+                    f"{len(distinct)} prefix queries from {f.orig_h}",
+                    {"prefix_queries": len(distinct), "attribute": f.attribute},
+                    ts=f.message_ts,
+                ),
+                dedup=f.orig_h,
+            )
 
 
-@register
-class LargeResultSet(Rule):
+class LargeResultSet(FlowRule):
     id = "large_result_set"
     title = "Large query result"
     description = "More than M pending responses to one C-FIND; the number of distinct patients is reported (hashed)."
@@ -122,7 +114,7 @@ class LargeResultSet(Rule):
 
     def on_association_end(self, a: AssocView) -> None:
         for q in a.queries.values():
-            if q.command == 0x0020 and q.pending > self.opt["max_results"]:
+            if q.command == CommandField.C_FIND_RQ and q.pending > self.opt["max_results"]:
                 self.ctx.emit(
                     assoc_finding(
                         self.id,
@@ -140,8 +132,7 @@ class LargeResultSet(Rule):
                 )
 
 
-@register
-class ThirdPartyMove(Rule):
+class ThirdPartyMove(CrossFlowRule):
     id = "third_party_move"
     title = "C-MOVE to a third party"
     description = (
@@ -153,25 +144,25 @@ class ThirdPartyMove(Rule):
     options = {"max_pending": 4096}
 
     def setup(self) -> None:
-        self.moves: dict[tuple[str, int], tuple[AssocView, str, float]] = {}
-        self.delivered: dict[tuple[str, int], tuple[str, int, str, int]] = {}
+        self.moves: dict[tuple[str, int], DimseFact] = {}
+        self.delivered: dict[tuple[str, int], tuple[str, int, str]] = {}
 
-    def on_message(self, a: AssocView, m: Message) -> None:
-        c = m.command
-        if c.command_field == 0x0021 and c.move_destination and c.move_destination != a.calling_ae:
+    def on_fact(self, f: DimseFact) -> None:
+        if f.kind == FactKind.MOVE_REQUEST and f.ae != f.calling_ae:
             if len(self.moves) < self.opt["max_pending"]:
-                self.moves[(a.calling_ae or "", c.message_id or 0)] = (a, c.move_destination, m.ts)
-        elif c.command_field == 0x0001 and c.move_originator_ae:
-            key = (c.move_originator_ae, c.move_originator_message_id or 0)
+                self.moves[(f.calling_ae or "", f.message_id or 0)] = f
+        elif f.kind == FactKind.STORE and f.ae:
+            key = (f.ae, f.ae_message_id or 0)
             if key in self.moves and key not in self.delivered:
-                self.delivered[key] = (a.resp_h, a.resp_p, a.uid, 0)
-        elif c.command_field == 0x8021 and c.status not in (0xFF00, 0xFF01):
-            key = (a.calling_ae or "", c.message_id_responded or 0)
+                self.delivered[key] = (f.resp_h, f.resp_p, f.uid)
+        elif f.kind == FactKind.RETRIEVE_RESPONSE and f.command_field == CommandField.C_MOVE_RSP:
+            key = (f.calling_ae or "", f.message_id or 0)
             if key in self.moves:
-                self._report(key, c.n_completed)
+                self._report(key, f.amount)
 
     def _report(self, key: tuple[str, int], completed: int | None) -> None:
-        a, dest, ts = self.moves.pop(key)
+        move = self.moves.pop(key)
+        dest = move.ae or ""
         hit = self.delivered.pop(key, None)
         evidence: dict[str, object] = {
             "move_destination": dest,
@@ -180,9 +171,9 @@ class ThirdPartyMove(Rule):
             "completed": completed,
         }
         sev = self.severity
-        detail = f"{key[0]} asked {a.called_ae} to send data to {dest}"
+        detail = f"{key[0]} asked {move.called_ae} to send data to {dest}"
         if hit is not None:
-            host, port, sub_uid, _ = hit
+            host, port, sub_uid = hit
             evidence.update(
                 {"destination_host": host, "destination_port": port, "sub_association_uid": sub_uid}
             )
@@ -199,12 +190,12 @@ class ThirdPartyMove(Rule):
         self.ctx.emit(
             assoc_finding(
                 self.id,
-                a,
+                move,
                 sev,
                 self.title,
                 detail,
                 evidence,
-                ts=ts,
+                ts=move.message_ts,
                 dicom_filter=f'dicom.tag.value.str contains "{dest}"',
             )
         )
@@ -214,8 +205,7 @@ class ThirdPartyMove(Rule):
             self._report(key, None)
 
 
-@register
-class UnknownMoveDestination(Rule):
+class UnknownMoveDestination(CrossFlowRule):
     id = "unknown_move_destination"
     title = "Repeated C-MOVE to unknown destinations"
     description = "Repeated C-MOVE responses 0xA801 (move destination unknown): someone is guessing AE titles."
@@ -223,28 +213,31 @@ class UnknownMoveDestination(Rule):
     options = {"window": 300.0, "min_count": 2, "dedup_window": 3600.0}
 
     def setup(self) -> None:
-        self.seen = Windows(self.opt["window"])
+        self.seen = self.windows(self.opt["window"])
 
-    def on_message(self, a: AssocView, m: Message) -> None:
-        if m.command.command_field == 0x8021 and m.command.status == 0xA801:
-            q = self.seen.add(a.orig_h, m.ts, a.uid)
+    def on_fact(self, f: DimseFact) -> None:
+        if (
+            f.kind == FactKind.RETRIEVE_RESPONSE
+            and f.command_field == CommandField.C_MOVE_RSP
+            and f.status == Status.MOVE_DESTINATION_UNKNOWN
+        ):
+            q = self.seen.add(f.orig_h, f.message_ts, f.uid)
             if len(q) >= self.opt["min_count"]:
                 self.ctx.emit(
                     assoc_finding(
                         self.id,
-                        a,
+                        f,
                         self.severity,
                         self.title,
-                        f"{len(q)} moves to unknown destinations from {a.orig_h}",
+                        f"{len(q)} moves to unknown destinations from {f.orig_h}",
                         {"count": len(q)},
-                        ts=m.ts,
+                        ts=f.message_ts,
                     ),
-                    dedup=a.orig_h,
+                    dedup=f.orig_h,
                 )
 
 
-@register
-class BulkRetrieve(Rule):
+class BulkRetrieve(CrossFlowRule):
     id = "bulk_retrieve"
     title = "Bulk retrieve"
     description = (
@@ -259,39 +252,37 @@ class BulkRetrieve(Rule):
     }
 
     def setup(self) -> None:
-        self.bytes_to = Windows(self.opt["window"], max_items=100_000)
+        self.bytes_to = self.windows(self.opt["window"], max_items=100_000)
 
-    def on_message(self, a: AssocView, m: Message) -> None:
-        c = m.command
+    def on_fact(self, f: DimseFact) -> None:
         if (
-            c.command_field in (0x8021, 0x8010)
-            and c.status not in PENDING
-            and (c.n_completed or 0) >= self.opt["max_suboperations"]
+            f.kind == FactKind.RETRIEVE_RESPONSE
+            and (f.amount or 0) >= self.opt["max_suboperations"]
         ):
             self.ctx.emit(
                 assoc_finding(
                     self.id,
-                    a,
+                    f,
                     self.severity,
                     self.title,
-                    f"{c.n_completed} objects retrieved in one request",
-                    {"completed": c.n_completed, "message_id": c.message_id_responded},
-                    ts=m.ts,
+                    f"{f.amount} objects retrieved in one request",
+                    {"completed": f.amount, "message_id": f.message_id},
+                    ts=f.message_ts,
                 )
             )
-        elif c.command_field == 0x0001 and m.dataset_bytes:
-            q = self.bytes_to.add(a.resp_h, m.ts, m.dataset_bytes)
+        elif f.kind == FactKind.STORE and f.amount:
+            q = self.bytes_to.add(f.resp_h, f.message_ts, f.amount)
             total = sum(n for _, n in q)
             if total >= self.opt["max_bytes"]:
                 self.ctx.emit(
                     assoc_finding(
                         self.id,
-                        a,
+                        f,
                         self.severity,
                         self.title,
-                        f"{total / 1e6:,.0f} MB stored to {a.resp_h} within the window",
-                        {"bytes": total, "destination": a.resp_h},
-                        ts=m.ts,
+                        f"{total / 1e6:,.0f} MB stored to {f.resp_h} within the window",
+                        {"bytes": total, "destination": f.resp_h},
+                        ts=f.message_ts,
                     ),
-                    dedup=a.resp_h,
+                    dedup=f.resp_h,
                 )

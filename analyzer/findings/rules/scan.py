@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from analyzer.dicom.consts import ContextResult
 from analyzer.dicom.states import State
-from analyzer.findings.context import AssocView, FlowView
-from analyzer.findings.model import Finding, Rule, Severity, register
-from analyzer.findings.rules.common import Windows, assoc_finding
+from analyzer.findings.model import CrossFlowRule, Finding, FlowRule, Severity
+from analyzer.findings.rules.common import assoc_finding
+from analyzer.findings.summary import AssocSummary, FlowSummary
+from analyzer.logs.views import AssocView
 
 NMAP_SIGNATURE = {
     "calling_ae": "ECHOSCU",
@@ -16,8 +18,7 @@ NMAP_SIGNATURE = {
 PLACEHOLDER_TITLES = frozenset({"ANY-SCP", "ANYSCP", "ANY", "*", "DEFAULT"})
 
 
-@register
-class AeTitleBruteforce(Rule):
+class AeTitleBruteforce(CrossFlowRule):
     id = "ae_title_bruteforce"
     title = "AE title guessing"
     description = (
@@ -28,14 +29,13 @@ class AeTitleBruteforce(Rule):
     options = {"window": 300.0, "min_rejects": 5, "min_titles": 3, "dedup_window": 3600.0}
 
     def setup(self) -> None:
-        self.rejects = Windows(self.opt["window"])
+        self.rejects = self.windows(self.opt["window"])
         self.alerted: set[tuple[str, str]] = set()
 
-    def on_association_end(self, a: AssocView) -> None:
+    def on_association(self, a: AssocSummary) -> None:
         pair = (a.orig_h, a.resp_h)
-        rj = a.reject
-        if rj is not None and rj.source == 1 and rj.reason in (3, 7):
-            title = a.called_ae if rj.reason == 7 else a.calling_ae
+        if a.reject_source == 1 and a.reject_reason in (3, 7):
+            title = a.called_ae if a.reject_reason == 7 else a.calling_ae
             q = self.rejects.add(pair, a.ts, title)
             titles = {t for _, t in q}
             if len(q) >= self.opt["min_rejects"] and len(titles) >= self.opt["min_titles"]:
@@ -56,7 +56,7 @@ class AeTitleBruteforce(Rule):
                     ),
                     dedup=pair,
                 )
-        elif a.accept is not None and pair in self.alerted:
+        elif a.accepted and pair in self.alerted:
             self.alerted.discard(pair)
             self.ctx.emit(
                 assoc_finding(
@@ -70,8 +70,7 @@ class AeTitleBruteforce(Rule):
             )
 
 
-@register
-class PromiscuousScp(Rule):
+class PromiscuousScp(CrossFlowRule):
     id = "promiscuous_scp"
     title = "SCP accepts any called AE title"
     description = "One server accepts two or more distinct called AE titles, or a placeholder such as ANY-SCP."
@@ -81,11 +80,11 @@ class PromiscuousScp(Rule):
     def setup(self) -> None:
         self.titles: dict[tuple[str, int, str], set[str]] = {}
 
-    def on_association_end(self, a: AssocView) -> None:
-        if a.accept is None or a.called_ae is None:
+    def on_association(self, a: AssocSummary) -> None:
+        if not a.accepted or a.called_ae is None:
             return
         # one server software: another program later on the same port is an inventory change
-        server = (a.resp_h, a.resp_p, a.accept.implementation_class_uid or "")
+        server = (a.resp_h, a.resp_p, a.accept_class_uid or "")
         seen = self.titles.setdefault(server, set())
         if len(seen) < 64:
             seen.add(a.called_ae)
@@ -103,8 +102,7 @@ class PromiscuousScp(Rule):
             )
 
 
-@register
-class AssociationProbe(Rule):
+class AssociationProbe(FlowRule):
     id = "association_probe"
     title = "Association probe"
     description = (
@@ -150,8 +148,7 @@ class AssociationProbe(Rule):
         )
 
 
-@register
-class DicomScan(Rule):
+class DicomScan(CrossFlowRule):
     id = "dicom_scan"
     title = "DICOM scan"
     description = "One source tries DICOM on many hosts or ports within a short time (RQs, or connects to DICOM ports)."
@@ -159,7 +156,7 @@ class DicomScan(Rule):
     options = {"window": 60.0, "min_targets": 4, "dedup_window": 3600.0}
 
     def setup(self) -> None:
-        self.targets = Windows(self.opt["window"])
+        self.targets = self.windows(self.opt["window"])
 
     def _add(self, src: str, ts: float, target: tuple[str, int], uid: str, resp_h: str) -> None:
         q = self.targets.add(src, ts, target)
@@ -181,11 +178,11 @@ class DicomScan(Rule):
                 dedup=src,
             )
 
-    def on_association_end(self, a: AssocView) -> None:
-        if a.request is not None:
+    def on_association(self, a: AssocSummary) -> None:
+        if a.has_request:
             self._add(a.orig_h, a.ts, (a.resp_h, a.resp_p), a.uid, a.resp_h)
 
-    def on_flow_end(self, f: FlowView) -> None:
+    def on_flow(self, f: FlowSummary) -> None:
         if (
             not f.had_association
             and f.resp_p in self.ctx.config.dicom_ports
@@ -194,8 +191,7 @@ class DicomScan(Rule):
             self._add(f.orig_h, f.ts, (f.resp_h, f.resp_p), f.uid, f.resp_h)
 
 
-@register
-class ServiceEnumeration(Rule):
+class ServiceEnumeration(FlowRule):
     id = "service_enumeration"
     title = "SOP class enumeration"
     description = (
@@ -209,7 +205,9 @@ class ServiceEnumeration(Rule):
         if a.request is None or a.accept is None:
             return
         proposed = len(a.request.contexts)
-        rejected = sum(1 for c in a.accept.contexts if c.result == 3)
+        rejected = sum(
+            1 for c in a.accept.contexts if c.result == ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED
+        )
         if (
             proposed >= self.opt["min_contexts"]
             and rejected >= self.opt["min_rejected_fraction"] * proposed

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from analyzer.findings.context import AssocView, FlowView
-from analyzer.findings.model import Finding, Rule, Severity, register
+from analyzer.findings.model import Finding, FlowRule, Severity
 from analyzer.findings.rules.common import VERSION_NAMES, assoc_finding
+from analyzer.logs.views import AssocView, FlowView
 
 
-@register
-class CleartextAssociation(Rule):
+class CleartextAssociation(FlowRule):
     id = "cleartext_association"
     title = "DICOM association in cleartext"
     description = (
@@ -43,8 +42,7 @@ class CleartextAssociation(Rule):
         )
 
 
-@register
-class CleartextOnTlsPort(Rule):
+class CleartextOnTlsPort(FlowRule):
     id = "cleartext_on_tls_port"
     title = "Cleartext DICOM on the DICOM-TLS port"
     description = "A cleartext association on port 2762 (IANA dicom-tls), where TLS is expected."
@@ -66,8 +64,7 @@ class CleartextOnTlsPort(Rule):
             )
 
 
-@register
-class TlsOnDicomPort(Rule):
+class TlsOnDicomPort(FlowRule):
     id = "tls_on_dicom_port"
     title = "TLS on a DICOM port"
     description = "The client's first bytes on a DICOM port are a TLS record; versions below TLS 1.2 are flagged."

@@ -20,15 +20,13 @@ import polars as pl
 
 from analyzer.capture import open_inputs
 from analyzer.config import Config
-from analyzer.dicom.association import DicomLimits
 from analyzer.dicom.consts import PDU_NAMES
-from analyzer.dicom_sink import DicomSink
 from analyzer.errors import InputError
-from analyzer.pipeline import run_analysis
-from analyzer.progress import Progress
-from analyzer.service import DICOM
-from analyzer.tcp.events import StreamSink
-from analyzer.tcp.flow import Flow
+from analyzer.logs.observer import DicomObserver
+from analyzer.logs.views import AssocView
+from analyzer.protocols.service import DICOM
+from analyzer.run.pipeline import run_analysis
+from analyzer.run.progress import Progress
 
 _ESCAPE = re.compile(r"\\x[0-9a-fA-F]{1,2}")
 Endpoint = tuple[str, int]
@@ -65,18 +63,9 @@ class Disagreement:
 def our_facts(capture: str, config: Config) -> tuple[dict[FlowKey, FlowFacts], set[int]]:
     pdu_counts: dict[str, Counter[int]] = {}
 
-    class Recording(DicomSink):
-        __slots__ = ()
-
-        def close(self, ts: float, reason: str) -> None:
-            super().close(ts, reason)
-            pdu_counts[self.flow.uid] = Counter(self.parser.pdu_counts)
-
-    def factory_for(write: dict[str, Any], limits: DicomLimits) -> Any:
-        def factory(flow: Flow, service: str) -> StreamSink | None:
-            return Recording(flow, write, limits) if service == DICOM else None
-
-        return factory
+    class Recording(DicomObserver):
+        def ended(self, a: AssocView, reason: str) -> None:
+            pdu_counts[a.uid] = Counter(a.pdu_counts)
 
     readers, _ = open_inputs([capture])
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +76,7 @@ def our_facts(capture: str, config: Config) -> tuple[dict[FlowKey, FlowFacts], s
             out,
             "parquet",
             Progress(None, enabled=False),
-            decoder_factory_builder=factory_for,
+            observers=[Recording()],
         )
         conn = pl.read_parquet(out / "conn.parquet").filter(pl.col("service") == DICOM)
         assoc = pl.read_parquet(out / "dicom_assoc.parquet")

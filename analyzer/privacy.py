@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from functools import cache
 
 from dicomanonymizer.dicomfields_selector import dicom_anonymization_database_selector
+
+from analyzer.dicom.dataset import DatasetSummary, Element
 
 DATABASE = "dicomfields_2026c"
 
@@ -66,3 +69,38 @@ class Hasher:
         if name:
             return "P" + self(f"name|{name.strip().upper()}|{(birth_date or '').strip()}")[:16]
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class PhiSummary:
+    """The identifying content of one dataset: what the logs and rules need of it."""
+
+    keywords: list[str]
+    """Keywords (or hex tags) of PHI attributes that hold a value, sorted."""
+    patient_key: str | None
+    elements: tuple[Element, ...]
+    """The PHI elements that hold a value, in wire order."""
+
+
+class PhiPolicy:
+    """Which attributes count as PHI this run, and the run's keyed hashes."""
+
+    def __init__(self, hasher: Hasher, include_uids: bool, capture_phi: bool) -> None:
+        self.hasher = hasher
+        self.tags = phi_tags(include_uids)
+        self.capture_phi = capture_phi
+
+    def patient_key(self, ds: DatasetSummary) -> str | None:
+        return self.hasher.patient_key(
+            ds.get("PatientID"), ds.get("PatientName"), ds.get("PatientBirthDate")
+        )
+
+    def summarize(self, ds: DatasetSummary) -> PhiSummary:
+        tags = self.tags
+        found = tuple(e for e in ds.elements if e.tag in tags and e.value)
+        keywords = sorted({e.keyword or f"{e.tag:08X}" for e in found})
+        return PhiSummary(keywords, self.patient_key(ds), found)
+
+    def shown(self, value: str) -> str:
+        """A value as the phi table writes it: redacted unless --capture-phi."""
+        return value if self.capture_phi else redact(value)

@@ -9,10 +9,19 @@ real version in supported_versions.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from analyzer.findings.context import TlsInfo
+from dataclasses import dataclass
 
 MAX_HELLO = 16 << 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsInfo:
+    """What the hellos said: record and offered versions, the negotiated one, the server name."""
+
+    record_version: int | None = None
+    client_max_version: int | None = None
+    negotiated_version: int | None = None
+    sni: str | None = None
 
 
 def _extensions(body: bytes, pos: int) -> dict[int, bytes]:

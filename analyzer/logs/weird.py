@@ -10,12 +10,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from analyzer.config import Limits
+from analyzer.logs.records import Weird
 
 if TYPE_CHECKING:
     from analyzer.tcp.flow import Flow
-
-WeirdRow = tuple[str | None, float, str, str, str]
-"""(uid, ts, name, detail, source)"""
 
 
 def source_of(name: str) -> str:
@@ -24,7 +22,7 @@ def source_of(name: str) -> str:
 
 
 class WeirdLog:
-    def __init__(self, limits: Limits, write: Callable[[WeirdRow], None]) -> None:
+    def __init__(self, limits: Limits, write: Callable[[Weird], None]) -> None:
         self.limits = limits
         self.write = write
         self.global_counts: dict[str, int] = {}
@@ -39,7 +37,7 @@ class WeirdLog:
         n = counts.get(name, 0) + 1
         counts[name] = n
         if n <= self.limits.max_weird_per_flow:
-            self.write((flow.uid, ts, name, detail, source_of(name)))
+            self.write(Weird(uid=flow.uid, ts=ts, name=name, detail=detail, source=source_of(name)))
 
     def flow_done(self, flow: Flow, ts: float) -> None:
         if not flow.weird_counts:
@@ -48,7 +46,13 @@ class WeirdLog:
         for name, n in flow.weird_counts.items():
             if n > limit:
                 self.write(
-                    (flow.uid, ts, name, f"{n - limit} more of these suppressed", source_of(name))
+                    Weird(
+                        uid=flow.uid,
+                        ts=ts,
+                        name=name,
+                        detail=f"{n - limit} more of these suppressed",
+                        source=source_of(name),
+                    )
                 )
 
     def row(self, uid: str | None, ts: float, name: str, detail: str) -> None:
@@ -57,7 +61,7 @@ class WeirdLog:
             self.capture(ts, name, detail)
         else:
             self.total += 1
-            self.write((uid, ts, name, detail, source_of(name)))
+            self.write(Weird(uid=uid, ts=ts, name=name, detail=detail, source=source_of(name)))
 
     def capture(self, ts: float, name: str, detail: str) -> None:
         """An anomaly that belongs to no flow (capture file, link or IP layer)."""
@@ -66,11 +70,19 @@ class WeirdLog:
         self.global_counts[name] = n
         self.global_last_ts[name] = ts
         if n <= self.limits.max_weird_global:
-            self.write((None, ts, name, detail, source_of(name)))
+            self.write(Weird(uid=None, ts=ts, name=name, detail=detail, source=source_of(name)))
 
     def finish(self) -> None:
         limit = self.limits.max_weird_global
         for name, n in self.global_counts.items():
             if n > limit:
                 detail = f"{n - limit} more of these suppressed"
-                self.write((None, self.global_last_ts[name], name, detail, source_of(name)))
+                self.write(
+                    Weird(
+                        uid=None,
+                        ts=self.global_last_ts[name],
+                        name=name,
+                        detail=detail,
+                        source=source_of(name),
+                    )
+                )

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from analyzer.dicom.messages import Message
-from analyzer.findings.context import AssocView
-from analyzer.findings.model import Rule, Severity, register
-from analyzer.findings.rules.common import assoc_finding
+from analyzer.findings.model import CrossFlowRule, Severity
+from analyzer.findings.rules.common import AssocRef, assoc_finding
+from analyzer.findings.summary import AssocSummary, DimseFact, FactKind
 
 MAX = 100_000
 
 
-@register
-class InventoryChange(Rule):
+class InventoryChange(CrossFlowRule):
     id = "inventory_change"
     title = "DICOM inventory change"
     description = (
@@ -28,7 +26,7 @@ class InventoryChange(Rule):
 
     def _emit(
         self,
-        a: AssocView,
+        a: AssocRef,
         sev: Severity,
         kind: str,
         detail: str,
@@ -42,12 +40,12 @@ class InventoryChange(Rule):
             dedup=(kind, *sorted(str(v) for v in evidence.values())),
         )
 
-    def on_association_end(self, a: AssocView) -> None:
-        sides = []
-        if a.request is not None:
-            sides.append((a.request.calling_ae, a.orig_h, a.request.implementation_version_name))
-            if a.accept is not None:
-                sides.append((a.request.called_ae, a.resp_h, a.accept.implementation_version_name))
+    def on_association(self, a: AssocSummary) -> None:
+        sides: list[tuple[str | None, str, str | None]] = []
+        if a.has_request:
+            sides.append((a.calling_ae, a.orig_h, a.request_version))
+            if a.accepted:
+                sides.append((a.called_ae, a.resp_h, a.accept_version))
         known = self.ctx.config.known_ae_titles
         for title, host, version in sides:
             if not title:
@@ -90,16 +88,16 @@ class InventoryChange(Rule):
                     )
                     self.versions[(host, title)] = version
 
-    def on_message(self, a: AssocView, m: Message) -> None:
-        dest = m.command.move_destination
-        if m.command.command_field == 0x0021 and dest and dest not in self.destinations:
+    def on_fact(self, f: DimseFact) -> None:
+        dest = f.ae
+        if f.kind == FactKind.MOVE_REQUEST and dest and dest not in self.destinations:
             if self.destinations and len(self.destinations) < MAX:
                 self._emit(
-                    a,
+                    f,
                     Severity.LOW,
                     "new move destination",
                     f"first C-MOVE to {dest}",
                     {"move_destination": dest},
-                    ts=m.ts,
+                    ts=f.message_ts,
                 )
             self.destinations.add(dest)

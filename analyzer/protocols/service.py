@@ -14,33 +14,51 @@ mid-stream is scanned for PDU headers (see ``ServiceSniffer``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from analyzer.dicom.framing import plausible_header
+from analyzer.config import Config
+from analyzer.dicom.framing import HeaderRule
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
 
 DICOM = "dicom"
 TLS = "ssl"
 
-MIN_ASSOC_RQ_LENGTH = 68  # version, reserved, two AE titles, 32 reserved bytes
-MAX_ASSOC_RQ_LENGTH = 1 << 20
 MAX_PDU_LENGTH_MIDSTREAM = 1 << 28
-NEED = 10
+"""A P-DATA length beyond this is not taken as a header when scanning a mid-stream flow."""
 MAX_HELD_EVENTS = 64
-MAX_MIDSTREAM_HOLD = 16 << 10
-"""Bytes per direction scanned for PDU headers in a flow picked up mid-stream."""
-MAX_HELD_TOTAL = 32 << 20
-"""Bytes all undecided sniffers may hold together; past it they decide at once."""
 
 DecoderFactory = Callable[[Flow, str], StreamSink | None]
 
 
-def looks_like_associate_rq(head: bytes) -> bool:
+@dataclass(slots=True)
+class SniffLimits:
+    """The sniffers' bounds (from ``[limits]`` and ``[dicom]``) and the bytes they hold now,
+    shared by the sniffers of one pipeline."""
+
+    need: int
+    midstream_hold: int
+    max_total: int
+    header: HeaderRule
+    """The "plausible PDU header" rule, shared with the framer."""
+    midstream_header: HeaderRule
+    held_total: int = 0
+
+    @classmethod
+    def of(cls, config: Config) -> SniffLimits:
+        lim = config.limits
+        return cls(
+            need=lim.sniff_bytes,
+            midstream_hold=lim.midstream_hold,
+            max_total=lim.max_sniff_total,
+            header=HeaderRule(config.dicom.max_control_pdu, config.dicom.max_control_pdu),
+            midstream_header=HeaderRule(MAX_PDU_LENGTH_MIDSTREAM, config.dicom.max_control_pdu),
+        )
+
+
+def looks_like_associate_rq(head: bytes, rule: HeaderRule) -> bool:
     """The first bytes of a requester's stream are an A-ASSOCIATE-RQ header."""
-    if len(head) < NEED or head[0] != 0x01 or head[1] != 0x00:
-        return False
-    length = int.from_bytes(head[2:6], "big")
-    return MIN_ASSOC_RQ_LENGTH <= length <= MAX_ASSOC_RQ_LENGTH and head[6:8] == b"\x00\x01"
+    return len(head) >= 10 and head[0] == 0x01 and rule.verdict(head, 0) is True
 
 
 def looks_like_tls(head: bytes) -> bool:
@@ -57,12 +75,16 @@ class ServiceSniffer:
     plausible too. Held bytes are bounded per flow and across all flows.
     """
 
-    __slots__ = ("flow", "factory", "held", "order", "dicom_ports", "scan_pos")
+    __slots__ = ("flow", "factory", "held", "order", "dicom_ports", "scan_pos", "limits")
 
-    held_total = 0
-    """Bytes held by all undecided sniffers of the process (bounded by MAX_HELD_TOTAL)."""
-
-    def __init__(self, flow: Flow, factory: DecoderFactory, dicom_ports: frozenset[int]) -> None:
+    def __init__(
+        self,
+        flow: Flow,
+        factory: DecoderFactory,
+        dicom_ports: frozenset[int],
+        limits: SniffLimits,
+    ) -> None:
+        self.limits = limits
         self.flow = flow
         self.factory = factory
         self.dicom_ports = dicom_ports
@@ -73,9 +95,11 @@ class ServiceSniffer:
     def data(self, direction: int, ts: float, data: bytes) -> None:
         self.order.append((direction, ts, data))
         midstream = self.flow.midstream
-        keep = data[: MAX_MIDSTREAM_HOLD - len(self.held[direction])] if midstream else data[:NEED]
+        lim = self.limits
+        hold = lim.midstream_hold - len(self.held[direction]) if midstream else lim.need
+        keep = data[:hold]
         self.held[direction] += keep
-        ServiceSniffer.held_total += len(keep)
+        lim.held_total += len(keep)
         self._decide()
 
     def gap(self, direction: int, ts: float, length: int) -> None:
@@ -92,27 +116,30 @@ class ServiceSniffer:
 
     def _midstream(self, final: bool) -> tuple[bool, str | None]:
         on_port = self.flow.resp_p in self.dicom_ports or self.flow.orig_p in self.dicom_ports
+        lim = self.limits
+        plausible = lim.midstream_header.plausible
+        hold = lim.midstream_hold
         for d in (0, 1):
             buf = self.held[d]
             i = self.scan_pos[d]
             while i + 12 <= len(buf):
-                if plausible_header(buf, i, MAX_PDU_LENGTH_MIDSTREAM):
+                if plausible(buf, i):
                     if on_port:
                         return True, DICOM
                     nxt = i + 6 + int.from_bytes(buf[i + 2 : i + 6], "big")
                     if nxt + 12 <= len(buf):
-                        if plausible_header(buf, nxt, MAX_PDU_LENGTH_MIDSTREAM):
+                        if plausible(buf, nxt):
                             return True, DICOM
-                    elif len(buf) < MAX_MIDSTREAM_HOLD and not final:
+                    elif len(buf) < hold and not final:
                         break  # wait for the bytes of the next header
                 i += 1
             self.scan_pos[d] = i
         full = (
-            all(len(h) >= MAX_MIDSTREAM_HOLD for h in self.held)
-            or any(len(h) >= MAX_MIDSTREAM_HOLD for h in self.held)
+            all(len(h) >= hold for h in self.held)
+            or any(len(h) >= hold for h in self.held)
             and len(self.order) > MAX_HELD_EVENTS
         )
-        over = ServiceSniffer.held_total > MAX_HELD_TOTAL
+        over = lim.held_total > lim.max_total
         return final or full or over or len(self.order) > 4 * MAX_HELD_EVENTS, None
 
     def _decide(self, final: bool = False) -> None:
@@ -122,9 +149,9 @@ class ServiceSniffer:
         decided = False
         if flow.midstream:
             decided, service = self._midstream(final)
-        elif len(orig) >= NEED:
+        elif len(orig) >= self.limits.need:
             decided = True
-            if looks_like_associate_rq(bytes(orig)):
+            if looks_like_associate_rq(bytes(orig), self.limits.header):
                 service = DICOM
             elif looks_like_tls(bytes(orig)):
                 service = TLS
@@ -134,7 +161,7 @@ class ServiceSniffer:
             decided = True
         if not decided:
             return
-        ServiceSniffer.held_total -= len(orig) + len(resp)
+        self.limits.held_total -= len(orig) + len(resp)
         self.held = [bytearray(), bytearray()]
         flow.service = service
         sink = self.factory(flow, service) if service is not None else None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from analyzer.findings.context import AssocView
-from analyzer.findings.model import Rule, Severity, register
+from analyzer.findings.model import FlowRule, Severity
 from analyzer.findings.rules.common import assoc_finding
+from analyzer.logs.views import AssocView
 
 
-@register
-class CleartextPhi(Rule):
+class CleartextPhi(FlowRule):
     id = "cleartext_phi"
     title = "Patient data in cleartext"
     description = (
@@ -31,10 +30,10 @@ class CleartextPhi(Rule):
                 a,
                 sev,
                 self.title,
-                f"{total} identifying values of {len(a.patients)} patient(s) readable on the wire",
+                f"{total} identifying values of {a.n_patients} patient(s) readable on the wire",
                 {
                     "attributes": dict(sorted(a.phi_counts.items())),
-                    "patients": len(a.patients),
+                    "patients": a.n_patients,
                     "untrusted_hosts": outside,
                 },
             )

@@ -8,12 +8,15 @@ name, serial number) are always redacted here: PHI values go to the phi table on
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from analyzer.dicom.dataset import DatasetSummary
-from analyzer.phi import redact
+from analyzer.dicom.messages import Message
+from analyzer.logs.observer import DicomObserver, MessageInfo
+from analyzer.logs.records import Asset
+from analyzer.logs.sinks import RowSink
+from analyzer.logs.views import AssocView
+from analyzer.privacy import redact
+from analyzer.tcp.events import Direction
 
 MAX_ENDPOINTS = 20_000
 MAX_VALUES = 32
@@ -84,16 +87,28 @@ class Endpoint:
     max_pdu: int | None = None
     masks: list[int] = field(default_factory=lambda: [0] * len(COLUMNS))
 
-    def add(self, vocabulary: Vocabulary, column: str, value: str | None) -> None:
+    def add(
+        self, vocabulary: Vocabulary, column: str, value: str | None, limit: int = MAX_VALUES
+    ) -> None:
         if value:
             i = COLUMN_INDEX[column]
             mask = self.masks[i]
-            if mask.bit_count() < MAX_VALUES:
+            if mask.bit_count() < limit:
                 self.masks[i] = mask | vocabulary.bit(value)
 
 
-class Inventory:
-    def __init__(self, phi_tags: frozenset[int], capture_phi: bool) -> None:
+class Inventory(DicomObserver):
+    """Learns endpoints from associations and datasets; writes the ``asset`` log at the end."""
+
+    def __init__(
+        self,
+        phi_tags: frozenset[int],
+        capture_phi: bool,
+        max_endpoints: int = MAX_ENDPOINTS,
+        max_values: int = MAX_VALUES,
+    ) -> None:
+        self.max_endpoints = max_endpoints
+        self.max_values = max_values
         self.endpoints: dict[tuple[str, int | None, str], Endpoint] = {}
         self.vocabulary = Vocabulary()
         self.phi_tags = phi_tags
@@ -108,14 +123,14 @@ class Inventory:
         key = (ip, port, role)
         ep = self.endpoints.get(key)
         if ep is None:
-            if len(self.endpoints) >= MAX_ENDPOINTS:
+            if len(self.endpoints) >= self.max_endpoints:
                 return None
             ep = self.endpoints[key] = Endpoint(ts, ts)
         ep.first_seen = min(ep.first_seen, ts)
         ep.last_seen = max(ep.last_seen, ts)
         return ep
 
-    def association(self, view: Any) -> None:
+    def ended(self, view: AssocView, reason: str) -> None:
         rq, ac = view.request, view.accept
         if rq is None and ac is None:
             return
@@ -126,23 +141,36 @@ class Inventory:
             if ep is None:
                 continue
             ep.n_associations += 1
-            ep.add(vocab, "ae_titles", title)
+            ep.add(vocab, "ae_titles", title, self.max_values)
             if assoc is not None:
-                ep.add(vocab, "implementation_class_uids", assoc.implementation_class_uid)
-                ep.add(vocab, "implementation_version_names", assoc.implementation_version_name)
+                ep.add(
+                    vocab,
+                    "implementation_class_uids",
+                    assoc.implementation_class_uid,
+                    self.max_values,
+                )
+                ep.add(
+                    vocab,
+                    "implementation_version_names",
+                    assoc.implementation_version_name,
+                    self.max_values,
+                )
                 if assoc.max_pdu_length is not None:
                     ep.max_pdu = assoc.max_pdu_length
         for cs in view.contexts():
             if cs.result == 0 and cs.abstract_syntax:
                 for ep in (scu, scp):
                     if ep is not None:
-                        ep.add(vocab, "sop_classes", cs.abstract_syntax)
-                        ep.add(vocab, "transfer_syntaxes", cs.transfer_syntax)
+                        ep.add(vocab, "sop_classes", cs.abstract_syntax, self.max_values)
+                        ep.add(vocab, "transfer_syntaxes", cs.transfer_syntax, self.max_values)
 
-    def dataset(self, view: Any, direction: int, ds: DatasetSummary, ts: float) -> None:
+    def message(self, view: AssocView, m: Message, info: MessageInfo) -> None:
+        ds, ts = m.dataset, m.ts
+        if ds is None:
+            return
         ep = (
             self.endpoint(view.orig_h, None, "scu", ts)
-            if direction == 0
+            if m.direction == Direction.ORIG
             else self.endpoint(view.resp_h, view.resp_p, "scp", ts)
         )
         if ep is None:
@@ -151,9 +179,9 @@ class Inventory:
             column = DEVICE_KEYWORDS.get(e.keyword) if e.depth == 0 else None
             if column and e.value:
                 value = redact(e.value) if e.tag in self.phi_tags else e.value
-                ep.add(self.vocabulary, column, value)
+                ep.add(self.vocabulary, column, value, self.max_values)
 
-    def write(self, add: Callable[[tuple[Any, ...]], None]) -> None:
+    def write(self, sink: RowSink[Asset]) -> None:
         decode = self.vocabulary.decode
         for (ip, port, role), ep in sorted(
             self.endpoints.items(), key=lambda kv: (kv[1].first_seen, kv[0][0])
@@ -163,25 +191,25 @@ class Inventory:
             def col(name: str, m: list[int] = m) -> list[str]:
                 return decode(m[COLUMN_INDEX[name]])
 
-            add(
-                (
-                    ip,
-                    port,
-                    role,
-                    col("ae_titles"),
-                    col("implementation_class_uids"),
-                    col("implementation_version_names"),
-                    ep.max_pdu,
-                    col("manufacturers"),
-                    col("models"),
-                    col("stations"),
-                    col("device_serial_numbers"),
-                    col("software_versions"),
-                    col("modalities"),
-                    col("sop_classes"),
-                    col("transfer_syntaxes"),
-                    ep.n_associations,
-                    ep.first_seen,
-                    ep.last_seen,
+            sink.add(
+                Asset(
+                    ip=ip,
+                    port=port,
+                    role=role,
+                    ae_titles=col("ae_titles"),
+                    implementation_class_uids=col("implementation_class_uids"),
+                    implementation_version_names=col("implementation_version_names"),
+                    max_pdu=ep.max_pdu,
+                    manufacturers=col("manufacturers"),
+                    models=col("models"),
+                    stations=col("stations"),
+                    device_serial_numbers=col("device_serial_numbers"),
+                    software_versions=col("software_versions"),
+                    modalities=col("modalities"),
+                    sop_classes=col("sop_classes"),
+                    transfer_syntaxes=col("transfer_syntaxes"),
+                    n_associations=ep.n_associations,
+                    first_seen=ep.first_seen,
+                    last_seen=ep.last_seen,
                 )
             )

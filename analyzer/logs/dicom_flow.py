@@ -1,0 +1,199 @@
+"""One flow's DICOM decoder as a stream sink: drives the parser, keeps the association's
+outcome, pairs requests with responses, and hands every event to the observers in order.
+
+Lives outside ``analyzer/dicom/`` so the parser stays free of network and output code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from analyzer.dicom.association import AssociationParser, DicomLimits
+from analyzer.dicom.consts import (
+    COMMAND_FIELD,
+    QUERY_RETRIEVE,
+    CommandField,
+    is_pending,
+    is_response,
+    request_of,
+)
+from analyzer.dicom.messages import (
+    Aborted,
+    Anomaly,
+    AssociateAccepted,
+    AssociateRejected,
+    DicomEvent,
+    Message,
+    PickedUpMidstream,
+)
+from analyzer.logs.observer import DicomObserver, MessageInfo
+from analyzer.logs.views import AssocOutcome, AssocView, QueryState
+from analyzer.privacy import PhiPolicy, PhiSummary
+from analyzer.tcp.events import Direction
+from analyzer.tcp.flow import Flow
+
+MAX_PATIENTS_PER_QUERY = 100_000
+
+
+class DicomFlow:
+    """Feeds one flow's streams to an AssociationParser and its events to the observers."""
+
+    __slots__ = (
+        "flow",
+        "parser",
+        "outcome",
+        "view",
+        "observers",
+        "phi",
+        "requests",
+        "ended",
+        "max_requests",
+        "max_queries",
+    )
+
+    def __init__(
+        self,
+        flow: Flow,
+        limits: DicomLimits,
+        phi: PhiPolicy,
+        observers: Sequence[DicomObserver],
+        max_requests: int = 1024,
+        max_queries: int = 4096,
+    ) -> None:
+        """``max_requests``: requests awaiting their final response (the oldest is forgotten
+        beyond); ``max_queries``: queries and retrieves remembered."""
+        self.max_requests = max_requests
+        self.max_queries = max_queries
+        self.flow = flow
+        self.parser = AssociationParser(limits, midstream=flow.midstream)
+        self.outcome = AssocOutcome()
+        self.view = AssocView(flow, self.parser, self.outcome)
+        self.observers = observers
+        self.phi = phi
+        self.requests: dict[tuple[Direction, int], float] = {}
+        """(requester direction, message id) -> request ts, until the final response."""
+        self.ended = False
+
+    def data(self, direction: int, ts: float, data: bytes) -> None:
+        self._events(self.parser.feed(direction, data, ts))
+
+    def gap(self, direction: int, ts: float, length: int) -> None:
+        self._events(self.parser.gap(direction, ts, length))
+
+    def close(self, ts: float, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._events(self.parser.close(ts))
+        if self.requests:
+            ids = ", ".join(str(m) for _, m in list(self.requests)[:10])
+            self.flow.weird(
+                ts,
+                "dicom_request_unanswered",
+                f"{len(self.requests)} request(s) without a final response (message ids {ids})",
+            )
+        for o in self.observers:
+            o.ended(self.view, reason)
+
+    def _events(self, events: list[DicomEvent]) -> None:
+        view, outcome = self.view, self.outcome
+        for ev in events:
+            if isinstance(ev, Message):
+                self._message(ev)
+            elif isinstance(ev, Anomaly):
+                self.flow.weird(ev.ts, ev.name, f"{Direction(ev.direction).label}: {ev.detail}")
+                for o in self.observers:
+                    o.anomaly(view, ev)
+            elif isinstance(ev, AssociateAccepted):
+                for o in self.observers:
+                    o.accepted(view)
+            elif isinstance(ev, AssociateRejected):
+                outcome.reject = ev.reject
+            elif isinstance(ev, Aborted):
+                outcome.abort = ev.abort
+                outcome.abort_direction = Direction(ev.direction)
+            elif isinstance(ev, PickedUpMidstream):
+                self.flow.weird(
+                    ev.ts, "dicom_midstream_pickup", "association picked up after it started"
+                )
+
+    def _message(self, m: Message) -> None:
+        cf = m.command.command_field
+        name = COMMAND_FIELD.get(cf, "unknown") if cf is not None else "unknown"
+        request_ts = self._pair(m, cf)
+        phi: PhiSummary | None = None
+        if m.dataset is not None:
+            phi = self.phi.summarize(m.dataset)
+            if phi.patient_key:
+                self.outcome.patients.add(phi.patient_key)
+            counts = self.outcome.phi_counts
+            for e in phi.elements:
+                keyword = e.keyword or f"{e.tag:08X}"
+                counts[keyword] = counts.get(keyword, 0) + 1
+        self._track_query(m, cf)
+        info = MessageInfo(name, request_ts, phi)
+        view = self.view
+        for o in self.observers:
+            o.message(view, m, info)
+
+    def _pair(self, m: Message, cf: int | None) -> float | None:
+        """Remember a request; for a response, return its request's ts (None if unseen)."""
+        c = m.command
+        if cf is None:
+            return None
+        direction = Direction(m.direction)
+        if not is_response(cf):
+            if c.message_id is not None and cf != CommandField.C_CANCEL_RQ:  # no response
+                if len(self.requests) >= self.max_requests:
+                    self.requests.pop(next(iter(self.requests)))
+                self.requests[(direction, c.message_id)] = m.ts
+            return None
+        responded = c.message_id_responded if c.message_id_responded is not None else -1
+        key = (direction.peer, responded)
+        request_ts = self.requests.get(key)
+        if request_ts is None:
+            if not self.parser.midstream:
+                label = COMMAND_FIELD.get(cf, hex(cf))
+                self.flow.weird(
+                    m.ts, "dicom_response_without_request", f"{label} to message id {responded}"
+                )
+        elif not is_pending(c.status):
+            del self.requests[key]
+        return request_ts
+
+    def _track_query(self, m: Message, cf: int | None) -> None:
+        """Queries and retrieves with what came back; bytes stored."""
+        c = m.command
+        queries = self.outcome.queries
+        direction = Direction(m.direction)
+        if cf in QUERY_RETRIEVE and c.message_id is not None:
+            if len(queries) < self.max_queries:
+                keys = (
+                    {e.keyword: e.value or "" for e in m.dataset.elements if e.depth == 0}
+                    if m.dataset
+                    else {}
+                )
+                queries[(direction, c.message_id)] = QueryState(
+                    command=cf,
+                    message_id=c.message_id,
+                    sop_class_uid=c.affected_sop_class_uid,
+                    ts=m.ts,
+                    keys=keys,
+                    move_destination=c.move_destination,
+                )
+        elif cf is not None and is_response(cf) and request_of(cf) in QUERY_RETRIEVE:
+            q = queries.get((direction.peer, c.message_id_responded or -1))
+            if q is None:
+                return
+            if is_pending(c.status):
+                q.pending += 1
+                if m.dataset is not None and len(q.patients) < MAX_PATIENTS_PER_QUERY:
+                    key = self.phi.patient_key(m.dataset)
+                    if key:
+                        q.patients.add(key)
+            else:
+                q.final_status = c.status
+            if c.n_completed is not None:
+                q.completed = c.n_completed
+        elif cf == CommandField.C_STORE_RQ:
+            self.outcome.store_bytes += m.dataset_bytes

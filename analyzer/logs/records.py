@@ -1,0 +1,285 @@
+"""One record type per output table (Zeek's ``Conn::Info`` habit).
+
+Each table is a ``NamedTuple``: rows keep tuple speed, are built by keyword in one place (the
+module that writes that log), and the table's polars schema is derived from the annotations.
+A new column is one line here plus its value where the record is built.
+
+Annotations map to polars types: ``str`` String, ``float`` Float64, ``bool`` Boolean, ``int``
+Int64, ``I32`` Int32, ``list[str]`` List(String); ``| None`` only says the column may be null.
+``ts`` is always epoch seconds.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin, get_type_hints
+
+import polars as pl
+
+Schema = dict[str, pl.DataType]
+I32 = Annotated[int, pl.Int32()]
+"""An integer column stored as Int32 (ports, codes, counts that fit)."""
+
+_PLAIN: dict[Any, pl.DataType] = {
+    str: pl.String(),
+    float: pl.Float64(),
+    bool: pl.Boolean(),
+    int: pl.Int64(),
+}
+
+
+def _dtype(hint: Any) -> pl.DataType:
+    if get_origin(hint) in (Union, types.UnionType):
+        (inner,) = [a for a in get_args(hint) if a is not type(None)]
+        return _dtype(inner)
+    meta = getattr(hint, "__metadata__", None)
+    if meta:
+        return meta[0]  # type: ignore[no-any-return]
+    if get_origin(hint) is list:
+        return pl.List(_dtype(get_args(hint)[0]))
+    return _PLAIN[hint]
+
+
+def schema_of(record: type[tuple[Any, ...]]) -> Schema:
+    """The polars schema of a record type, columns in field order."""
+    hints = get_type_hints(record, include_extras=True)
+    fields: tuple[str, ...] = record._fields  # type: ignore[attr-defined]
+    return {name: _dtype(hints[name]) for name in fields}
+
+
+class Conn(NamedTuple):
+    """One TCP flow; fields as in Zeek's conn.log."""
+
+    uid: str
+    ts: float
+    orig_h: str
+    orig_p: I32
+    resp_h: str
+    resp_p: I32
+    proto: str
+    service: str | None
+    duration: float
+    orig_bytes: int
+    resp_bytes: int
+    conn_state: str
+    missed_bytes: int
+    history: str
+    orig_pkts: int
+    orig_ip_bytes: int
+    resp_pkts: int
+    resp_ip_bytes: int
+    vlan: I32 | None
+    end_reason: str | None
+
+
+class DicomAssoc(NamedTuple):
+    """One DICOM association (one per DICOM flow)."""
+
+    uid: str
+    ts: float
+    orig_h: str
+    orig_p: I32
+    resp_h: str
+    resp_p: I32
+    calling_ae: str | None
+    called_ae: str | None
+    result: str
+    reject_result: str | None
+    reject_source: str | None
+    reject_reason: str | None
+    abort_source: str | None
+    abort_reason: str | None
+    user_identity_type: I32 | None
+    user_identity_response_requested: bool | None
+    user_identity_server_response: bool | None
+    passcode_present: bool
+    application_context: str | None
+    implementation_class_uid: str | None
+    implementation_version_name: str | None
+    resp_implementation_class_uid: str | None
+    resp_implementation_version_name: str | None
+    max_pdu_orig: int | None
+    max_pdu_resp: int | None
+    n_contexts_proposed: I32 | None
+    n_contexts_accepted: I32 | None
+    end_state: str
+    midstream: bool
+    n_dimse: int
+
+
+class DicomContext(NamedTuple):
+    """One presentation context of an association."""
+
+    uid: str
+    context_id: I32
+    abstract_syntax_uid: str | None
+    proposed_transfer_syntaxes: list[str]
+    result: str | None
+    result_code: I32 | None
+    transfer_syntax_uid: str | None
+
+
+class Dimse(NamedTuple):
+    """One DIMSE message; a response carries its request's ts and the round trip."""
+
+    uid: str
+    ts: float
+    direction: str
+    context_id: I32
+    command: str
+    command_field: I32 | None
+    message_id: I32 | None
+    message_id_responded: I32 | None
+    affected_sop_class_uid: str | None
+    affected_sop_instance_uid: str | None
+    requested_sop_class_uid: str | None
+    requested_sop_instance_uid: str | None
+    priority: I32 | None
+    move_destination: str | None
+    move_originator_ae: str | None
+    move_originator_message_id: I32 | None
+    status: I32 | None
+    status_label: str | None
+    status_category: str | None
+    error_comment: str | None
+    dataset_bytes: int
+    n_remaining: I32 | None
+    n_completed: I32 | None
+    n_failed: I32 | None
+    n_warning: I32 | None
+    truncated: bool
+    request_ts: float | None
+    rtt: float | None
+
+
+class DicomObject(NamedTuple):
+    """One dataset on the wire (no value of it: keywords and a keyed patient hash)."""
+
+    uid: str
+    ts: float
+    message_id: I32 | None
+    direction: str
+    command: str
+    role: str
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    transfer_syntax_uid: str | None
+    dataset_bytes: int
+    n_elements: I32
+    truncated: bool
+    phi_keywords: list[str]
+    patient_key: str | None
+
+
+class Phi(NamedTuple):
+    """One identifying attribute value on the wire (redacted unless --capture-phi)."""
+
+    uid: str
+    ts: float
+    message_id: I32 | None
+    direction: str
+    tag: str
+    keyword: str
+    vr: str | None
+    value: str
+    value_hash: str
+    value_length: int
+    depth: I32
+    patient_key: str | None
+
+
+class FindingRow(NamedTuple):
+    """One security finding."""
+
+    uid: str | None
+    ts: float
+    rule: str
+    severity: str
+    title: str
+    detail: str
+    orig_h: str | None
+    resp_h: str | None
+    calling_ae: str | None
+    called_ae: str | None
+    evidence: str
+    wireshark_filter: str | None
+
+
+class Asset(NamedTuple):
+    """One DICOM endpoint (address, port for SCPs, role)."""
+
+    ip: str
+    port: I32 | None
+    role: str
+    ae_titles: list[str]
+    implementation_class_uids: list[str]
+    implementation_version_names: list[str]
+    max_pdu: int | None
+    manufacturers: list[str]
+    models: list[str]
+    stations: list[str]
+    device_serial_numbers: list[str]
+    software_versions: list[str]
+    modalities: list[str]
+    sop_classes: list[str]
+    transfer_syntaxes: list[str]
+    n_associations: int
+    first_seen: float
+    last_seen: float
+
+
+class Weird(NamedTuple):
+    """One anomaly; ``uid`` is null for capture, link and IP level ones."""
+
+    uid: str | None
+    ts: float
+    name: str
+    detail: str
+    source: str
+
+
+class Stats(NamedTuple):
+    """One live stats interval. ``packets``/``wire_bytes``/``lag`` (the largest delay between a
+    packet's capture and its decoding) cover the interval; ``dumpcap_*`` are cumulative and
+    count the runs that have ended (dumpcap reports drops when it stops); ``kernel_*`` are the
+    interval's increase of the interfaces' own counters; ``gap_seconds`` is time without
+    capture (restarts)."""
+
+    ts: float
+    interval: float
+    packets: int
+    wire_bytes: int
+    packets_total: int
+    queued: int
+    lag: float
+    open_flows: int
+    dicom_flows: int
+    associations: int
+    findings: int
+    dumpcap_runs: int
+    dumpcap_restarts: int
+    dumpcap_received: int
+    dumpcap_dropped: int
+    kernel_rx_dropped: int
+    kernel_rx_missed: int
+    gap_seconds: float
+    rss_mb: float
+
+
+RECORDS: dict[str, type[tuple[Any, ...]]] = {
+    "conn": Conn,
+    "dicom_assoc": DicomAssoc,
+    "dicom_context": DicomContext,
+    "dimse": Dimse,
+    "dicom_object": DicomObject,
+    "phi": Phi,
+    "finding": FindingRow,
+    "asset": Asset,
+    "weird": Weird,
+}
+"""The tables of every run, in output order."""
+
+TABLES: dict[str, Schema] = {name: schema_of(rec) for name, rec in RECORDS.items()}
+STATS: Schema = schema_of(Stats)
+LIVE_TABLES: dict[str, Schema] = {"stats": STATS}
+"""Tables only ``live`` writes (as part files)."""

@@ -1,0 +1,1 @@
+"""Application protocols above TCP: content recognition and the TLS hello reader."""

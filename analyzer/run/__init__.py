@@ -1,0 +1,1 @@
+"""Running an analysis: the pipeline that wires the layers, and progress."""

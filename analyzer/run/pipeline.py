@@ -1,0 +1,349 @@
+"""One analysis run: capture records in, output tables out.
+
+readers -> merged_records -> Decoder.packet -> FlowTable.on_tcp -> Flow/Stream
+        -> ServiceSniffer -> DicomFlow (parser) -> observers: DicomTables, PhiLog, Inventory,
+           FlowRules, SummaryEmitter -> summary records -> CrossFlowStage -> finding log
+finished flows -> conn log, FlowRules.flow_ended, FlowSummary
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analyzer.capture import CaptureReader, Record, merged_records
+from analyzer.config import Config
+from analyzer.findings.engine import RuleEngine
+from analyzer.findings.summary import SummaryFeed
+from analyzer.logs.asset import Inventory
+from analyzer.logs.dicom_flow import DicomFlow
+from analyzer.logs.dicom_tables import DicomTables
+from analyzer.logs.observer import DicomObserver
+from analyzer.logs.phi_log import PhiLog
+from analyzer.logs.records import TABLES, Conn, Weird
+from analyzer.logs.sinks import LogSet, RowSink
+from analyzer.logs.views import FlowView
+from analyzer.logs.weird import WeirdLog
+from analyzer.net.decode import Decoder, DecodeStats, TcpHandler
+from analyzer.net.fragments import FragmentReassembler
+from analyzer.output.writer import TableWriter
+from analyzer.privacy import PhiPolicy
+from analyzer.protocols.service import DICOM, TLS, ServiceSniffer, SniffLimits
+from analyzer.protocols.tls import TlsInfo, TlsSink
+from analyzer.run.progress import Progress
+from analyzer.tcp.events import StreamSink
+from analyzer.tcp.flow import Flow
+from analyzer.tcp.table import FlowTable, ip_text
+
+
+def _malloc_trim() -> Callable[[], None]:
+    """glibc keeps freed heap (Parquet part writes, packet buffers) for reuse; a long run hands
+    it back now and then so that its footprint stays flat. A no-op where there is no glibc."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: trim(0) and None
+
+
+release_free_memory = _malloc_trim()
+
+
+@dataclass(slots=True)
+class RunSummary:
+    inputs: int = 0
+    stats: DecodeStats = field(default_factory=DecodeStats)
+    flows: int = 0
+    flows_evicted: int = 0
+    services: dict[str, int] = field(default_factory=dict)
+    weird: int = 0
+    findings: int = 0
+    warnings: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+class Pipeline:
+    """One run's layers wired together (see the module docstring).
+
+    ``shard=(k, n)``: analyse only the TCP flows whose symmetric hash falls in shard ``k`` of
+    ``n`` (every packet still moves the clock, so flows time out exactly as in a whole run);
+    capture-level anomalies are kept by shard 0 only. ``summaries``: give the summary records
+    to this consumer instead of the inline cross-flow stage (a per-flow-only run)."""
+
+    def __init__(
+        self,
+        config: Config,
+        writers: Mapping[str, RowSink[Any]],
+        alerts: Path | None = None,
+        on_service: Callable[[Flow, str], None] | None = None,
+        append_alerts: bool = False,
+        observers: Sequence[DicomObserver] = (),
+        shard: tuple[int, int] | None = None,
+        summaries: SummaryFeed | None = None,
+    ) -> None:
+        """``on_service`` hears of every flow whose protocol was recognised (live mode uses it
+        to follow the DICOM ports in use); ``observers`` are added after the standard ones
+        (tools such as crosscheck)."""
+        self.config = config
+        self.logs = logs = LogSet.of(writers)
+        self.writers = writers
+        self.summary = RunSummary()
+        limits = config.limits
+        self.shard = shard
+        weird_sink: Callable[[Weird], None] = logs.weird.add
+        if shard is not None and shard[0] != 0:
+            weird_sink = _drop_flowless(weird_sink)
+        self.weirds = WeirdLog(limits, weird_sink)
+        self.fragments = FragmentReassembler(
+            max_datagrams=limits.max_fragment_datagrams,
+            max_bytes=limits.max_fragment_bytes,
+            timeout=limits.fragment_timeout,
+            report=self.weirds.capture,
+        )
+        self._dicom_limits = config.dicom
+        self.engine = RuleEngine(
+            config,
+            logs.finding,
+            self.weirds.row,
+            clock=lambda: self.table.now,
+            alerts=alerts,
+            append_alerts=append_alerts,
+            feed=summaries,
+        )
+        include_uids = bool(config.rule_options.get("cleartext_phi", {}).get("include_uids", False))
+        self.phi = PhiPolicy(self.engine.hasher, include_uids, config.capture_phi)
+        self.inventory = Inventory(
+            self.phi.tags, config.capture_phi, limits.max_endpoints, limits.max_values_per_column
+        )
+        self.observers: tuple[DicomObserver, ...] = (
+            DicomTables(logs.dimse, logs.dicom_object, logs.dicom_context, logs.dicom_assoc),
+            PhiLog(logs.phi, self.phi),
+            self.inventory,
+            self.engine.flow_rules,
+            self.engine.emitter,
+            *observers,
+        )
+        self._tls: dict[str, TlsInfo] = {}
+        self._on_service = on_service
+        ports = config.dicom_ports
+        sniffing = SniffLimits.of(config)
+
+        def make_sink(flow: Flow) -> StreamSink:
+            return ServiceSniffer(flow, self._decoder, ports, sniffing)
+
+        self.table = FlowTable(config, self.weirds, self._flow_ended, make_sink)
+        on_tcp: TcpHandler = self.table.on_tcp
+        if shard is not None:
+            on_tcp = _sharded(self.table, *shard)
+        self.decoder = Decoder(on_tcp, self.weirds.capture, self.fragments)
+
+    def _decoder(self, flow: Flow, service: str) -> StreamSink | None:
+        if self._on_service is not None:
+            self._on_service(flow, service)
+        if service == DICOM:
+            lim = self.config.limits
+            return DicomFlow(
+                flow,
+                self._dicom_limits,
+                self.phi,
+                self.observers,
+                lim.max_pending_requests,
+                lim.max_queries,
+            )
+        if service == TLS:
+            uid = flow.uid
+            return TlsSink(lambda info: self._tls.__setitem__(uid, info))
+        return None
+
+    def _flow_ended(self, flow: Flow) -> None:
+        svc = flow.service
+        if svc is not None:
+            self.summary.services[svc] = self.summary.services.get(svc, 0) + 1
+        self.logs.conn.add(conn_record(flow))
+        o, r = flow.streams
+        self.engine.flow_ended(
+            FlowView(
+                uid=flow.uid,
+                ts=flow.ts,
+                last_ts=flow.last_ts,
+                orig_h=ip_text(flow.orig_h),
+                orig_p=flow.orig_p,
+                resp_h=ip_text(flow.resp_h),
+                resp_p=flow.resp_p,
+                service=svc,
+                conn_state=flow.conn_state(),
+                history=flow.history,
+                orig_bytes=o.noff,
+                resp_bytes=r.noff,
+                had_association=svc == DICOM,
+                tls=self._tls.pop(flow.uid, None),
+            )
+        )
+
+    def feed(
+        self, records: Iterable[Record], on_progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Process records; an internal error in one packet is an anomaly, not the end."""
+        packet = self.decoder.packet
+        strict = self.config.strict
+        for n, (ts, linktype, buf, wire_len) in enumerate(records, 1):
+            try:
+                packet(ts, linktype, buf, wire_len)
+            except Exception as exc:
+                if strict:
+                    raise
+                self.weirds.capture(ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}")
+            if not n & 0x3FFF:
+                self.fragments.expire(self.table.now)
+                if on_progress is not None:
+                    on_progress(n)
+                if not n & 0x3FFFF:
+                    release_free_memory()
+
+    def _drop_state(self) -> None:
+        """Free what the rules and the inventory learned before the tables are merged, so that
+        the merge's peak does not stack on top of the per-host state."""
+        self.engine.release()
+        self.inventory.release()
+        ip_text.cache_clear()
+        gc.collect()
+        release_free_memory()
+
+    def finish(self) -> RunSummary:
+        self.table.finish_all()
+        self.engine.finish()
+        self.inventory.write(self.logs.asset)
+        self.weirds.finish()
+        self._drop_state()
+        s = self.summary
+        s.stats = self.decoder.stats
+        s.flows = self.table.created
+        s.flows_evicted = self.table.evicted
+        s.weird = self.weirds.total
+        s.findings = self.engine.count
+        for name, writer in self.writers.items():
+            close = getattr(writer, "close", None)
+            s.rows[name] = close() if close is not None else 0
+        return s
+
+
+def conn_record(flow: Flow) -> Conn:
+    """The ``conn`` log's record of a finished flow."""
+    o, r = flow.streams
+    return Conn(
+        uid=flow.uid,
+        ts=flow.ts,
+        orig_h=ip_text(flow.orig_h),
+        orig_p=flow.orig_p,
+        resp_h=ip_text(flow.resp_h),
+        resp_p=flow.resp_p,
+        proto="tcp",
+        service=flow.service,
+        duration=flow.last_ts - flow.ts,
+        orig_bytes=o.noff,
+        resp_bytes=r.noff,
+        conn_state=flow.conn_state(),
+        missed_bytes=o.missed + r.missed,
+        history=flow.history,
+        orig_pkts=flow.pkts[0],
+        orig_ip_bytes=flow.ip_bytes[0],
+        resp_pkts=flow.pkts[1],
+        resp_ip_bytes=flow.ip_bytes[1],
+        vlan=flow.vlan,
+        end_reason=flow.end_reason,
+    )
+
+
+def flow_shard(src: bytes, sport: int, dst: bytes, dport: int, n: int) -> int:
+    """The shard of a TCP flow: the same for both directions and in every process."""
+    a, b = src + sport.to_bytes(2, "big"), dst + dport.to_bytes(2, "big")
+    return zlib.crc32(a + b if a < b else b + a) % n
+
+
+def _sharded(table: FlowTable, k: int, n: int) -> TcpHandler:
+    on_tcp, tick = table.on_tcp, table.tick
+
+    def on_tcp_in_shard(
+        ts: float, src: bytes, sport: int, dst: bytes, dport: int, *rest: Any
+    ) -> None:
+        if flow_shard(src, sport, dst, dport, n) == k:
+            on_tcp(ts, src, sport, dst, dport, *rest)
+        else:
+            tick(ts)
+
+    return on_tcp_in_shard
+
+
+def _drop_flowless(add: Callable[[Weird], None]) -> Callable[[Weird], None]:
+    def add_flow_rows(row: Weird) -> None:
+        if row.uid is not None:
+            add(row)
+
+    return add_flow_rows
+
+
+def chunk_rows(table: str) -> int:
+    """Rows buffered per table before a part file: asset rows carry up to 11 lists each and
+    all come at once at the end, so they go in small chunks."""
+    return 512 if table == "asset" else 4096
+
+
+def table_writers(outdir: Path, fmt: str) -> dict[str, TableWriter]:
+    return {
+        name: TableWriter(name, schema, outdir, fmt, chunk_rows=chunk_rows(name))
+        for name, schema in TABLES.items()
+    }
+
+
+def run_analysis(
+    config: Config,
+    readers: list[CaptureReader],
+    outdir: Path,
+    fmt: str,
+    progress: Progress,
+    observers: Sequence[DicomObserver] = (),
+    shard: tuple[int, int] | None = None,
+) -> RunSummary:
+    """Analyze ``readers`` into tables in ``outdir``. ``observers`` (tools such as
+    crosscheck) see every association's events after the standard ones. With ``shard``, only
+    that shard's flows are analysed and the cross-flow stage is left to ``findings.replay``:
+    the summary records go to ``outdir/summary/``."""
+    started = time.monotonic()
+    writers = table_writers(outdir, fmt)
+    summaries = None
+    if shard is not None:
+        from analyzer.findings.replay import SummaryLog
+
+        summaries = SummaryLog(outdir)
+    pipe = Pipeline(
+        config,
+        writers,
+        alerts=outdir / "alerts.jsonl",
+        observers=observers,
+        shard=shard,
+        summaries=summaries,
+    )
+    pipe.summary.inputs = len(readers)
+
+    def on_progress(packets: int) -> None:
+        progress.update(sum(r.position() for r in readers), packets)
+
+    try:
+        pipe.feed(merged_records(readers, pipe.weirds.capture), on_progress)
+    except KeyboardInterrupt:
+        pipe.summary.interrupted = True
+    finally:
+        progress.done()
+    summary = pipe.finish()
+    if summaries is not None:
+        summaries.close()
+    summary.seconds = time.monotonic() - started
+    return summary
