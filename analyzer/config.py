@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzer.dicom.association import DicomLimits
+from analyzer.dicom.limits import DicomLimits
 from analyzer.errors import ConfigError
 
 DEFAULT_DICOM_PORTS = frozenset({104, 11112, 4242, 2761, 2762})

@@ -33,15 +33,21 @@ class Result:
 
 
 def analyze(
-    inputs: list[Path | str] | Path | str, outdir: Path, config: Config | None = None
+    inputs: list[Path | str] | Path | str,
+    outdir: Path,
+    config: Config | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Result:
-    """Run ``analyze`` in-process (strict: an internal error fails the test)."""
+    """Run ``analyze`` in-process (strict: an internal error fails the test); with ``shard``,
+    the per-flow stage of that shard only (summary records in ``outdir/summary``)."""
     items = [str(p) for p in inputs] if isinstance(inputs, list) else [str(inputs)]
     cfg = config or Config()
     cfg = dataclasses.replace(cfg, strict=True, salt=cfg.salt or TEST_SALT)
     readers, _ = open_inputs(items)
     outdir.mkdir(parents=True, exist_ok=True)
-    summary = run_analysis(cfg, readers, outdir, "parquet", Progress(None, enabled=False))
+    summary = run_analysis(
+        cfg, readers, outdir, "parquet", Progress(None, enabled=False), shard=shard
+    )
     return Result(
         pl.read_parquet(outdir / "conn.parquet"), pl.read_parquet(outdir / "weird.parquet"), summary
     )

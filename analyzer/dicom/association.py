@@ -20,6 +20,7 @@ from analyzer.dicom.dimse import Command, decode_command
 from analyzer.dicom.events import ControlPdu, FramingAnomaly, PdvChunk, Resynchronized
 from analyzer.dicom.framing import PduFramer
 from analyzer.dicom.items import Associate, decode_abort, decode_associate, decode_reject
+from analyzer.dicom.limits import DicomLimits
 from analyzer.dicom.messages import (
     Aborted,
     Anomaly,
@@ -33,15 +34,6 @@ from analyzer.dicom.messages import (
     ReleaseRequested,
 )
 from analyzer.dicom.states import State, next_state
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DicomLimits:
-    max_control_pdu: int = 1 << 20
-    max_command: int = 1 << 16
-    max_dataset_head: int = 1 << 16
-    max_pending: int = 64
-    """Messages in progress per direction (asynchronous operations interleave them)."""
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from analyzer.config import Config, TrustTest
-from analyzer.findings.model import Finding
+from analyzer.findings.finding import Finding
 from analyzer.privacy import Hasher
 
 Emit = Callable[[Finding, object | None], None]

@@ -14,47 +14,16 @@ Each overrides the hooks it needs; the engine calls each inside its own error bo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from analyzer.findings.finding import Finding, Severity
 
 if TYPE_CHECKING:
     from analyzer.dicom.messages import Anomaly, Message
     from analyzer.findings.context import RuleContext
-    from analyzer.findings.rules.common import Windows
     from analyzer.findings.summary import AssocSummary, DimseFact, FlowSummary
+    from analyzer.findings.windows import Windows
     from analyzer.logs.views import AssocView, FlowView
-
-
-class Severity(IntEnum):
-    INFO = 0
-    LOW = 1
-    MEDIUM = 2
-    HIGH = 3
-    CRITICAL = 4
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-
-SEVERITY_BY_LABEL = {s.label: s for s in Severity}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
-    rule: str
-    severity: Severity
-    title: str
-    detail: str
-    ts: float
-    uid: str | None = None
-    orig_h: str | None = None
-    resp_h: str | None = None
-    calling_ae: str | None = None
-    called_ae: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
-    wireshark_filter: str | None = None
 
 
 class Rule:
@@ -113,6 +82,9 @@ class CrossFlowRule(Rule):
 
     def windows(self, seconds: float, max_items: int = 4096) -> Windows:
         """Per-key sliding windows bounded by the run's ``max_window_keys``."""
-        from analyzer.findings.rules.common import Windows
+        from analyzer.findings.windows import Windows
 
         return Windows(seconds, max_items, self.ctx.config.limits.max_window_keys)
+
+
+__all__ = ["CrossFlowRule", "Finding", "FlowRule", "Rule", "Severity"]

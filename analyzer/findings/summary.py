@@ -27,7 +27,7 @@ from typing import NamedTuple, Protocol
 from analyzer.dicom.consts import CommandField, is_pending
 from analyzer.dicom.messages import Message
 from analyzer.dicom.states import State
-from analyzer.findings.model import Finding
+from analyzer.findings.finding import Finding
 from analyzer.logs.observer import DicomObserver, MessageInfo
 from analyzer.logs.records import I32, schema_of
 from analyzer.logs.views import AssocView, FlowView, flow_filter

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from analyzer.dicom.association import AssociationParser, DicomLimits
+from analyzer.dicom.association import AssociationParser
 from analyzer.dicom.consts import (
     COMMAND_FIELD,
     QUERY_RETRIEVE,
@@ -17,6 +17,7 @@ from analyzer.dicom.consts import (
     is_response,
     request_of,
 )
+from analyzer.dicom.limits import DicomLimits
 from analyzer.dicom.messages import (
     Aborted,
     Anomaly,

@@ -7,13 +7,17 @@ anomaly were suppressed for the flow (or for the run).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from analyzer.config import Limits
 from analyzer.logs.records import Weird
 
-if TYPE_CHECKING:
-    from analyzer.tcp.flow import Flow
+
+class Flow(Protocol):
+    """What the weird log needs of a flow: its uid and its per-name counts."""
+
+    uid: str
+    weird_counts: dict[str, int] | None
 
 
 def source_of(name: str) -> str:

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from analyzer.config import Limits
 from analyzer.tcp.events import StreamSink
 
-if TYPE_CHECKING:
-    from analyzer.tcp.flow import Flow
+
+class Flow(Protocol):
+    """What a stream reports to its connection: anomalies and history letters."""
+
+    def weird(self, ts: float, name: str, detail: str) -> None: ...
+
+    def mark_log(self, letter: str, direction: int, count: int) -> None: ...
 
 MASK = 0xFFFFFFFF
 HALF = 0x80000000

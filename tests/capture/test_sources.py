@@ -45,6 +45,7 @@ def test_big_endian_pcap_reads_like_little_endian(tmp_path: Path) -> None:
     assert be.conn.equals(le.conn)
 
 
+@pytest.mark.tshark
 def test_nanosecond_pcap_keeps_sub_microsecond_time(tmp_path: Path) -> None:
     path = CAPTURES / "loopback_nano.pcap"
     assert path.read_bytes()[:4] == b"\x4d\x3c\xb2\xa1"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.dicom.association import AssociationParser, DicomLimits
+from analyzer.dicom.association import AssociationParser
+from analyzer.dicom.limits import DicomLimits
 from tests.dicom import fixtures as fx
 
 LIMITS = DicomLimits(max_control_pdu=4096, max_command=1024, max_dataset_head=2048, max_pending=4)

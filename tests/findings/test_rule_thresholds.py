@@ -1,0 +1,554 @@
+"""Every rule's conditions, thresholds and escalations, on hand-built events and summary
+records: at, below and above each threshold, no capture involved."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+import pytest
+
+from analyzer.config import Config
+from analyzer.dicom.consts import CommandField as CF
+from analyzer.dicom.consts import Status
+from analyzer.dicom.items import Abort, PresentationContext, Reject
+from analyzer.dicom.states import State
+from analyzer.findings.catalog import CROSS_FLOW_RULES, FLOW_RULES, RULES
+from analyzer.findings.rules import (
+    auth,
+    inventory_change,
+    malformed,
+    patient_data,
+    query,
+    scan,
+    transport,
+)
+from analyzer.findings.sink import FindingSink
+from analyzer.findings.summary import FactKind
+from analyzer.logs.sinks import ListSink
+from analyzer.logs.views import QueryState
+from analyzer.protocols.tls import TlsInfo
+from tests.findings.harness import (
+    CLIENT,
+    CT_STORAGE,
+    FIND_STUDY_ROOT,
+    OUTSIDE,
+    SERVER,
+    FakeAssoc,
+    RuleHarness,
+    anomaly,
+    assoc_summary,
+    associate,
+    dataset,
+    fact,
+    flow_summary,
+    flow_view,
+    identity,
+    message,
+    rejected,
+)
+
+
+def test_every_rule_has_a_threshold_test_here() -> None:
+    tested = {
+        name.removeprefix("test_").split("__")[0] for name in globals() if name.startswith("test_")
+    }
+    assert set(RULES) <= tested, sorted(set(RULES) - tested)
+    assert len(FLOW_RULES) + len(CROSS_FLOW_RULES) == len(RULES) == 29
+
+
+# -- transport ---------------------------------------------------------------------------
+
+
+def test_cleartext_association() -> None:
+    h = RuleHarness(transport.CleartextAssociation)
+    h.rule.on_association_end(FakeAssoc(request=None, accept=None))
+    assert h.findings == []  # nothing readable crossed
+    h.rule.on_association_end(FakeAssoc())
+    h.rule.on_association_end(FakeAssoc(n_dimse=3))
+    h.rule.on_association_end(FakeAssoc(n_dimse=3, resp_h=OUTSIDE))
+    assert h.severities == ["low", "medium", "high"]
+    assert h.findings[2].evidence["untrusted_hosts"] == [OUTSIDE]
+
+
+def test_cleartext_on_tls_port() -> None:
+    h = RuleHarness(transport.CleartextOnTlsPort)
+    h.rule.on_association_end(FakeAssoc(resp_p=104))
+    h.rule.on_association_end(FakeAssoc(resp_p=2762, request=None, accept=None))
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(resp_p=2762))
+    assert h.severities == ["high"]
+    h2 = RuleHarness(transport.CleartextOnTlsPort, tls_ports=[11113])
+    h2.rule.on_association_end(FakeAssoc(resp_p=11113))
+    assert len(h2.findings) == 1
+
+
+def test_tls_on_dicom_port() -> None:
+    h = RuleHarness(transport.TlsOnDicomPort)
+    h.rule.on_flow_end(flow_view(service="ssl", resp_p=8443))  # not a DICOM port
+    h.rule.on_flow_end(flow_view(service=None, resp_p=2762))
+    assert h.findings == []
+    h.rule.on_flow_end(
+        flow_view(service="ssl", resp_p=2762, tls=TlsInfo(negotiated_version=0x0303))
+    )
+    h.rule.on_flow_end(
+        flow_view(service="ssl", resp_p=2762, tls=TlsInfo(negotiated_version=0x0302))
+    )
+    h.rule.on_flow_end(flow_view(service="ssl", resp_p=2762, tls=None))
+    assert h.severities == ["info", "medium", "info"]
+    assert "below TLS 1.2" in h.findings[1].detail
+
+
+# -- authentication ----------------------------------------------------------------------
+
+
+def test_no_user_identity() -> None:
+    h = RuleHarness(auth.NoUserIdentity)
+    h.rule.on_association_end(FakeAssoc(accept=None))  # rejected or unanswered
+    h.rule.on_association_end(FakeAssoc(request=associate(identity=identity(2, secondary=6))))
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc())
+    assert h.severities == ["low"] and h.emitted[0][1] == (CLIENT, SERVER, "PACS")
+
+
+def test_weak_user_identity() -> None:
+    h = RuleHarness(auth.WeakUserIdentity)
+    h.rule.on_association_end(FakeAssoc(request=associate(identity=identity(2, secondary=4))))
+    h.rule.on_association_end(FakeAssoc())
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(request=associate(identity=identity(1))))
+    assert h.severities == ["medium"] and "jdoe" not in str(h.findings[0].evidence)
+
+
+def test_cleartext_credentials() -> None:
+    h = RuleHarness(auth.CleartextCredentials)
+    h.rule.on_association_end(FakeAssoc(request=associate(identity=identity(1))))
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(request=associate(identity=identity(2, secondary=8))))
+    (f,) = h.findings
+    assert f.severity.label == "high" and f.evidence["passcode_length"] == 8
+    assert "jdoe" not in str(f.evidence)
+
+
+def test_cleartext_token() -> None:
+    h = RuleHarness(auth.CleartextToken)
+    for kind in (1, 2):
+        h.rule.on_association_end(FakeAssoc(request=associate(identity=identity(kind))))
+    assert h.findings == []
+    for kind in (3, 4, 5):
+        h.rule.on_association_end(FakeAssoc(request=associate(identity=identity(kind))))
+    assert [f.evidence["token_type"] for f in h.findings] == ["kerberos", "saml", "jwt"]
+
+
+def test_identity_not_confirmed() -> None:
+    h = RuleHarness(auth.IdentityNotConfirmed)
+    asked = associate(identity=identity(2, response=True, secondary=4))
+    h.rule.on_association_end(FakeAssoc(request=associate(identity=identity(2, secondary=4))))
+    h.rule.on_association_end(FakeAssoc(request=asked, accept=associate(server_response_length=0)))
+    h.rule.on_association_end(FakeAssoc(request=asked, accept=None))
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(request=asked))
+    assert h.severities == ["medium"]
+
+
+def test_identity_rejected() -> None:
+    h = RuleHarness(auth.IdentityRejected)  # min_attempts 3 in 300 s
+    h.rule.on_association(rejected(1, identity_type=None))
+    assert h.findings == []
+    for i in range(3):
+        h.rule.on_association(rejected(1, identity_type=2, ts=100.0 + i))
+    assert h.severities == ["medium", "medium", "high"]  # below, below, at the threshold
+    assert h.findings[2].title == "Credential guessing"
+    h.rule.on_association(rejected(1, identity_type=2, ts=1000.0))  # the window has passed
+    assert h.severities[-1] == "medium"
+
+
+def test_not_authorized() -> None:
+    h = RuleHarness(auth.NotAuthorized)
+    a = FakeAssoc()
+    h.rule.on_message(a, message(CF.C_FIND_RSP, status=Status.SUCCESS, message_id_responded=1))
+    assert h.findings == []
+    h.rule.on_message(a, message(CF.C_FIND_RSP, status=0x0124, message_id_responded=1))
+    assert h.severities == ["medium"] and h.emitted[0][1] == (a.uid,)
+
+
+def _answered(command: int, pending: int = 2, final: int | None = 0) -> QueryState:
+    return QueryState(
+        command=command,
+        message_id=1,
+        sop_class_uid=FIND_STUDY_ROOT,
+        ts=101.0,
+        pending=pending,
+        final_status=final,
+    )
+
+
+def test_unauthenticated_query() -> None:
+    h = RuleHarness(auth.UnauthenticatedQuery)
+    h.rule.on_association_end(FakeAssoc(queries={}))
+    h.rule.on_association_end(FakeAssoc(queries={(0, 1): _answered(CF.C_FIND_RQ, 0, 0xC000)}))
+    password = associate(identity=identity(2, secondary=5))
+    h.rule.on_association_end(
+        FakeAssoc(request=password, queries={(0, 1): _answered(CF.C_FIND_RQ)})
+    )
+    assert h.findings == []  # nothing answered, or authenticated with a passcode
+    h.rule.on_association_end(FakeAssoc(queries={(0, 1): _answered(CF.C_FIND_RQ)}))
+    username = associate(identity=identity(1))
+    h.rule.on_association_end(
+        FakeAssoc(request=username, queries={(0, 1): _answered(CF.C_MOVE_RQ, 0, 0)})
+    )
+    assert h.severities == ["high", "high"]
+    assert h.findings[0].evidence["pending_responses"] == 2
+    assert h.findings[1].evidence["kinds"] == ["C-MOVE"]
+
+
+# -- AE titles and scanning --------------------------------------------------------------
+
+
+def test_ae_title_bruteforce() -> None:
+    h = RuleHarness(scan.AeTitleBruteforce)  # 5 rejects, 3 distinct titles, 300 s
+    for i, title in enumerate(["A", "B", "C", "D"]):
+        h.rule.on_association(rejected(7, called_ae=title, ts=100.0 + i))
+    assert h.findings == []  # 4 rejects: below
+    h.rule.on_association(rejected(7, called_ae="A", ts=105.0))
+    assert h.severities == ["high"]  # the fifth reject reaches it
+    h.rule.on_association(assoc_summary(called_ae="PACS", ts=106.0))
+    assert (
+        h.severities == ["high", "critical"] and h.findings[1].evidence["guessed_title"] == "PACS"
+    )
+
+
+def test_ae_title_bruteforce__needs_distinct_titles() -> None:
+    h = RuleHarness(scan.AeTitleBruteforce)
+    for i in range(10):
+        h.rule.on_association(rejected(7, called_ae="A" if i % 2 else "B", ts=100.0 + i))
+    h.rule.on_association(rejected(1, called_ae="C", ts=111.0))  # reason 1 is not a guess
+    assert h.findings == []
+    h.rule.on_association(rejected(3, calling_ae="X", ts=112.0))  # calling title unknown
+    assert h.severities == ["high"]
+
+
+def test_promiscuous_scp() -> None:
+    h = RuleHarness(scan.PromiscuousScp)  # min_titles 2
+    h.rule.on_association(assoc_summary(called_ae="PACS"))
+    h.rule.on_association(rejected(7, called_ae="OTHER"))
+    assert h.findings == []
+    h.rule.on_association(assoc_summary(called_ae="OTHER"))
+    assert h.severities == ["medium"]
+    h2 = RuleHarness(scan.PromiscuousScp)
+    h2.rule.on_association(assoc_summary(called_ae="ANY-SCP"))
+    assert len(h2.findings) == 1  # a placeholder title alone is enough
+    h3 = RuleHarness(scan.PromiscuousScp)
+    h3.rule.on_association(assoc_summary(called_ae="PACS"))
+    h3.rule.on_association(assoc_summary(called_ae="NEW", accept_class_uid="9.9"))
+    assert h3.findings == []  # another program on the port: not the same SCP
+
+
+def test_association_probe() -> None:
+    h = RuleHarness(scan.AssociationProbe)
+    h.rule.on_association_end(FakeAssoc(pdata_pdus=2, state=State.ESTABLISHED))
+    h.rule.on_association_end(FakeAssoc(state=State.RELEASED))
+    h.rule.on_association_end(FakeAssoc(accept=None))  # unanswered
+    assert h.findings == []
+    rj = Reject(result=1, source=1, reason=7)
+    h.rule.on_association_end(FakeAssoc(accept=None, reject=rj, state=State.REJECTED))
+    h.rule.on_association_end(FakeAssoc(state=State.ESTABLISHED))
+    nmap = associate(
+        "ECHOSCU",
+        "ANY-SCP",
+        implementation_class_uid="1.2.276.0.7230010.3.0.3.6.2",
+        version="OFFIS_DCMTK_362",
+    )
+    h.rule.on_association_end(FakeAssoc(request=nmap, accept=None, reject=rj, state=State.REJECTED))
+    assert h.severities == ["low", "medium", "medium"]
+    assert [f.evidence["nmap"] for f in h.findings] == [False, False, True]
+
+
+def test_dicom_scan() -> None:
+    h = RuleHarness(scan.DicomScan)  # 4 targets in 60 s
+    for i in range(3):
+        h.rule.on_association(assoc_summary(resp_h=f"10.0.1.{i}", ts=100.0 + i))
+    h.rule.on_flow(flow_summary(resp_h="10.0.1.0", conn_state="S0", ts=103.0))  # a repeat target
+    h.rule.on_flow(flow_summary(resp_h="10.0.1.9", conn_state="SF", ts=103.0))  # not a probe
+    h.rule.on_flow(flow_summary(resp_h="10.0.1.9", resp_p=8080, conn_state="S0", ts=103.0))
+    assert h.findings == []
+    h.rule.on_flow(flow_summary(resp_h="10.0.1.9", conn_state="REJ", ts=104.0))
+    assert h.severities == ["high"] and len(h.findings[0].evidence["targets"]) == 4
+    h2 = RuleHarness(scan.DicomScan)
+    for i in range(4):
+        h2.rule.on_association(assoc_summary(resp_h=f"10.0.1.{i}", ts=100.0 + 30 * i))
+    assert h2.findings == []  # spread over 90 s: never 4 within 60 s
+
+
+def test_service_enumeration() -> None:
+    def contexts(n: int, refused: int) -> tuple[PresentationContext, ...]:
+        return tuple(
+            PresentationContext(context_id=2 * i + 1, result=3 if i < refused else 0)
+            for i in range(n)
+        )
+
+    h = RuleHarness(scan.ServiceEnumeration)  # 16 contexts, half refused
+    h.rule.on_association_end(
+        FakeAssoc(
+            request=associate(contexts=contexts(15, 15)),
+            accept=associate(contexts=contexts(15, 15)),
+        )
+    )
+    h.rule.on_association_end(
+        FakeAssoc(
+            request=associate(contexts=contexts(16, 7)), accept=associate(contexts=contexts(16, 7))
+        )
+    )
+    assert h.findings == []
+    h.rule.on_association_end(
+        FakeAssoc(
+            request=associate(contexts=contexts(16, 8)), accept=associate(contexts=contexts(16, 8))
+        )
+    )
+    assert h.severities == ["medium"] and h.findings[0].evidence == {
+        "proposed": 16,
+        "not_supported": 8,
+    }
+
+
+# -- query and retrieve ------------------------------------------------------------------
+
+
+def _find(ds_values: dict[str, str], sop: str = FIND_STUDY_ROOT) -> object:
+    return message(CF.C_FIND_RQ, message_id=1, affected_sop_class_uid=sop, ds=dataset(**ds_values))
+
+
+def test_wildcard_query() -> None:
+    h = RuleHarness(query.WildcardQuery)
+    a = FakeAssoc()
+    h.rule.on_message(a, _find({"QueryRetrieveLevel": "STUDY", "PatientName": "DOE*"}))
+    h.rule.on_message(
+        a, _find({"QueryRetrieveLevel": "STUDY", "PatientName": "*", "StudyDate": "20260101"})
+    )
+    h.rule.on_message(a, _find({"QueryRetrieveLevel": "STUDY", "StudyDate": ""}))  # no patient key
+    h.rule.on_message(a, _find({"PatientName": "*"}, sop=CT_STORAGE))  # not a find model
+    assert h.findings == []
+    h.rule.on_message(
+        a, _find({"QueryRetrieveLevel": "STUDY", "PatientName": "*", "StudyDate": ""})
+    )
+    h.rule.on_message(a, _find({"QueryRetrieveLevel": "SERIES", "PatientID": ""}))
+    assert h.severities == ["high", "medium"]
+
+
+def test_prefix_enumeration() -> None:
+    h = RuleHarness(query.PrefixEnumeration)  # 4 distinct prefixes in 600 s
+    for i, p in enumerate(["ka", "kb", "kc", "ka"]):
+        h.rule.on_fact(
+            fact(FactKind.FIND_PREFIX, attribute="PatientName", value_key=p, message_ts=100.0 + i)
+        )
+    assert h.findings == []  # 3 distinct
+    h.rule.on_fact(
+        fact(FactKind.FIND_PREFIX, attribute="PatientName", value_key="kd", message_ts=104.0)
+    )
+    assert h.severities == ["high"] and h.findings[0].evidence["prefix_queries"] == 4
+    h.rule.on_fact(fact(FactKind.STORE, amount=10))
+    assert len(h.findings) == 1
+
+
+def test_large_result_set() -> None:
+    h = RuleHarness(query.LargeResultSet)  # more than 10
+    h.rule.on_association_end(FakeAssoc(queries={(0, 1): _answered(CF.C_FIND_RQ, 10)}))
+    h.rule.on_association_end(FakeAssoc(queries={(0, 1): _answered(CF.C_MOVE_RQ, 50)}))
+    assert h.findings == []
+    q = _answered(CF.C_FIND_RQ, 11)
+    q.patients.update({"P1", "P2"})
+    h.rule.on_association_end(FakeAssoc(queries={(0, 1): q}))
+    assert h.findings[0].evidence == {"matches": 11, "distinct_patients": 2, "message_id": 1}
+
+
+def test_third_party_move() -> None:
+    h = RuleHarness(query.ThirdPartyMove)
+    move = dict(calling_ae="WORKSTATION", message_id=5)
+    h.rule.on_fact(fact(FactKind.MOVE_REQUEST, ae="WORKSTATION", **move))  # to itself
+    h.rule.on_fact(fact(FactKind.RETRIEVE_RESPONSE, command_field=CF.C_MOVE_RSP, **move))
+    assert h.findings == []
+    h.rule.on_fact(fact(FactKind.MOVE_REQUEST, ae="ARCHIVE", **move))
+    h.rule.on_fact(
+        fact(FactKind.STORE, ae="WORKSTATION", ae_message_id=5, resp_h=SERVER, resp_p=11112)
+    )
+    h.rule.on_fact(fact(FactKind.RETRIEVE_RESPONSE, command_field=CF.C_MOVE_RSP, amount=3, **move))
+    (f,) = h.findings
+    assert f.severity.label == "medium" and f.evidence["destination_host"] == SERVER
+    h.rule.on_fact(fact(FactKind.MOVE_REQUEST, ae="EVIL", **move))
+    h.rule.on_fact(
+        fact(FactKind.STORE, ae="WORKSTATION", ae_message_id=5, resp_h=OUTSIDE, resp_p=104)
+    )
+    h.rule.on_fact(fact(FactKind.RETRIEVE_RESPONSE, command_field=CF.C_MOVE_RSP, **move))
+    assert h.severities == ["medium", "high"] and "outside the trusted" in h.findings[1].detail
+    h.rule.on_fact(fact(FactKind.MOVE_REQUEST, ae="LATER", calling_ae="WORKSTATION", message_id=9))
+    h.rule.finish()  # never answered: still reported at the end
+    assert h.findings[-1].evidence["move_destination"] == "LATER"
+
+
+def test_third_party_move__known_title_elsewhere() -> None:
+    cfg = Config(known_ae_titles={"ARCHIVE": frozenset({"10.0.0.50"})})
+    h = RuleHarness(query.ThirdPartyMove, cfg)
+    h.rule.on_fact(fact(FactKind.MOVE_REQUEST, ae="ARCHIVE", calling_ae="WS", message_id=1))
+    h.rule.on_fact(fact(FactKind.STORE, ae="WS", ae_message_id=1, resp_h=SERVER))
+    h.rule.on_fact(
+        fact(FactKind.RETRIEVE_RESPONSE, command_field=CF.C_MOVE_RSP, calling_ae="WS", message_id=1)
+    )
+    assert h.severities == ["high"] and "not where" in h.findings[0].detail
+
+
+def test_unknown_move_destination() -> None:
+    h = RuleHarness(query.UnknownMoveDestination)  # 2 in 300 s
+    a801 = dict(command_field=CF.C_MOVE_RSP, status=Status.MOVE_DESTINATION_UNKNOWN)
+    h.rule.on_fact(fact(FactKind.RETRIEVE_RESPONSE, message_ts=100.0, **a801))
+    h.rule.on_fact(fact(FactKind.RETRIEVE_RESPONSE, command_field=CF.C_MOVE_RSP, status=0xC000))
+    h.rule.on_fact(fact(FactKind.RETRIEVE_RESPONSE, message_ts=500.0, **a801))  # window passed
+    assert h.findings == []
+    h.rule.on_fact(fact(FactKind.RETRIEVE_RESPONSE, message_ts=501.0, **a801))
+    assert h.severities == ["medium"] and h.findings[0].evidence == {"count": 2}
+
+
+def test_bulk_retrieve() -> None:
+    h = RuleHarness(query.BulkRetrieve, max_bytes=1000)  # 500 sub-operations, 1000 bytes
+    h.rule.on_fact(fact(FactKind.RETRIEVE_RESPONSE, command_field=CF.C_GET_RSP, amount=499))
+    for i in range(9):
+        h.rule.on_fact(fact(FactKind.STORE, amount=100, message_ts=100.0 + i))
+    assert h.findings == []
+    h.rule.on_fact(fact(FactKind.RETRIEVE_RESPONSE, command_field=CF.C_MOVE_RSP, amount=500))
+    h.rule.on_fact(fact(FactKind.STORE, amount=100, message_ts=110.0))  # reaches 1000 bytes
+    assert [f.detail.split()[0] for f in h.findings] == ["500", "0"]
+    assert h.findings[1].evidence["bytes"] == 1000
+
+
+# -- cleartext PHI -----------------------------------------------------------------------
+
+
+def test_cleartext_phi() -> None:
+    h = RuleHarness(patient_data.CleartextPhi)
+    h.rule.on_association_end(FakeAssoc(phi_counts={}))
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(phi_counts={"PatientName": 2}, n_patients=1))
+    h.rule.on_association_end(FakeAssoc(phi_counts={"PatientName": 1}, resp_h=OUTSIDE))
+    assert h.severities == ["high", "critical"]
+    assert h.findings[0].evidence["attributes"] == {"PatientName": 2}
+    cfg = Config(trusted_networks=(ipaddress.ip_network("192.0.2.0/24"),))
+    h2 = RuleHarness(patient_data.CleartextPhi, cfg)
+    h2.rule.on_association_end(FakeAssoc(phi_counts={"PatientID": 1}))
+    assert h2.severities == ["critical"]  # the lab's 10/8 is not trusted here
+
+
+# -- malformed traffic -------------------------------------------------------------------
+
+
+def test_malformed_uid() -> None:
+    h = RuleHarness(malformed.MalformedUid)
+    a = FakeAssoc()
+    h.rule.on_message(a, message(CF.C_STORE_RQ, affected_sop_class_uid=CT_STORAGE))
+    h.rule.on_message(a, message(CF.C_STORE_RQ, affected_sop_instance_uid="1." + "2" * 62))
+    assert h.findings == []  # 64 bytes of digits and dots are fine
+    h.rule.on_message(a, message(CF.C_STORE_RQ, affected_sop_instance_uid="1." + "2" * 63))
+    h.rule.on_message(a, message(CF.C_STORE_RQ, affected_sop_instance_uid="1.2.3a"))
+    h.rule.on_message(a, message(CF.C_STORE_RQ, affected_sop_instance_uid="../../etc/passwd"))
+    assert h.severities == ["medium", "medium", "high"]
+    h.rule.on_association_end(FakeAssoc(request=associate(implementation_class_uid="1.2;rm")))
+    assert h.severities[-1] == "high"
+
+
+def test_malformed_ae_title() -> None:
+    h = RuleHarness(malformed.MalformedAeTitle)
+    h.rule.on_association_end(FakeAssoc(request=associate(calling_raw=b"GOOD  TITLE     ")))
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(request=associate(calling_raw=b"BAD\\TITLE       ")))
+    h.rule.on_association_end(FakeAssoc(request=associate(called_raw=b"X\x1b[2J           ")))
+    h.rule.on_association_end(FakeAssoc(request=associate(called_raw=b" " * 16)))
+    assert [f.evidence["role"] for f in h.findings] == ["calling", "called", "called"]
+    assert "all spaces" in h.findings[2].detail
+
+
+def test_pdu_framing_error() -> None:
+    h = RuleHarness(malformed.PduFramingError)
+    a = FakeAssoc()
+    h.rule.on_anomaly(a, anomaly("dicom_stream_gap"))
+    assert h.findings == []
+    h.rule.on_anomaly(a, anomaly("dicom_pdu_unknown_type"))
+    h.rule.on_anomaly(a, anomaly("dicom_pdv_even_context_id"))
+    assert h.severities == ["medium", "medium"]
+    assert [d for _, d in h.emitted] == [
+        (a.uid, "dicom_pdu_unknown_type"),
+        (a.uid, "dicom_pdv_even_context_id"),
+    ]
+
+
+def test_provider_abort() -> None:
+    h = RuleHarness(malformed.ProviderAbort)
+    h.rule.on_association_end(FakeAssoc(abort=Abort(source=0, reason=0)))  # the user aborted
+    h.rule.on_association_end(FakeAssoc(abort=Abort(source=2, reason=3)))  # reserved reason
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(abort=Abort(source=2, reason=0)))
+    for reason in (1, 2, 4, 5, 6):
+        h.rule.on_association_end(FakeAssoc(abort=Abort(source=2, reason=reason)))
+    assert h.severities == ["low"] + ["medium"] * 5
+
+
+def test_connection_churn() -> None:
+    h = RuleHarness(malformed.ConnectionChurn)  # 20 unreleased in 10 s
+    released = assoc_summary(released=True)
+    h.rule.on_association(released)
+    h.rule.on_flow(flow_summary(uid=released.uid, had_association=True, ts=100.0))
+    for i in range(19):
+        h.rule.on_flow(flow_summary(ts=100.0 + i * 0.1))
+    h.rule.on_flow(flow_summary(ts=100.0, resp_p=8080))  # not DICOM
+    assert h.findings == []
+    h.rule.on_association(rejected(1, source=3))  # congestion
+    h.rule.on_flow(flow_summary(ts=102.0))
+    assert h.severities == ["medium"]
+    assert h.findings[0].evidence == {"connections": 20, "congestion_rejects": 1}
+
+
+# -- inventory ---------------------------------------------------------------------------
+
+
+def test_inventory_change() -> None:
+    known = {"PACS": frozenset({SERVER}), "CT1": frozenset({"10.0.0.20"})}
+    h = RuleHarness(inventory_change.InventoryChange, Config(known_ae_titles=known))
+    h.rule.on_association(assoc_summary(calling_ae="CT1", orig_h="10.0.0.20"))
+    assert h.findings == []
+    h.rule.on_association(assoc_summary(calling_ae="CT1", orig_h="10.0.0.66"))
+    kinds = [f.evidence["kind"] for f in h.findings]
+    assert kinds == ["known AE title from a new address", "AE title from a second address"]
+    h.rule.on_association(assoc_summary(calling_ae="NEWTITLE", orig_h="10.0.0.20"))
+    assert h.findings[-1].evidence["kind"] == "new AE title on a known host"
+    h.rule.on_association(
+        assoc_summary(calling_ae="CT1", orig_h="10.0.0.20", request_version="LAB_2")
+    )
+    assert h.findings[-1].evidence["kind"] == "new implementation version"
+    h.rule.on_fact(fact(FactKind.MOVE_REQUEST, ae="ARCHIVE"))
+    n = len(h.findings)
+    h.rule.on_fact(fact(FactKind.MOVE_REQUEST, ae="ARCHIVE"))
+    assert len(h.findings) == n  # the first destination is the baseline
+    h.rule.on_fact(fact(FactKind.MOVE_REQUEST, ae="ELSEWHERE"))
+    assert h.findings[-1].evidence["kind"] == "new move destination"
+
+
+# -- the cross-flow sink folds repeats ----------------------------------------------------
+
+
+@pytest.mark.parametrize("gap, written", [(3599.0, 1), (3600.0, 2)])
+def test_repeats_fold_within_the_dedup_window(gap: float, written: int) -> None:
+    table = ListSink()
+    sink = FindingSink(table, {"no_user_identity": 3600.0})
+    h = RuleHarness(auth.NoUserIdentity)
+    h.rule.on_association_end(FakeAssoc(ts=100.0))
+    h.rule.on_association_end(FakeAssoc(ts=100.0 + gap))
+    for f, dedup in h.emitted:
+        sink.emit(f, dedup)
+    assert len(table) == written
+
+
+def test_config_options_reach_the_rule() -> None:
+    cfg = dataclasses.replace(Config(), rule_options={"large_result_set": {"max_results": 1}})
+    from analyzer.findings.engine import rule_options
+
+    h = RuleHarness(query.LargeResultSet, **rule_options(cfg, query.LargeResultSet))  # type: ignore[arg-type]
+    h.rule.on_association_end(FakeAssoc(queries={(0, 1): _answered(CF.C_FIND_RQ, 2)}))
+    assert len(h.findings) == 1
+    assert CLIENT in h.findings[0].wireshark_filter  # type: ignore[operator]
