@@ -25,10 +25,14 @@ DATA = HERE / "data"
 PY = sys.executable
 
 
-def measure(cmd: list[str]) -> dict[str, float]:
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     out = subprocess.run(
-        [PY, str(HERE / "measure.py"), *pin, *cmd], capture_output=True, text=True, check=True
+        [PY, str(HERE / "measure.py"), *pin, *cmd],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     result = json.loads(out.stdout)
     if result["rc"] != 0:
@@ -54,6 +58,12 @@ def main() -> None:
         type=int,
         default=0,
         help="distinct client addresses (0: a new one per association, the stress case)",
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run analyze as of this git revision (checked out in a temporary worktree) "
+        "on the same capture, for a before/after comparison in one run",
     )
     args = ap.parse_args()
     DATA.mkdir(exist_ok=True)
@@ -101,11 +111,45 @@ def main() -> None:
             ],
             "bare dpkt loop (Ethernet/IP/TCP objects)": [PY, str(HERE / "dpkt_loop.py"), str(big)],
         }
-        for name, cmd in runs.items():
-            r = measure(cmd)
-            rows.append(
-                (name, r["seconds"], n_packets / r["seconds"], mb / r["seconds"], r["peak_rss_mb"])
+        envs: dict[str, dict[str, str]] = {}
+        if args.baseline:
+            tree = Path(tmp) / "baseline"
+            subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(HERE.parent),
+                    "worktree",
+                    "add",
+                    "--detach",
+                    str(tree),
+                    args.baseline,
+                ],
+                check=True,
+                capture_output=True,
             )
+            name = f"dicom-analyzer analyze at {args.baseline} (baseline)"
+            runs[name] = [PY, "-m", "analyzer", "analyze", str(big), "-o", f"{tmp}/b", "-q"]
+            envs[name] = {**os.environ, "PYTHONPATH": str(tree)}
+        try:
+            for name, cmd in runs.items():
+                r = measure(cmd, envs.get(name))
+                rows.append(
+                    (
+                        name,
+                        r["seconds"],
+                        n_packets / r["seconds"],
+                        mb / r["seconds"],
+                        r["peak_rss_mb"],
+                    )
+                )
+        finally:
+            if args.baseline:
+                subprocess.run(
+                    ["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tree)],
+                    check=False,
+                    capture_output=True,
+                )
         peaks = [
             measure([analyzer, "analyze", str(p), "-o", f"{tmp}/s{i}", "-q"])["peak_rss_mb"]
             for i, p in enumerate(paths[:-1])
@@ -127,6 +171,8 @@ def main() -> None:
         " (the first step is the table writer's one-time cost once it starts writing part files)"
     )
     print(f"analyze is {rows[1][1] / rows[0][1]:.1f}x tshark's speed on this capture")
+    if args.baseline:
+        print(f"analyze now takes {rows[0][1] / rows[3][1]:.2f}x the time of {args.baseline}")
     if not args.keep:
         for p in paths:
             p.unlink()

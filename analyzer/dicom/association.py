@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from analyzer.dicom.consts import PduType
 from analyzer.dicom.dataset import DatasetSummary, summarize
 from analyzer.dicom.dimse import Command, decode_command
-from analyzer.dicom.events import ControlPdu, FramingAnomaly, PdvChunk, Resynchronized
+from analyzer.dicom.events import (
+    ControlPdu,
+    FramerEvent,
+    FramingAnomaly,
+    PdvChunk,
+    Resynchronized,
+)
 from analyzer.dicom.framing import PduFramer
 from analyzer.dicom.items import Associate, decode_abort, decode_associate, decode_reject
 from analyzer.dicom.limits import DicomLimits
@@ -139,7 +145,7 @@ class AssociationParser:
     def _anomaly(self, ts: float, direction: int, name: str, detail: str) -> None:
         self._out.append(Anomaly(ts=ts, direction=direction, name=name, detail=detail))
 
-    def _handle(self, direction: int, events: list, ts: float) -> None:  # type: ignore[type-arg]
+    def _handle(self, direction: int, events: list[FramerEvent], ts: float) -> None:
         for ev in events:
             if isinstance(ev, PdvChunk):
                 self._pdv(direction, ev)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from analyzer.config import Config
 from analyzer.errors import ConfigError
@@ -41,13 +42,13 @@ def check_rule_config(config: Config) -> None:
                 raise ConfigError(f"rule {rid} has no option '{key}'")
 
 
-def rule_options(config: Config, cls: type[Rule]) -> dict[str, object]:
+def rule_options(config: Config, cls: type[Rule]) -> dict[str, Any]:
     return {**cls.options, **config.rule_options.get(cls.id, {})}
 
 
 def dedup_windows(config: Config) -> dict[str, float]:
     return {
-        rid: float(rule_options(config, cls).get("dedup_window", 3600.0))  # type: ignore[arg-type]
+        rid: float(rule_options(config, cls).get("dedup_window", 3600.0))
         for rid, cls in RULES.items()
     }
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
 
 
 class Severity(IntEnum):
@@ -34,5 +33,5 @@ class Finding:
     resp_h: str | None = None
     calling_ae: str | None = None
     called_ae: str | None = None
-    evidence: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, object] = field(default_factory=dict)
     wireshark_filter: str | None = None

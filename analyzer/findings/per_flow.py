@@ -8,7 +8,6 @@ cross-flow stage, which folds repeats across flows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from analyzer.dicom.messages import Anomaly, Message
 from analyzer.findings.model import FlowRule, Rule
@@ -23,7 +22,7 @@ def call_guarded(
     hook: str,
     uid: str | None,
     ts: float,
-    args: tuple[Any, ...],
+    args: tuple[object, ...],
     strict: bool,
     report: ReportError,
 ) -> None:
@@ -48,7 +47,7 @@ class FlowRules(DicomObserver):
         self.strict = strict
         self.report = report
 
-    def _each(self, hook: str, uid: str | None, ts: float, *args: Any) -> None:
+    def _each(self, hook: str, uid: str | None, ts: float, *args: object) -> None:
         for r in self.rules:
             call_guarded(r, hook, uid, ts, args, self.strict, self.report)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -59,8 +58,7 @@ def read_summaries(outdirs: Sequence[Path]) -> Iterator[SummaryRecord]:
         if not parts:
             continue
         frame = pl.concat(parts)
-        rows: list[Any] = [rec(**row) for row in frame.iter_rows(named=True)]
-        records[name] = rows
+        records[name] = [rec(**row) for row in frame.iter_rows(named=True)]
         frames.append(
             frame.select("emit_ts", "uid", "seq").with_columns(
                 pl.lit(name).alias("table"), pl.int_range(pl.len()).alias("row")

@@ -32,9 +32,9 @@ def _dtype(hint: Any) -> pl.DataType:
     if get_origin(hint) in (Union, types.UnionType):
         (inner,) = [a for a in get_args(hint) if a is not type(None)]
         return _dtype(inner)
-    meta = getattr(hint, "__metadata__", None)
-    if meta:
-        return meta[0]  # type: ignore[no-any-return]
+    for meta in getattr(hint, "__metadata__", ()):
+        if isinstance(meta, pl.DataType):
+            return meta
     if get_origin(hint) is list:
         return pl.List(_dtype(get_args(hint)[0]))
     return _PLAIN[hint]
@@ -42,9 +42,8 @@ def _dtype(hint: Any) -> pl.DataType:
 
 def schema_of(record: type[tuple[Any, ...]]) -> Schema:
     """The polars schema of a record type, columns in field order."""
-    hints = get_type_hints(record, include_extras=True)
-    fields: tuple[str, ...] = record._fields  # type: ignore[attr-defined]
-    return {name: _dtype(hints[name]) for name in fields}
+    hints = get_type_hints(record, include_extras=True)  # in field order
+    return {name: _dtype(hint) for name, hint in hints.items()}
 
 
 class Conn(NamedTuple):

@@ -47,8 +47,8 @@ class LogSet:
         return cls(**{name: sinks[name] for name in cls.__slots__})
 
 
-class ListSink(list[Any]):
+class ListSink(list[object]):
     """A sink that keeps its records in memory (tests, tools)."""
 
-    def add(self, row: Any) -> None:
+    def add(self, row: object) -> None:
         self.append(row)

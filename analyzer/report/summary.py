@@ -75,6 +75,8 @@ def summarize(
     s.findings = dict(tables["finding"].group_by("severity").len().iter_rows())
     s.anomalies = tables["weird"].height
     if conn.height:
-        s.first_ts = conn["ts"].min()  # type: ignore[assignment]
-        s.last_ts = (conn["ts"] + conn["duration"].fill_null(0.0)).max()  # type: ignore[assignment]
+        first = conn["ts"].min()
+        last = (conn["ts"] + conn["duration"].fill_null(0.0)).max()
+        s.first_ts = float(first) if isinstance(first, int | float) else None
+        s.last_ts = float(last) if isinstance(last, int | float) else None
     return s

@@ -178,7 +178,8 @@ def _layer_facts(layer: Any, facts: FlowFacts, src: Endpoint) -> None:
 
 
 def _command(elements: dict[int, int]) -> Command:
-    return tuple(elements.get(t) for t in (0x0100, 0x0110, 0x0120, 0x0900))  # type: ignore[return-value]
+    g = elements.get
+    return (g(0x0100), g(0x0110), g(0x0120), g(0x0900))
 
 
 def _until_tshark_stops(cap: Any) -> Any:

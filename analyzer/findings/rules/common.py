@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from analyzer.findings.finding import Finding, Severity
 from analyzer.findings.windows import Windows
@@ -33,7 +33,7 @@ def assoc_finding(
     severity: Severity,
     title: str,
     detail: str,
-    evidence: dict[str, Any],
+    evidence: dict[str, object],
     ts: float | None = None,
     dicom_filter: str = "",
 ) -> Finding:

@@ -22,7 +22,7 @@ def _is_wild(value: str | None) -> bool:
 
 
 def _narrows(value: str | None) -> bool:
-    return bool(value) and value.strip("*?% ") != ""  # type: ignore[union-attr]
+    return value is not None and value.strip("*?% ") != ""
 
 
 class WildcardQuery(FlowRule):
