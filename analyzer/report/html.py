@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
 import polars as pl
 from matplotlib.figure import Figure
 
@@ -214,7 +215,7 @@ def render_report(tables: Tables, config: Config, source: str = "") -> str:
     trusted = trust_test(config.trusted_networks)
     summary = summarize(tables, trusted, config.dicom_ports)
     return _ENV.get_template("report.html.j2").render(
-        csp=CSP,
+        csp=markupsafe.Markup(CSP),  # our constant: its quotes stay quotes
         source=source,
         generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
