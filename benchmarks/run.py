@@ -25,14 +25,15 @@ DATA = HERE / "data"
 PY = sys.executable
 
 
-def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+def measure(cmd: list[str], cwd: Path | None = None) -> dict[str, float]:
+    """Wall time and peak RSS of ``cmd``; ``cwd``: where ``python -m analyzer`` finds its code."""
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     out = subprocess.run(
         [PY, str(HERE / "measure.py"), *pin, *cmd],
         capture_output=True,
         text=True,
         check=True,
-        env=env,
+        cwd=cwd,
     )
     result = json.loads(out.stdout)
     if result["rc"] != 0:
@@ -111,7 +112,7 @@ def main() -> None:
             ],
             "bare dpkt loop (Ethernet/IP/TCP objects)": [PY, str(HERE / "dpkt_loop.py"), str(big)],
         }
-        envs: dict[str, dict[str, str]] = {}
+        cwds: dict[str, Path] = {}
         if args.baseline:
             tree = Path(tmp) / "baseline"
             subprocess.run(
@@ -130,10 +131,10 @@ def main() -> None:
             )
             name = f"dicom-analyzer analyze at {args.baseline} (baseline)"
             runs[name] = [PY, "-m", "analyzer", "analyze", str(big), "-o", f"{tmp}/b", "-q"]
-            envs[name] = {**os.environ, "PYTHONPATH": str(tree)}
+            cwds[name] = tree  # python -m puts the working directory first on sys.path
         try:
             for name, cmd in runs.items():
-                r = measure(cmd, envs.get(name))
+                r = measure(cmd, cwds.get(name))
                 rows.append(
                     (
                         name,

@@ -25,22 +25,55 @@ class Windows:
         if q is None:
             q = self.data[key] = []
             while len(self.data) > self.max_keys:
-                self.data.popitem(last=False)
+                self._forget(self.data.popitem(last=False)[0])
         else:
             self.data.move_to_end(key)
         q.append((ts, item))
+        self._added(key, item)
         horizon = ts - self.seconds
         stale = 0
         for t, _ in q:
             if t >= horizon:
                 break
             stale += 1
-        excess = len(q) - stale - self.max_items
-        if stale or excess > 0:
-            del q[: stale + max(excess, 0)]
+        cut = stale + max(len(q) - stale - self.max_items, 0)
+        if cut:
+            self._dropped(key, q[:cut])
+            del q[:cut]
         # the least recently touched key is first: drop it once its whole window has passed
         oldest_key = next(iter(self.data))
         oldest = self.data[oldest_key]
         if oldest_key != key and (not oldest or oldest[-1][0] < horizon):
             del self.data[oldest_key]
+            self._forget(oldest_key)
         return q
+
+    def _added(self, key: Any, item: Any) -> None:
+        """An item entered ``key``'s window."""
+
+    def _dropped(self, key: Any, items: list[tuple[float, Any]]) -> None:
+        """``items`` left ``key``'s window (too old, or past ``max_items``)."""
+
+    def _forget(self, key: Any) -> None:
+        """``key`` and its whole window are gone."""
+
+
+class SummingWindows(Windows):
+    """Windows of (ts, amount) that keep each key's running total, so that "how much within
+    the window?" after every event costs O(1) instead of a sum over the window."""
+
+    def __init__(self, seconds: float, max_items: int = 4096, max_keys: int = MAX_KEYS) -> None:
+        super().__init__(seconds, max_items, max_keys)
+        self.sums: dict[Any, int] = {}
+
+    def total(self, key: Any) -> int:
+        return self.sums.get(key, 0)
+
+    def _added(self, key: Any, item: Any) -> None:
+        self.sums[key] = self.sums.get(key, 0) + item
+
+    def _dropped(self, key: Any, items: list[tuple[float, Any]]) -> None:
+        self.sums[key] -= sum(n for _, n in items)
+
+    def _forget(self, key: Any) -> None:
+        self.sums.pop(key, None)

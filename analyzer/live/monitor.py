@@ -32,7 +32,7 @@ from analyzer.live.alerts import alert_sinks
 from analyzer.live.dumpcap import CaptureError, Dumpcap, RunResult, list_interfaces
 from analyzer.live.ring import Ring
 from analyzer.live.stats import STATS, KernelCounters, rss_mb
-from analyzer.logs.records import TABLES
+from analyzer.logs.records import TABLES, Stats
 from analyzer.output.writer import PartWriter, SnapshotWriter, TableWriter
 from analyzer.protocols.service import DICOM
 from analyzer.run.pipeline import Pipeline, release_free_memory
@@ -405,26 +405,26 @@ class LiveMonitor:
         elapsed = max(now - iv.started, 1e-9)
         kdrop, kmiss = self.kernel.deltas()
         open_flows = pipe.table.open_flows
-        row = (
-            time.time(),
-            elapsed,
-            iv.packets,
-            iv.wire_bytes,
-            self.summary.packets,
-            self.queue.qsize(),
-            iv.lag,
-            open_flows,
-            pipe.summary.services.get(DICOM, 0),
-            self.writers["dicom_assoc"].count + len(self.writers["dicom_assoc"].rows),
-            pipe.engine.count,
-            self.totals.runs,
-            self.summary.restarts,
-            self.totals.received,
-            self.totals.dropped,
-            kdrop,
-            kmiss,
-            iv.gap,
-            rss_mb(),
+        row = Stats(
+            ts=time.time(),
+            interval=elapsed,
+            packets=iv.packets,
+            wire_bytes=iv.wire_bytes,
+            packets_total=self.summary.packets,
+            queued=self.queue.qsize(),
+            lag=iv.lag,
+            open_flows=open_flows,
+            dicom_flows=pipe.summary.services.get(DICOM, 0),
+            associations=self.writers["dicom_assoc"].count + len(self.writers["dicom_assoc"].rows),
+            findings=pipe.engine.count,
+            dumpcap_runs=self.totals.runs,
+            dumpcap_restarts=self.summary.restarts,
+            dumpcap_received=self.totals.received,
+            dumpcap_dropped=self.totals.dropped,
+            kernel_rx_dropped=kdrop,
+            kernel_rx_missed=kmiss,
+            gap_seconds=iv.gap,
+            rss_mb=rss_mb(),
         )
         self.stats_writer.add(row)
         if not self.opt.quiet:
@@ -432,9 +432,9 @@ class LiveMonitor:
                 f"live: {self.summary.packets:,} pkts total, {iv.packets:,} new "
                 f"({iv.packets / elapsed:,.0f}/s, "
                 f"{iv.wire_bytes / elapsed / 1e6:,.2f} MB/s), {open_flows:,} flows open, "
-                f"{row[9]:,} assoc, {pipe.engine.count:,} findings, drops dumpcap "
+                f"{row.associations:,} assoc, {pipe.engine.count:,} findings, drops dumpcap "
                 f"{self.totals.dropped:,} kernel {kdrop:,}, lag {iv.lag:.2f} s, "
-                f"restarts {self.summary.restarts}, rss {row[-1]:.0f} MB",
+                f"restarts {self.summary.restarts}, rss {row.rss_mb:.0f} MB",
                 file=sys.stderr,
                 flush=True,
             )

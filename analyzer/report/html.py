@@ -26,8 +26,8 @@ from analyzer import __version__
 from analyzer.config import Config
 from analyzer.errors import OutputError
 from analyzer.report import plots
+from analyzer.report.headline import Summary, summarize, trust_test
 from analyzer.report.load import Tables, load_tables
-from analyzer.report.summary import Summary, summarize, trust_test
 
 MAX_FINDINGS = 500
 MAX_ASSETS = 500

@@ -552,3 +552,16 @@ def test_config_options_reach_the_rule() -> None:
     h.rule.on_association_end(FakeAssoc(queries={(0, 1): _answered(CF.C_FIND_RQ, 2)}))
     assert len(h.findings) == 1
     assert CLIENT in h.findings[0].wireshark_filter  # type: ignore[operator]
+
+
+def test_bulk_retrieve__window_total_matches_a_recount() -> None:
+    """The running totals equal a recount of what is in each window, as items age out."""
+    from analyzer.findings.windows import SummingWindows
+
+    w = SummingWindows(10.0, max_items=5, max_keys=3)
+    for i in range(200):
+        key = f"h{i % 4}"
+        w.add(key, float(i) * 0.7, i + 1)
+        for k, q in w.data.items():
+            assert w.total(k) == sum(n for _, n in q), (i, k)
+    assert set(w.sums) == set(w.data)

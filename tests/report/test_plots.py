@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from analyzer.report import plots
+from analyzer.report.headline import trust_test
 from analyzer.report.load import Tables, load_tables
-from analyzer.report.summary import trust_test
 from tests.report.conftest import SAMPLE, analyze_to
 
 TRUSTED = trust_test(__import__("analyzer.config", fromlist=["Config"]).Config().trusted_networks)

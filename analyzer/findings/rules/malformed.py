@@ -9,6 +9,7 @@ from analyzer.findings.model import CrossFlowRule, Finding, FlowRule, Severity
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import AssocSummary, FlowSummary
 from analyzer.logs.views import AssocView
+from analyzer.tcp.events import Direction
 
 UID_OK = re.compile(r"^[0-9.]*$")
 HOSTILE = re.compile(r"[/\\;|$`]|\.\.")
@@ -136,7 +137,7 @@ class PduFramingError(FlowRule):
                     self.severity,
                     self.title,
                     f"{an.name}: {an.detail}",
-                    {"anomaly": an.name, "direction": "orig" if an.direction == 0 else "resp"},
+                    {"anomaly": an.name, "direction": Direction(an.direction).label},
                     ts=an.ts,
                 ),
                 dedup=(a.uid, an.name),

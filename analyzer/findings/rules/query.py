@@ -7,6 +7,7 @@ from analyzer.dicom.messages import Message
 from analyzer.findings.model import CrossFlowRule, FlowRule, Severity
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import DimseFact, FactKind
+from analyzer.findings.windows import SummingWindows
 from analyzer.logs.views import AssocView
 
 FIND_MODELS = {
@@ -252,7 +253,9 @@ class BulkRetrieve(CrossFlowRule):
     }
 
     def setup(self) -> None:
-        self.bytes_to = self.windows(self.opt["window"], max_items=100_000)
+        self.bytes_to = SummingWindows(
+            self.opt["window"], 100_000, self.ctx.config.limits.max_window_keys
+        )
 
     def on_fact(self, f: DimseFact) -> None:
         if (
@@ -271,8 +274,8 @@ class BulkRetrieve(CrossFlowRule):
                 )
             )
         elif f.kind == FactKind.STORE and f.amount:
-            q = self.bytes_to.add(f.resp_h, f.message_ts, f.amount)
-            total = sum(n for _, n in q)
+            self.bytes_to.add(f.resp_h, f.message_ts, f.amount)
+            total = self.bytes_to.total(f.resp_h)
             if total >= self.opt["max_bytes"]:
                 self.ctx.emit(
                     assoc_finding(
