@@ -187,7 +187,9 @@ def start_live(
 def tcpdump(path: Path, bpf: str) -> subprocess.Popen[bytes]:
     err = path.with_suffix(".err")
     proc = subprocess.Popen(
-        ["tcpdump", "-i", "lo", "-U", "-s0", "-w", str(path), bpf],
+        # --immediate-mode: without it the kernel may still hold the last burst (TPACKET_V3
+        # blocks) when SIGTERM arrives, and the reference would lack the last association.
+        ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-s0", "-w", str(path), bpf],
         stderr=err.open("wb"),
         stdout=subprocess.DEVNULL,
     )
