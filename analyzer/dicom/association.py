@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analyzer.dicom.consts import PduType
+from analyzer.dicom.consts import IDENTIFIER_COMMANDS, PduType
 from analyzer.dicom.dataset import DatasetSummary, summarize
 from analyzer.dicom.dimse import Command, decode_command
 from analyzer.dicom.events import (
@@ -65,8 +65,17 @@ class ContextState:
 
 
 class AssociationParser:
-    def __init__(self, limits: DicomLimits | None = None, *, midstream: bool = False) -> None:
+    def __init__(
+        self,
+        limits: DicomLimits | None = None,
+        *,
+        midstream: bool = False,
+        keep: frozenset[int] | None = None,
+    ) -> None:
+        """``keep``: tags whose values are converted in datasets other than query
+        identifiers (which keep every value); ``None``: every value everywhere."""
         self.limits = limits or DicomLimits()
+        self.keep = keep
         lim = self.limits
         self.framers = (
             PduFramer(max_control_pdu=lim.max_control_pdu, midstream=midstream),
@@ -289,8 +298,13 @@ class AssociationParser:
             if syntax is None:
                 syntax = infer_syntax(bytes(p.head[:16]))
             complete = p.dataset_bytes <= len(p.head) and not p.truncated
+            identifier = command.command_field in IDENTIFIER_COMMANDS
             dataset = summarize(
-                bytes(p.head), syntax, complete=complete, max_head=self.limits.max_dataset_head
+                bytes(p.head),
+                syntax,
+                complete=complete,
+                max_head=self.limits.max_dataset_head,
+                keep=None if identifier else self.keep,
             )
             for name, detail in dataset.anomalies:
                 self._anomaly(ts, direction, name, detail)

@@ -4,7 +4,7 @@ Inline (``analyze``, ``live``) the per-flow stage puts records here as it produc
 records of one clock tick are held and sorted by ``(uid, seq)`` before they are used, so the
 order is the one a merge of independent per-flow runs gives (``replay``). Every record goes to
 the cross-flow rules; candidates of per-flow rules go to the finding sink, which folds
-repeats across flows.
+repeats across flows; asset facts go to the inventory.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from analyzer.findings.summary import (
     FlowSummary,
     SummaryRecord,
 )
+from analyzer.logs.asset import AssetFact, Inventory
 
 
 class CrossFlowStage:
@@ -30,8 +31,11 @@ class CrossFlowStage:
         sink: FindingSink,
         strict: bool,
         report: ReportError,
+        inventory: Inventory | None = None,
     ) -> None:
+        """``inventory``: kept from the ``AssetFact`` records (None: they are ignored)."""
         self.rules = list(rules)
+        self.inventory = inventory
         self.sink = sink
         self.strict = strict
         self.report = report
@@ -62,6 +66,10 @@ class CrossFlowStage:
 
     def _dispatch(self, r: SummaryRecord) -> None:
         self.records += 1
+        if isinstance(r, AssetFact):
+            if self.inventory is not None:
+                self.inventory.fact(r)
+            return
         if isinstance(r, Candidate):
             self.sink.candidate(r)
             return

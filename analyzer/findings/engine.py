@@ -26,6 +26,7 @@ from analyzer.findings.model import Rule
 from analyzer.findings.per_flow import FlowRules, ReportError
 from analyzer.findings.sink import Alert, FindingSink
 from analyzer.findings.summary import Stamper, SummaryEmitter, SummaryFeed
+from analyzer.logs.asset import Inventory
 from analyzer.logs.records import FindingRow
 from analyzer.logs.sinks import RowSink
 from analyzer.logs.views import FlowView
@@ -60,8 +61,9 @@ def cross_flow_stage(
     report_error: ReportError,
     alerts: Path | None = None,
     append_alerts: bool = False,
+    inventory: Inventory | None = None,
 ) -> CrossFlowStage:
-    """The cross-flow rules and the finding sink, ready for summary records."""
+    """The cross-flow rules, the finding sink and the inventory, ready for summary records."""
     sink = FindingSink(
         finding_table,
         dedup_windows(config),
@@ -75,7 +77,7 @@ def cross_flow_stage(
         for cls in CROSS_FLOW_RULES
         if cls.id not in config.rules_disabled
     ]
-    return CrossFlowStage(rules, sink, config.strict, report_error)
+    return CrossFlowStage(rules, sink, config.strict, report_error, inventory)
 
 
 class RuleEngine:
@@ -88,6 +90,7 @@ class RuleEngine:
         alerts: Path | None = None,
         append_alerts: bool = False,
         feed: SummaryFeed | None = None,
+        inventory: Inventory | None = None,
     ) -> None:
         check_rule_config(config)
         self.config = config
@@ -95,7 +98,7 @@ class RuleEngine:
         self.cross: CrossFlowStage | None = None
         if feed is None:
             self.cross = cross_flow_stage(
-                config, self.hasher, finding_table, report_error, alerts, append_alerts
+                config, self.hasher, finding_table, report_error, alerts, append_alerts, inventory
             )
             feed = self.cross
         self.stamper = Stamper(clock, feed)

@@ -17,7 +17,8 @@ from analyzer.findings.summary import (
     SUMMARY_TABLES,
     SummaryRecord,
 )
-from analyzer.logs.records import FindingRow
+from analyzer.logs.asset import Inventory
+from analyzer.logs.records import Asset, FindingRow
 from analyzer.logs.sinks import RowSink
 from analyzer.output.writer import TableWriter
 from analyzer.privacy import Hasher
@@ -77,10 +78,20 @@ def replay(
     finding_table: RowSink[FindingRow],
     report_error: ReportError,
     alerts: Path | None = None,
+    asset_table: RowSink[Asset] | None = None,
 ) -> int:
-    """Run the cross-flow stage over the summaries of ``outdirs``; return the findings."""
-    stage = cross_flow_stage(config, Hasher(config.salt), finding_table, report_error, alerts)
+    """Run the cross-flow stage over the summaries of ``outdirs``; return the findings.
+    With ``asset_table``, the inventory is kept too and written there."""
+    inventory = None
+    if asset_table is not None:
+        lim = config.limits
+        inventory = Inventory(lim.max_endpoints, lim.max_values_per_column)
+    stage = cross_flow_stage(
+        config, Hasher(config.salt), finding_table, report_error, alerts, inventory=inventory
+    )
     stage.run(read_summaries(outdirs))
     stage.finish()
     stage.sink.close()
+    if inventory is not None and asset_table is not None:
+        inventory.write(asset_table)
     return stage.sink.count

@@ -15,6 +15,8 @@ the same, so both give the same findings.
   whose patient name or ID is a short prefix (the prefix as a keyed hash).
 - ``Candidate``: a finding of a per-flow rule with its de-duplication key; the cross-flow stage
   folds repeats across flows and writes it.
+- ``AssetFact`` (``logs.asset``): one thing learned about an endpoint; the cross-flow stage
+  keeps the asset inventory from them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from analyzer.dicom.consts import CommandField, is_pending
 from analyzer.dicom.messages import Message
 from analyzer.dicom.states import State
 from analyzer.findings.finding import Finding
+from analyzer.logs.asset import AssetFact
 from analyzer.logs.observer import DicomObserver, MessageInfo
 from analyzer.logs.records import I32, schema_of
 from analyzer.logs.views import AssocView, FlowView, flow_filter
@@ -141,12 +144,13 @@ class Candidate(NamedTuple):
     """JSON of the rule's de-duplication key (None: every occurrence counts)."""
 
 
-SummaryRecord = AssocSummary | FlowSummary | DimseFact | Candidate
+SummaryRecord = AssocSummary | FlowSummary | DimseFact | Candidate | AssetFact
 SUMMARY_RECORDS: dict[str, type[SummaryRecord]] = {
     "summary_assoc": AssocSummary,
     "summary_flow": FlowSummary,
     "summary_fact": DimseFact,
     "summary_candidate": Candidate,
+    "summary_asset": AssetFact,
 }
 SUMMARY_TABLES = {name: schema_of(rec) for name, rec in SUMMARY_RECORDS.items()}
 
@@ -178,6 +182,9 @@ class Stamper:
         self.clock = clock
         self.feed = feed
         self._seq: dict[str, int] = {}
+
+    def put(self, record: SummaryRecord) -> None:
+        self.feed.put(record)
 
     def stamp(self, uid: str) -> tuple[float, int]:
         n = self._seq.get(uid, 0)

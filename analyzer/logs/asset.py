@@ -8,11 +8,13 @@ name, serial number) are always redacted here: PHI values go to the phi table on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from analyzer.dicom.messages import Message
 from analyzer.logs.observer import DicomObserver, MessageInfo
-from analyzer.logs.records import Asset
+from analyzer.logs.records import I32, Asset
 from analyzer.logs.sinks import RowSink
 from analyzer.logs.views import AssocView
 from analyzer.privacy import redact
@@ -97,13 +99,134 @@ class Endpoint:
                 self.masks[i] = mask | vocabulary.bit(value)
 
 
-class Inventory(DicomObserver):
-    """Learns endpoints from associations and datasets; writes the ``asset`` log at the end."""
+class AssetFact(NamedTuple):
+    """One thing learned about an endpoint: a summary record of the cross-flow stage, which
+    keeps the inventory (an endpoint is seen by every flow it takes part in, so the table is
+    built once over all of them, inline or after a merge of per-flow runs).
+
+    ``column`` is a list column of ``asset`` (``value`` added), ``association`` (one more
+    association, ``value`` null), ``max_pdu`` (``number``) or ``seen`` (``ts`` widens the
+    endpoint's first/last seen)."""
+
+    emit_ts: float
+    uid: str
+    seq: I32
+    ts: float
+    ip: str
+    port: I32 | None
+    role: str
+    column: str
+    value: str | None
+    number: int | None
+
+
+class _AssocFacts:
+    __slots__ = ("sent", "first", "last")
+
+    def __init__(self) -> None:
+        self.sent: set[tuple[int, str, str]] = set()
+        self.first: list[float | None] = [None, None]
+        self.last: list[float | None] = [None, None]
+
+
+class AssetFacts(DicomObserver):
+    """The per-flow half of the inventory: turns an association's events into ``AssetFact``
+    records (device attributes as datasets show them, each once per association; AE titles,
+    implementation, contexts and the time range when the association ends)."""
 
     def __init__(
         self,
+        stamp: Callable[[str], tuple[float, int]],
+        put: Callable[[AssetFact], None],
         phi_tags: frozenset[int],
         capture_phi: bool,
+    ) -> None:
+        self.stamp = stamp
+        self.put = put
+        self.phi_tags = phi_tags
+        self.capture_phi = capture_phi
+        self.assocs: dict[str, _AssocFacts] = {}
+
+    @staticmethod
+    def _endpoint(view: AssocView, side: int) -> tuple[str, int | None, str]:
+        if side == Direction.ORIG:
+            return view.orig_h, None, "scu"
+        return view.resp_h, view.resp_p, "scp"
+
+    def _fact(
+        self,
+        view: AssocView,
+        side: int,
+        ts: float,
+        column: str,
+        value: str | None = None,
+        number: int | None = None,
+    ) -> None:
+        ip, port, role = self._endpoint(view, side)
+        emit_ts, seq = self.stamp(view.uid)
+        self.put(AssetFact(emit_ts, view.uid, seq, ts, ip, port, role, column, value, number))
+
+    def message(self, view: AssocView, m: Message, info: MessageInfo) -> None:
+        ds = m.dataset
+        if ds is None:
+            return
+        st = self.assocs.get(view.uid)
+        if st is None:
+            st = self.assocs[view.uid] = _AssocFacts()
+        side = 0 if m.direction == Direction.ORIG else 1
+        if st.first[side] is None:
+            st.first[side] = m.ts
+        st.last[side] = m.ts
+        for e in ds.elements:
+            column = DEVICE_KEYWORDS.get(e.keyword) if e.depth == 0 else None
+            if column and e.value:
+                value = redact(e.value) if e.tag in self.phi_tags else e.value
+                key = (side, column, value)
+                if key not in st.sent:
+                    st.sent.add(key)
+                    self._fact(view, side, m.ts, column, value)
+
+    def ended(self, view: AssocView, reason: str) -> None:
+        st = self.assocs.pop(view.uid, None)
+        rq, ac = view.request, view.accept
+        if rq is not None or ac is not None:
+            for side, assoc, title in ((0, rq, view.calling_ae), (1, ac, view.called_ae)):
+                self._fact(view, side, view.ts, "association")
+                if title:
+                    self._fact(view, side, view.ts, "ae_titles", title)
+                if assoc is not None:
+                    if assoc.implementation_class_uid:
+                        self._fact(
+                            view, side, view.ts, "implementation_class_uids",
+                            assoc.implementation_class_uid,
+                        )  # fmt: skip
+                    if assoc.implementation_version_name:
+                        self._fact(
+                            view, side, view.ts, "implementation_version_names",
+                            assoc.implementation_version_name,
+                        )  # fmt: skip
+                    if assoc.max_pdu_length is not None:
+                        self._fact(view, side, view.ts, "max_pdu", number=assoc.max_pdu_length)
+            for cs in view.contexts():
+                if cs.result == 0 and cs.abstract_syntax:
+                    for side in (0, 1):
+                        self._fact(view, side, view.ts, "sop_classes", cs.abstract_syntax)
+                        if cs.transfer_syntax:
+                            self._fact(view, side, view.ts, "transfer_syntaxes", cs.transfer_syntax)
+        if st is not None:
+            for side in (0, 1):
+                first, last = st.first[side], st.last[side]
+                if first is not None and last is not None:
+                    self._fact(view, side, first, "seen")
+                    if last != first:
+                        self._fact(view, side, last, "seen")
+
+
+class Inventory:
+    """The cross-flow half: endpoints from ``AssetFact`` records; writes the ``asset`` log."""
+
+    def __init__(
+        self,
         max_endpoints: int = MAX_ENDPOINTS,
         max_values: int = MAX_VALUES,
     ) -> None:
@@ -111,8 +234,6 @@ class Inventory(DicomObserver):
         self.max_values = max_values
         self.endpoints: dict[tuple[str, int | None, str], Endpoint] = {}
         self.vocabulary = Vocabulary()
-        self.phi_tags = phi_tags
-        self.capture_phi = capture_phi
 
     def release(self) -> None:
         """Forget every endpoint (after ``write``)."""
@@ -130,56 +251,17 @@ class Inventory(DicomObserver):
         ep.last_seen = max(ep.last_seen, ts)
         return ep
 
-    def ended(self, view: AssocView, reason: str) -> None:
-        rq, ac = view.request, view.accept
-        if rq is None and ac is None:
-            return
-        vocab = self.vocabulary
-        scu = self.endpoint(view.orig_h, None, "scu", view.ts)
-        scp = self.endpoint(view.resp_h, view.resp_p, "scp", view.ts)
-        for ep, assoc, title in ((scu, rq, view.calling_ae), (scp, ac, view.called_ae)):
-            if ep is None:
-                continue
-            ep.n_associations += 1
-            ep.add(vocab, "ae_titles", title, self.max_values)
-            if assoc is not None:
-                ep.add(
-                    vocab,
-                    "implementation_class_uids",
-                    assoc.implementation_class_uid,
-                    self.max_values,
-                )
-                ep.add(
-                    vocab,
-                    "implementation_version_names",
-                    assoc.implementation_version_name,
-                    self.max_values,
-                )
-                if assoc.max_pdu_length is not None:
-                    ep.max_pdu = assoc.max_pdu_length
-        for cs in view.contexts():
-            if cs.result == 0 and cs.abstract_syntax:
-                for ep in (scu, scp):
-                    if ep is not None:
-                        ep.add(vocab, "sop_classes", cs.abstract_syntax, self.max_values)
-                        ep.add(vocab, "transfer_syntaxes", cs.transfer_syntax, self.max_values)
-
-    def message(self, view: AssocView, m: Message, info: MessageInfo) -> None:
-        ds, ts = m.dataset, m.ts
-        if ds is None:
-            return
-        ep = (
-            self.endpoint(view.orig_h, None, "scu", ts)
-            if m.direction == Direction.ORIG
-            else self.endpoint(view.resp_h, view.resp_p, "scp", ts)
-        )
+    def fact(self, r: AssetFact) -> None:
+        ep = self.endpoint(r.ip, r.port, r.role, r.ts)
         if ep is None:
             return
-        for e in ds.elements:
-            column = DEVICE_KEYWORDS.get(e.keyword) if e.depth == 0 else None
-            if column and e.value:
-                value = redact(e.value) if e.tag in self.phi_tags else e.value
-                ep.add(self.vocabulary, column, value, self.max_values)
+        column = r.column
+        if column == "association":
+            ep.n_associations += 1
+        elif column == "max_pdu":
+            ep.max_pdu = r.number
+        elif column != "seen":
+            ep.add(self.vocabulary, column, r.value, self.max_values)
 
     def write(self, sink: RowSink[Asset]) -> None:
         decode = self.vocabulary.decode

@@ -6,7 +6,10 @@ Lives outside ``analyzer/dicom/`` so the parser stays free of network and output
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+
+from pydicom.datadict import tag_for_keyword
 
 from analyzer.dicom.association import AssociationParser
 from analyzer.dicom.consts import (
@@ -27,6 +30,7 @@ from analyzer.dicom.messages import (
     Message,
     PickedUpMidstream,
 )
+from analyzer.logs.asset import DEVICE_KEYWORDS
 from analyzer.logs.observer import DicomObserver, MessageInfo
 from analyzer.logs.views import AssocOutcome, AssocView, QueryState
 from analyzer.privacy import PhiPolicy, PhiSummary
@@ -34,6 +38,19 @@ from analyzer.tcp.events import Direction
 from analyzer.tcp.flow import Flow
 
 MAX_PATIENTS_PER_QUERY = 100_000
+
+ALWAYS_KEPT = frozenset(
+    tag_for_keyword(k) or 0
+    for k in (*DEVICE_KEYWORDS, "SOPClassUID", "SOPInstanceUID", "QueryRetrieveLevel")
+)
+"""Tags whose values something reads in every dataset, besides the PHI attributes (every
+UI value is converted anyway, for ``malformed_uid``)."""
+
+
+@functools.lru_cache(maxsize=8)
+def kept_tags(phi_tags: frozenset[int]) -> frozenset[int]:
+    """The tags whose values a stored (non-identifier) dataset's decoding converts."""
+    return phi_tags | ALWAYS_KEPT
 
 
 class DicomFlow:
@@ -66,7 +83,7 @@ class DicomFlow:
         self.max_requests = max_requests
         self.max_queries = max_queries
         self.flow = flow
-        self.parser = AssociationParser(limits, midstream=flow.midstream)
+        self.parser = AssociationParser(limits, midstream=flow.midstream, keep=kept_tags(phi.tags))
         self.outcome = AssocOutcome()
         self.view = AssocView(flow, self.parser, self.outcome)
         self.observers = observers

@@ -21,7 +21,7 @@ from analyzer.capture import CaptureReader, Record, merged_records
 from analyzer.config import Config
 from analyzer.findings.engine import RuleEngine
 from analyzer.findings.summary import SummaryFeed
-from analyzer.logs.asset import Inventory
+from analyzer.logs.asset import AssetFacts, Inventory
 from analyzer.logs.dicom_flow import DicomFlow
 from analyzer.logs.dicom_tables import DicomTables
 from analyzer.logs.observer import DicomObserver
@@ -109,6 +109,7 @@ class Pipeline:
             report=self.weirds.capture,
         )
         self._dicom_limits = config.dicom
+        self.inventory = Inventory(limits.max_endpoints, limits.max_values_per_column)
         self.engine = RuleEngine(
             config,
             logs.finding,
@@ -117,16 +118,16 @@ class Pipeline:
             alerts=alerts,
             append_alerts=append_alerts,
             feed=summaries,
+            inventory=self.inventory,
         )
         include_uids = bool(config.rule_options.get("cleartext_phi", {}).get("include_uids", False))
         self.phi = PhiPolicy(self.engine.hasher, include_uids, config.capture_phi)
-        self.inventory = Inventory(
-            self.phi.tags, config.capture_phi, limits.max_endpoints, limits.max_values_per_column
-        )
+        stamper = self.engine.stamper
+        asset_facts = AssetFacts(stamper.stamp, stamper.put, self.phi.tags, config.capture_phi)
         self.observers: tuple[DicomObserver, ...] = (
             DicomTables(logs.dimse, logs.dicom_object, logs.dicom_context, logs.dicom_assoc),
             PhiLog(logs.phi, self.phi),
-            self.inventory,
+            asset_facts,
             self.engine.flow_rules,
             self.engine.emitter,
             *observers,
