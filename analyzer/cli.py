@@ -50,6 +50,9 @@ def _with_numpy() -> None:
         del sys.modules["numpy"]
 
 
+SMALL_INPUT = 64_000_000
+"""Below this many input bytes one process beats starting several."""
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_DISAGREE = 5
@@ -90,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         "--report",
         action="store_true",
         help="also write OUTDIR/report.html (plots, findings, assets; one self-contained file)",
+    )
+    a.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes for the per-flow stage (default: the usable cores, 1 for inputs under "
+        f"{SMALL_INPUT // 1_000_000} MB)",
     )
     sub.add_parser("rules", help="list the detection rules, their severity and options")
     lv = sub.add_parser(
@@ -192,7 +202,13 @@ def _analyze(args: argparse.Namespace) -> int:
     progress = Progress(total, enabled=not args.quiet and sys.stderr.isatty())
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    summary = run_analysis(config, readers, outdir, args.format, progress)
+    workers = _workers(args.workers, args.inputs, total)
+    if workers > 1:
+        from analyzer.run.workers import run_parallel
+
+        summary = run_parallel(config, args.inputs, readers, outdir, args.format, progress, workers)
+    else:
+        summary = run_analysis(config, readers, outdir, args.format, progress)
     if not args.quiet:
         _print_summary(summary, outdir, args.format)
     capture_warnings = summary.rows.get("weird", 0) and _capture_problems(outdir)
@@ -206,6 +222,18 @@ def _analyze(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"report: {path}", file=sys.stderr)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _workers(requested: int | None, inputs: list[str], total: int | None) -> int:
+    from analyzer.run.workers import usable_cores
+
+    if requested is not None:
+        if requested < 1:
+            raise ConfigError("--workers must be at least 1")
+        return requested
+    if inputs != ["-"] and (total or 0) < SMALL_INPUT:
+        return 1
+    return usable_cores()
 
 
 def _capture_problems(outdir: Path) -> str:

@@ -78,9 +78,12 @@ class _Chunks:
     def _fill(self, n: int) -> bool:
         parts = [self.buf[self.pos :]]
         have = len(parts[0])
+        # read1: what is there now, up to the size (a pipe from tcpdump or a worker's copy of
+        # stdin must not wait for a whole megabyte before the packets in it are analysed)
+        read = getattr(self.fh, "read1", self.fh.read)
         while have < n and not self.eof:
             try:
-                chunk = self.fh.read(max(CHUNK, n - have))
+                chunk = read(max(CHUNK, n - have))
             except _DECOMPRESS_ERRORS as exc:
                 self.error = f"{type(exc).__name__}: {exc}"
                 chunk = b""

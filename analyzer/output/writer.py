@@ -55,6 +55,28 @@ class TableWriter:
         if len(self.rows) >= self.chunk_rows:
             self.flush()
 
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        """Add rows that are already a frame of this table's schema (a merge of part tables)."""
+        self.flush()
+        if frame.height == 0:
+            return
+        self.rows = []
+        try:
+            if self.fmt == "parquet":
+                if self._partdir is None:
+                    self._partdir = Path(
+                        tempfile.mkdtemp(prefix=f".{self.name}-", dir=self._outdir)
+                    )
+                part = self._partdir / f"part-{len(self._parts):06d}.parquet"
+                with _private_open(part) as fh:
+                    frame.write_parquet(fh)
+                self._parts.append(part)
+            else:
+                self._append(frame)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
+        self.count += frame.height
+
     def _frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.rows, schema=self.schema, orient="row")
 

@@ -1,0 +1,289 @@
+"""``analyze --workers N``: the per-flow stage in N processes, the cross-flow stage once.
+
+Every worker reads the whole input (files are opened by each worker; standard input is read
+once by the parent and copied to every worker through a pipe), decodes every packet's link and
+IP layers (so every fragment of a datagram is reassembled everywhere), and keeps only the TCP
+flows of its shard: a symmetric hash of the 4-tuple (``pipeline.flow_shard``), so both
+directions of a flow land in the same worker. Packets of other shards still move the worker's
+clock, so flows time out as in a single run. Each worker writes its per-flow tables and its
+summary records into a private scratch directory; the parent then
+
+- concatenates the per-flow tables (``conn``, ``dicom_*``, ``dimse``, ``phi``, ``weird``),
+  sorted by time, into the output format;
+- runs the cross-flow stage once over all workers' summary records merged in
+  ``(emit_ts, uid, seq)`` order (``findings.replay``): the ``finding`` table, ``alerts.jsonl``
+  and the ``asset`` inventory;
+- removes the scratch directory.
+
+Hashes need one salt across workers: without ``[privacy] salt`` the parent draws a random one
+for the run and hands it to the workers in memory (never written). Ctrl-C reaches every worker;
+each stops, writes what it has, and the merge still runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import multiprocessing
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analyzer.capture import CaptureReader, open_inputs
+from analyzer.config import Config
+from analyzer.findings.replay import replay
+from analyzer.logs.records import TABLES, Weird
+from analyzer.logs.weird import source_of
+from analyzer.run.pipeline import RunSummary, run_analysis, table_writers
+from analyzer.run.progress import Progress
+
+PER_FLOW_TABLES = ("conn", "dicom_assoc", "dicom_context", "dimse", "dicom_object", "phi", "weird")
+STDIN_CHUNK = 1 << 20
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class PipeStream(io.RawIOBase):
+    """A readable binary stream over a ``multiprocessing`` pipe (a worker's copy of stdin)."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self.conn = conn
+        self.buf = b""
+        self.eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if not self.buf and not self.eof:
+            try:
+                self.buf = self.conn.recv_bytes()
+            except EOFError:
+                self.buf = b""
+            if not self.buf:
+                self.eof = True
+        n = min(len(b), len(self.buf))
+        b[:n] = self.buf[:n]
+        self.buf = self.buf[n:]
+        return n
+
+
+class SharedProgress(Progress):
+    """A worker's progress, published to the parent through shared counters."""
+
+    def __init__(self, done: Synchronized[int], packets: Synchronized[int]) -> None:
+        super().__init__(None, enabled=False)
+        self.done_bytes, self.packets = done, packets
+
+    def update(self, done_bytes: int, packets: int) -> None:
+        self.done_bytes.value = done_bytes
+        self.packets.value = packets
+
+
+def _worker(
+    k: int,
+    n: int,
+    config: Config,
+    inputs: list[str],
+    conn: Connection | None,
+    outdir: str,
+    done: Synchronized[int],
+    packets: Synchronized[int],
+    results: Any,
+) -> None:
+    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # as the CLI: no pixel data
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        if conn is not None:
+            stream: Any = io.BufferedReader(PipeStream(conn), STDIN_CHUNK)
+            readers = [CaptureReader("<stdin>", None, None, None, stream)]
+        else:
+            readers, _ = open_inputs(inputs)
+        summary = run_analysis(
+            config, readers, Path(outdir), "parquet", SharedProgress(done, packets), shard=(k, n)
+        )
+        results.put((k, summary, None))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+        results.put((k, None, f"{type(exc).__name__}: {exc}"))
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """The first SIGINT stops the worker's reading (its tables are then written); a second
+    one (the terminal's and the parent's, or an impatient user) must not break the writing."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _tee_stdin(conns: list[Connection]) -> None:
+    fd = sys.stdin.fileno()  # unbuffered: a daemon thread must hold no lock at exit
+    try:
+        while chunk := os.read(fd, STDIN_CHUNK):
+            for c in conns:
+                c.send_bytes(chunk)
+    except (BrokenPipeError, OSError):
+        pass
+    finally:
+        for c in conns:
+            try:
+                c.send_bytes(b"")
+                c.close()
+            except OSError:
+                pass
+
+
+def run_parallel(
+    config: Config,
+    inputs: list[str],
+    readers: list[CaptureReader],
+    outdir: Path,
+    fmt: str,
+    progress: Progress,
+    workers: int,
+) -> RunSummary:
+    """Analyze ``inputs`` with ``workers`` processes into tables in ``outdir``."""
+    started = time.monotonic()
+    if config.salt is None:
+        config = dataclasses.replace(config, salt=secrets.token_bytes(32))
+    ctx = multiprocessing.get_context("spawn")
+    scratch = Path(tempfile.mkdtemp(prefix=".workers-", dir=outdir))
+    dirs = [scratch / f"w{k}" for k in range(workers)]
+    for d in dirs:
+        d.mkdir(mode=0o700)
+    done = [ctx.Value("q", 0) for _ in range(workers)]
+    packets = [ctx.Value("q", 0) for _ in range(workers)]
+    results = ctx.Queue()
+    stdin = inputs == ["-"]
+    pipes = [ctx.Pipe(duplex=False) for _ in range(workers)] if stdin else []
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(
+                k,
+                workers,
+                config,
+                inputs,
+                pipes[k][0] if stdin else None,
+                str(dirs[k]),
+                done[k],
+                packets[k],
+                results,
+            ),  # fmt: skip
+            name=f"dicom-analyzer-worker-{k}",
+        )
+        for k in range(workers)
+    ]
+    interrupted = False
+    summaries: dict[int, RunSummary] = {}
+    errors: list[str] = []
+    try:
+        for p in procs:
+            p.start()
+        if stdin:
+            threading.Thread(target=_tee_stdin, args=([w for _, w in pipes],), daemon=True).start()
+        while len(summaries) + len(errors) < workers:
+            try:
+                k, summary, error = results.get(timeout=0.25)
+                if summary is not None:
+                    summaries[k] = summary
+                else:
+                    errors.append(f"worker {k}: {error}")
+            except Exception:  # queue.Empty
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    break
+            low = min(d.value for d in done)
+            progress.update(
+                low or sum(r.position() for r in readers), min(p.value for p in packets)
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+        for p in procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGINT)
+        while len(summaries) + len(errors) < workers and any(p.is_alive() for p in procs):
+            try:
+                k, summary, error = results.get(timeout=1.0)
+                if summary is not None:
+                    summaries[k] = summary
+            except Exception:  # noqa: BLE001 - queue.Empty or a worker gone
+                pass
+    finally:
+        progress.done()
+        for p in procs:
+            p.join(30)
+    if errors and not summaries:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise RuntimeError("; ".join(errors))
+    try:
+        summary = _merge(config, [dirs[k] for k in sorted(summaries)], outdir, fmt)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    parts = [summaries[k] for k in sorted(summaries)]
+    first = parts[0] if parts else RunSummary()
+    summary.inputs = len(readers) or 1
+    summary.stats = first.stats
+    summary.flows = sum(s.flows for s in parts)
+    summary.flows_evicted = sum(s.flows_evicted for s in parts)
+    for s in parts:
+        for svc, count in s.services.items():
+            summary.services[svc] = summary.services.get(svc, 0) + count
+        summary.warnings.extend(w for w in s.warnings if w not in summary.warnings)
+    summary.warnings.extend(errors)
+    summary.interrupted = interrupted or any(s.interrupted for s in parts)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _merge(config: Config, dirs: list[Path], outdir: Path, fmt: str) -> RunSummary:
+    """The workers' per-flow tables as one, then the cross-flow stage over their summaries."""
+    writers = table_writers(outdir, fmt)
+    summary = RunSummary()
+    internal: list[Weird] = []
+
+    def report(uid: str | None, ts: float, name: str, detail: str) -> None:
+        internal.append(Weird(uid=uid, ts=ts, name=name, detail=detail, source=source_of(name)))
+
+    summary.findings = replay(
+        config,
+        dirs,
+        writers["finding"],
+        report,
+        alerts=outdir / "alerts.jsonl",
+        asset_table=writers["asset"],
+    )
+    for name in PER_FLOW_TABLES:
+        files = [d / f"{name}.parquet" for d in dirs if (d / f"{name}.parquet").exists()]
+        frame = (
+            pl.concat([pl.read_parquet(f) for f in files])
+            if files
+            else pl.DataFrame(schema=TABLES[name])
+        )
+        if name == "weird" and internal:
+            frame = pl.concat([frame, pl.DataFrame(internal, schema=TABLES[name], orient="row")])
+        order = ["ts", "uid"] if "ts" in frame.columns else ["uid"]
+        frame = frame.sort(order, nulls_last=False, maintain_order=True)
+        writers[name].add_frame(frame)
+        del frame
+    for name, writer in writers.items():
+        summary.rows[name] = writer.close()
+    summary.weird = summary.rows.get("weird", 0)
+    return summary
+
+
+__all__ = ["run_parallel", "usable_cores"]
