@@ -193,7 +193,9 @@ class Pipeline:
         self, records: Iterable[Record], on_progress: Callable[[int], None] | None = None
     ) -> None:
         """Process records; an internal error in one packet is an anomaly, not the end."""
-        packet = self.decoder.packet
+        packet: Callable[[float, int, bytes, int], None] = self.decoder.packet
+        if self.shard is not None:
+            packet = _skip_other_shards(packet, self.decoder.stats, self.table.tick, *self.shard)
         strict = self.config.strict
         for n, (ts, linktype, buf, wire_len) in enumerate(records, 1):
             try:
@@ -267,6 +269,43 @@ def flow_shard(src: bytes, sport: int, dst: bytes, dport: int, n: int) -> int:
     """The shard of a TCP flow: the same for both directions and in every process."""
     a, b = src + sport.to_bytes(2, "big"), dst + dport.to_bytes(2, "big")
     return zlib.crc32(a + b if a < b else b + a) % n
+
+
+def _skip_other_shards(
+    packet: Callable[[float, int, bytes, int], None],
+    stats: DecodeStats,
+    tick: Callable[[float], None],
+    k: int,
+    n: int,
+) -> Callable[[float, int, bytes, int], None]:
+    """A shard's packet path: a plain Ethernet/IPv4/TCP frame of another shard (no options,
+    no fragment, lengths consistent: nothing the decoder would report) is only counted and
+    moves the clock; every other frame takes the full decoder."""
+    crc32 = zlib.crc32
+
+    def shard_packet(ts: float, linktype: int, buf: bytes, wire_len: int) -> None:
+        if (
+            linktype == 1
+            and wire_len == len(buf) >= 54
+            and buf[12] == 8
+            and buf[13] == 0
+            and buf[14] == 0x45
+            and buf[23] == 6
+            and not (buf[20] & 0x3F or buf[21])
+            and 40 + ((buf[46] >> 4) - 5) * 4 <= (buf[16] << 8 | buf[17]) <= len(buf) - 14
+            and buf[46] >> 4 >= 5
+        ):
+            a, b = buf[26:30] + buf[34:36], buf[30:34] + buf[36:38]
+            if crc32(a + b if a < b else b + a) % n != k:
+                stats.packets += 1
+                stats.wire_bytes += wire_len
+                stats.ipv4 += 1
+                stats.tcp += 1
+                tick(ts)
+                return
+        packet(ts, linktype, buf, wire_len)
+
+    return shard_packet
 
 
 def _sharded(table: FlowTable, k: int, n: int) -> TcpHandler:
