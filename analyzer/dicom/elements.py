@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
 
 from pydicom._dicom_dict import DicomDictionary
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR, private_dictionary_VR
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
+from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
 UNDEFINED = 0xFFFFFFFF
@@ -98,14 +98,14 @@ def _public(tag: int) -> tuple[str, str] | None:
     return hit
 
 
-def _text(value: Any, vr: str) -> str | None:
+def _text(value: object, vr: str) -> str | None:
     if vr in BULK_VRS:
         return None
     if value is None or value == "":
         return ""
     if isinstance(value, bytes):
         return None
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+    if isinstance(value, list | tuple | MultiValue):
         s = "\\".join(str(v) for v in value)
     else:
         s = str(value)

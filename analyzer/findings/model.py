@@ -80,7 +80,7 @@ class CrossFlowRule(Rule):
     def on_fact(self, fact: DimseFact) -> None:
         """A query, retrieve or store fact from inside an association."""
 
-    def windows(self, seconds: float, max_items: int = 4096) -> Windows:
+    def windows(self, seconds: float, max_items: int = 4096) -> Windows[Any, Any]:
         """Per-key sliding windows bounded by the run's ``max_window_keys``."""
         from analyzer.findings.windows import Windows
 

@@ -36,7 +36,8 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import IO, TYPE_CHECKING
 
 import polars as pl
 
@@ -47,6 +48,11 @@ from analyzer.logs.records import TABLES, Weird
 from analyzer.logs.weird import source_of
 from analyzer.run.pipeline import RunSummary, run_analysis, table_writers
 from analyzer.run.progress import Progress
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+
+    from _typeshed import WriteableBuffer
 
 PER_FLOW_TABLES = ("conn", "dicom_assoc", "dicom_context", "dimse", "dicom_object", "phi", "weird")
 STDIN_CHUNK = 1 << 20
@@ -71,7 +77,7 @@ class PipeStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: Any) -> int:
+    def readinto(self, b: WriteableBuffer) -> int:
         if not self.buf and not self.eof:
             try:
                 self.buf = self.conn.recv_bytes()
@@ -79,8 +85,9 @@ class PipeStream(io.RawIOBase):
                 self.buf = b""
             if not self.buf:
                 self.eof = True
-        n = min(len(b), len(self.buf))
-        b[:n] = self.buf[:n]
+        view = memoryview(b).cast("B")
+        n = min(len(view), len(self.buf))
+        view[:n] = self.buf[:n]
         self.buf = self.buf[n:]
         return n
 
@@ -106,13 +113,13 @@ def _worker(
     outdir: str,
     done: Synchronized[int],
     packets: Synchronized[int],
-    results: Any,
+    results: Queue[tuple[int, RunSummary | None, str | None]],
 ) -> None:
     sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # as the CLI: no pixel data
     signal.signal(signal.SIGINT, _interrupt_once)
     try:
         if conn is not None:
-            stream: Any = io.BufferedReader(PipeStream(conn), STDIN_CHUNK)
+            stream: IO[bytes] = io.BufferedReader(PipeStream(conn), STDIN_CHUNK)
             readers = [CaptureReader("<stdin>", None, None, None, stream)]
         else:
             readers, _ = open_inputs(inputs)
@@ -124,7 +131,7 @@ def _worker(
         results.put((k, None, f"{type(exc).__name__}: {exc}"))
 
 
-def _interrupt_once(signum: int, frame: Any) -> None:
+def _interrupt_once(signum: int, frame: FrameType | None) -> None:
     """The first SIGINT stops the worker's reading (its tables are then written); a second
     one (the terminal's and the parent's, or an impatient user) must not break the writing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -565,3 +565,13 @@ def test_bulk_retrieve__window_total_matches_a_recount() -> None:
         for k, q in w.data.items():
             assert w.total(k) == sum(n for _, n in q), (i, k)
     assert set(w.sums) == set(w.data)
+
+
+def test_ae_title_bruteforce__rejects_without_a_title() -> None:
+    """A reject whose request carried no readable title (a truncated RQ) is still a guess;
+    the sample of titles must not fail on it (it used to sort None with strings)."""
+    h = RuleHarness(scan.AeTitleBruteforce)
+    for i, title in enumerate(["A", None, "B", None, "C"]):
+        h.rule.on_association(rejected(7, called_ae=title, ts=100.0 + i))
+    assert h.severities == ["high"]
+    assert h.findings[0].evidence["titles_sample"] == ["", "A", "B", "C"]

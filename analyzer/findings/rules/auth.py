@@ -7,6 +7,7 @@ from analyzer.dicom.messages import Message
 from analyzer.findings.model import CrossFlowRule, FlowRule, Severity
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import AssocSummary
+from analyzer.findings.windows import Windows
 from analyzer.logs.views import AssocView
 
 QUERIES: dict[int, str] = {c: COMMAND_FIELD[c].removesuffix("-RQ") for c in QUERY_RETRIEVE}
@@ -151,7 +152,7 @@ class IdentityRejected(CrossFlowRule):
     options = {"window": 300.0, "min_attempts": 3}
 
     def setup(self) -> None:
-        self.seen = self.windows(self.opt["window"])
+        self.seen: Windows[tuple[str, str], str] = self.windows(self.opt["window"])
 
     def on_association(self, a: AssocSummary) -> None:
         if a.reject_source is None or a.identity_type is None:

@@ -8,6 +8,7 @@ from analyzer.dicom.messages import Anomaly, Message
 from analyzer.findings.model import CrossFlowRule, Finding, FlowRule, Severity
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import AssocSummary, FlowSummary
+from analyzer.findings.windows import Windows
 from analyzer.logs.views import AssocView
 from analyzer.tcp.events import Direction
 
@@ -192,7 +193,7 @@ class ConnectionChurn(CrossFlowRule):
     options = {"window": 10.0, "max_connections": 20, "dedup_window": 300.0}
 
     def setup(self) -> None:
-        self.seen = self.windows(self.opt["window"])
+        self.seen: Windows[str, str] = self.windows(self.opt["window"])
         self.congestion: dict[str, int] = {}
         self.released: set[str] = set()
 

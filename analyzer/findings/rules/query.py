@@ -7,7 +7,7 @@ from analyzer.dicom.messages import Message
 from analyzer.findings.model import CrossFlowRule, FlowRule, Severity
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import DimseFact, FactKind
-from analyzer.findings.windows import SummingWindows
+from analyzer.findings.windows import SummingWindows, Windows
 from analyzer.logs.views import AssocView
 
 FIND_MODELS = {
@@ -84,7 +84,9 @@ class PrefixEnumeration(CrossFlowRule):
     options = {"window": 600.0, "min_prefixes": 4, "dedup_window": 3600.0}
 
     def setup(self) -> None:
-        self.prefixes = self.windows(self.opt["window"])
+        self.prefixes: Windows[str, tuple[str | None, str | None]] = self.windows(
+            self.opt["window"]
+        )
 
     def on_fact(self, f: DimseFact) -> None:
         if f.kind != FactKind.FIND_PREFIX:
@@ -214,7 +216,7 @@ class UnknownMoveDestination(CrossFlowRule):
     options = {"window": 300.0, "min_count": 2, "dedup_window": 3600.0}
 
     def setup(self) -> None:
-        self.seen = self.windows(self.opt["window"])
+        self.seen: Windows[str, str] = self.windows(self.opt["window"])
 
     def on_fact(self, f: DimseFact) -> None:
         if (
@@ -253,7 +255,7 @@ class BulkRetrieve(CrossFlowRule):
     }
 
     def setup(self) -> None:
-        self.bytes_to = SummingWindows(
+        self.bytes_to: SummingWindows[str] = SummingWindows(
             self.opt["window"], 100_000, self.ctx.config.limits.max_window_keys
         )
 

@@ -7,6 +7,7 @@ from analyzer.dicom.states import State
 from analyzer.findings.model import CrossFlowRule, Finding, FlowRule, Severity
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import AssocSummary, FlowSummary
+from analyzer.findings.windows import Windows
 from analyzer.logs.views import AssocView
 
 NMAP_SIGNATURE = {
@@ -29,13 +30,13 @@ class AeTitleBruteforce(CrossFlowRule):
     options = {"window": 300.0, "min_rejects": 5, "min_titles": 3, "dedup_window": 3600.0}
 
     def setup(self) -> None:
-        self.rejects = self.windows(self.opt["window"])
+        self.rejects: Windows[tuple[str, str], str] = self.windows(self.opt["window"])
         self.alerted: set[tuple[str, str]] = set()
 
     def on_association(self, a: AssocSummary) -> None:
         pair = (a.orig_h, a.resp_h)
         if a.reject_source == 1 and a.reject_reason in (3, 7):
-            title = a.called_ae if a.reject_reason == 7 else a.calling_ae
+            title = (a.called_ae if a.reject_reason == 7 else a.calling_ae) or ""
             q = self.rejects.add(pair, a.ts, title)
             titles = {t for _, t in q}
             if len(q) >= self.opt["min_rejects"] and len(titles) >= self.opt["min_titles"]:
@@ -156,7 +157,7 @@ class DicomScan(CrossFlowRule):
     options = {"window": 60.0, "min_targets": 4, "dedup_window": 3600.0}
 
     def setup(self) -> None:
-        self.targets = self.windows(self.opt["window"])
+        self.targets: Windows[str, tuple[str, int]] = self.windows(self.opt["window"])
 
     def _add(self, src: str, ts: float, target: tuple[str, int], uid: str, resp_h: str) -> None:
         q = self.targets.add(src, ts, target)
