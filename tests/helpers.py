@@ -171,7 +171,9 @@ def dicom_driver(
     engine = RuleEngine(config, rows["finding"], lambda *a: None, clock=lambda: drv.table.now)
     phi = PhiPolicy(engine.hasher, False, config.capture_phi)
     observers = [
-        DicomTables(rows["dimse"], rows["dicom_object"], rows["dicom_context"], rows["dicom_assoc"]),
+        DicomTables(
+            rows["dimse"], rows["dicom_object"], rows["dicom_context"], rows["dicom_assoc"]
+        ),
         PhiLog(rows["phi"], phi),
         engine.flow_rules,
         engine.emitter,

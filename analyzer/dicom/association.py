@@ -24,7 +24,7 @@ from analyzer.dicom.events import (
     PdvChunk,
     Resynchronized,
 )
-from analyzer.dicom.framing import PduFramer
+from analyzer.dicom.framing import S_PDV_VALUE, PduFramer
 from analyzer.dicom.items import Associate, decode_abort, decode_associate, decode_reject
 from analyzer.dicom.limits import DicomLimits
 from analyzer.dicom.messages import (
@@ -96,8 +96,22 @@ class AssociationParser:
     # -- input ------------------------------------------------------------------
 
     def feed(self, direction: int, data: bytes, ts: float) -> list[DicomEvent]:
+        fr = self.framers[direction]
+        n = len(data)
+        if fr.state == S_PDV_VALUE and not fr.pdv_first and n < fr.pdv_left and not fr.pdv_mch & 1:
+            # The middle of a dataset PDV (most segments of a C-STORE): no event can come of
+            # these bytes, so they are only counted (and kept while the head has room).
+            p = self.pending[direction].get(fr.pdv_ctx)
+            if p is not None and p.head is not None and p.command is not None:
+                fr.pdv_left -= n
+                fr.pdu_left -= n
+                room = self.limits.max_dataset_head - len(p.head)
+                if room > 0:
+                    p.head += data[:room]
+                p.dataset_bytes += n
+                return []
         self._out = []
-        self._handle(direction, self.framers[direction].feed(data, ts), ts)
+        self._handle(direction, fr.feed(data, ts), ts)
         return self._out
 
     def gap(self, direction: int, ts: float, length: int) -> list[DicomEvent]:

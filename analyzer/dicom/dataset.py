@@ -110,4 +110,5 @@ def summarize(
         anomalies=tuple(anomalies),
     )
 
+
 __all__ = ["DatasetSummary", "Element", "inflate", "summarize", "syntax_flags"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pydicom._dicom_dict import DicomDictionary
 from pydicom.charset import convert_encodings, default_encoding
@@ -57,9 +58,9 @@ KNOWN_VRS = LONG_LENGTH_VRS | frozenset(
 US_OR_SS = frozenset({"US or SS", "US or SS or OW"})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Element:
-    """One decoded element. ``depth`` 0 is top level; deeper ones sit in sequences."""
+class Element(NamedTuple):
+    """One decoded element. ``depth`` 0 is top level; deeper ones sit in sequences. A named
+    tuple: a CT header makes 250 of them, and a frozen dataclass costs three times as much."""
 
     tag: int
     keyword: str
@@ -110,6 +111,42 @@ def _text(value: object, vr: str) -> str | None:
     else:
         s = str(value)
     return s[:MAX_VALUE_CHARS]
+
+
+ASCII_VRS = frozenset({"AS", "CS", "DA", "DT", "TM", "UI"})
+"""Values pydicom decodes as its default encoding and strips of trailing spaces and NULs."""
+TEXT_VRS = frozenset({"SH", "LO", "UC"})
+"""Values in the dataset's character set; each of several values stripped at its end."""
+SINGLE_TEXT_VRS = frozenset({"ST", "LT", "UT"})
+"""One value in the dataset's character set, stripped at its end."""
+
+
+def _plain_text(vr: str, value: bytes, encodings: str | list[str]) -> str | None:
+    """The text pydicom's conversion gives for the common cases, without building its objects:
+    string VRs in one character set without ISO 2022 escapes. None: let pydicom convert.
+    (``tests/dicom/test_elements.py`` holds this to pydicom's result.)"""
+    if vr in ASCII_VRS:
+        return value.decode(default_encoding).rstrip(" \x00")
+    if vr == "AE":
+        return "\\".join(v.strip() for v in value.decode(default_encoding).split("\\"))
+    if isinstance(encodings, list):
+        if len(encodings) != 1:
+            return None
+        codec = encodings[0]
+    else:
+        codec = encodings
+    if b"\x1b" in value:
+        return None
+    try:
+        if vr in TEXT_VRS:
+            return "\\".join(v.rstrip("\x00 ") for v in value.decode(codec).split("\\"))
+        if vr in SINGLE_TEXT_VRS:
+            return value.decode(codec).rstrip("\x00 ")
+        if vr == "PN":
+            return value.rstrip(b"\x00 ").decode(codec)
+    except (UnicodeError, LookupError):
+        return None
+    return None
 
 
 class _Level:
@@ -197,6 +234,9 @@ class _Walker:
         """The value as text; ``cut``: the data ended inside it (a failed conversion is then
         part of the truncation already reported, not an anomaly of its own)."""
         enc = default_encoding if tag == SPECIFIC_CHARACTER_SET else level.encodings
+        text = _plain_text(vr, value, enc)
+        if text is not None:
+            return text[:MAX_VALUE_CHARS]
         raw = RawDataElement(BaseTag(tag), vr, len(value), value, 0, self.implicit, self.little)
         try:
             elem = convert_raw_data_element(raw, encoding=enc, ds=None)
@@ -300,14 +340,7 @@ class _Walker:
         if self.full or depth > MAX_DEPTH:
             return
         public = _public(tag) if not tag >> 16 & 1 else None
-        element = Element(
-            tag=tag,
-            keyword=public[0] if public is not None else "",
-            vr=vr,
-            value=value,
-            length=length,
-            depth=depth,
-        )
+        element = Element(tag, public[0] if public is not None else "", vr, value, length, depth)
         at = level.seen.get(tag)
         if at is not None and vr != "SQ":
             self.out[at] = element

@@ -11,12 +11,19 @@ from analyzer.privacy import PhiPolicy
 from analyzer.tcp.events import Direction
 
 
+MEMO_SIZE = 4096
+"""Values remembered with their redaction and hash: a series repeats the same patient, study
+and institution values in every slice."""
+
+
 class PhiLog(DicomObserver):
-    __slots__ = ("sink", "policy")
+    __slots__ = ("sink", "policy", "memo", "tags")
 
     def __init__(self, sink: RowSink[Phi], policy: PhiPolicy) -> None:
         self.sink = sink
         self.policy = policy
+        self.memo: dict[str, tuple[str, str]] = {}
+        self.tags: dict[int, tuple[str, str]] = {}
 
     def message(self, a: AssocView, m: Message, info: MessageInfo) -> None:
         phi = info.phi
@@ -26,21 +33,34 @@ class PhiLog(DicomObserver):
         message_id = c.message_id if c.message_id is not None else c.message_id_responded
         direction = Direction(m.direction).label
         hasher, shown = self.policy.hasher, self.policy.shown
+        memo, tags, add = self.memo, self.tags, self.sink.add
+        uid, ts, patient_key = a.uid, m.ts, phi.patient_key
         for e in phi.elements:
             value = e.value or ""
-            self.sink.add(
+            seen = memo.get(value)
+            if seen is None:
+                if len(memo) >= MEMO_SIZE:
+                    memo.clear()
+                seen = memo[value] = (shown(value), hasher(value))
+            names = tags.get(e.tag)
+            if names is None:
+                names = tags[e.tag] = (
+                    f"({e.tag >> 16:04X},{e.tag & 0xFFFF:04X})",
+                    e.keyword or f"{e.tag:08X}",
+                )
+            add(
                 Phi(
-                    uid=a.uid,
-                    ts=m.ts,
+                    uid=uid,
+                    ts=ts,
                     message_id=message_id,
                     direction=direction,
-                    tag=f"({e.tag >> 16:04X},{e.tag & 0xFFFF:04X})",
-                    keyword=e.keyword or f"{e.tag:08X}",
+                    tag=names[0],
+                    keyword=names[1],
                     vr=e.vr,
-                    value=shown(value),
-                    value_hash=hasher(value),
+                    value=seen[0],
+                    value_hash=seen[1],
                     value_length=e.length,
                     depth=e.depth,
-                    patient_key=phi.patient_key,
+                    patient_key=patient_key,
                 )
             )

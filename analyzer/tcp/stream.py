@@ -26,6 +26,7 @@ class Flow(Protocol):
 
     def mark_log(self, letter: str, direction: int, count: int) -> None: ...
 
+
 MASK = 0xFFFFFFFF
 HALF = 0x80000000
 WRAP = 0x100000000

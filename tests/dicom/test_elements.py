@@ -139,6 +139,10 @@ LEAVES: list[tuple[str, Any]] = [
         "ImageComments",
         st.text(alphabet="abc xyz\\", max_size=40).map(lambda s: s.replace("\\", "")),
     ),
+    ("RetrieveAETitle", st.sampled_from(["PACS", " PACS ", "A\\ B", ""])),
+    ("InstitutionName", st.text(alphabet="Müllerçé ab", max_size=20)),
+    ("StudyComments", st.text(alphabet="Zürich ok", max_size=30)),
+    ("PatientComments", st.text(alphabet="Ørsted é", max_size=30)),
 ]
 CODE_KEYS = ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")
 
@@ -152,6 +156,12 @@ def datasets(draw: st.DrawFn, depth: int = 0) -> Dataset:
         setattr(ds, keyword, draw(values))
     if "SmallestImagePixelValue" in ds and "PixelRepresentation" not in ds:
         ds.PixelRepresentation = draw(st.integers(0, 1))  # the writer needs it for US or SS
+    if depth == 0:
+        charset = draw(st.sampled_from([None, "ISO_IR 100", "ISO_IR 192"]))
+        if charset is not None:
+            ds.SpecificCharacterSet = charset
+        elif any(k in ds for k in ("InstitutionName", "StudyComments", "PatientComments")):
+            ds.SpecificCharacterSet = "ISO_IR 100"  # non-ASCII needs a declared charset
     if depth < 3 and draw(st.booleans()):
         items = [draw(datasets(depth + 1)) for _ in range(draw(st.integers(0, 3)))]
         for item in items:
