@@ -1,12 +1,21 @@
 #!/usr/bin/env python3
-"""Speed and memory of ``analyze`` next to tshark and a bare dpkt loop, on one file.
+"""Speed and memory of ``analyze`` next to tshark and two pure-Python floors, in one run.
 
-    python benchmarks/run.py [--size-mb 400] [--keep]
+    sudo python benchmarks/run.py [--workload ct] [--sizes-mb 250,1000,4000] [--keep]
+    python benchmarks/run.py --workload template --sizes-mb 100,200,400 [--clients N]
+    python benchmarks/run.py ... --baseline REV
 
-Builds the capture with make_capture.py (in benchmarks/data/, never committed), then
-runs each tool in its own process, pinned to one core, and reports packets/s, MB/s
-and peak RSS. ``analyze`` also runs on a quarter- and a half-size capture: its peak
-RSS must not grow with the capture (flat memory), which the last lines check.
+Workloads (captures built in benchmarks/data/, never committed, reused when present):
+
+- ``ct`` (default): real traffic recorded in a namespace lab by ``ct_lab.py`` (root needed):
+  CT and MR series with full headers, deflate and big endian, worklist queries, echoes.
+- ``template``: copies of the lab's small C-STORE association from ever-new client addresses
+  (``make_capture.py``), the many-endpoints case.
+
+For every size each tool runs in its own process: ``analyze --workers 1``, tshark, the struct
+floor and the dpkt loop pinned to one core (``taskset -c 0``); ``analyze`` with its default
+workers on every core. Reported: wall time, packets/s, MB/s, the peak RSS of the largest
+process and of the sum over the process tree, and tshark's time over each tool's time.
 """
 
 from __future__ import annotations
@@ -25,17 +34,17 @@ DATA = HERE / "data"
 PY = sys.executable
 
 
-def measure(cmd: list[str], cwd: Path | None = None) -> dict[str, float]:
+def measure(cmd: list[str], pin: bool, cwd: Path | None = None) -> dict[str, float]:
     """Wall time and peak RSS of ``cmd``; ``cwd``: where ``python -m analyzer`` finds its code."""
-    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    taskset = ["taskset", "-c", "0"] if pin and shutil.which("taskset") else []
     out = subprocess.run(
-        [PY, str(HERE / "measure.py"), *pin, *cmd],
+        [PY, str(HERE / "measure.py"), *taskset, *cmd],
         capture_output=True,
         text=True,
         check=True,
         cwd=cwd,
     )
-    result = json.loads(out.stdout)
+    result: dict[str, float] = json.loads(out.stdout)
     if result["rc"] != 0:
         raise SystemExit(f"{cmd[0]} failed: {result['stderr']}")
     return result
@@ -43,140 +52,121 @@ def measure(cmd: list[str], cwd: Path | None = None) -> dict[str, float]:
 
 def packets_in(path: Path) -> int:
     out = subprocess.run(
-        [PY, str(HERE / "dpkt_loop.py"), str(path)], capture_output=True, text=True, check=True
+        [PY, str(HERE / "struct_loop.py"), str(path)], capture_output=True, text=True, check=True
     )
     return int(out.stdout)
+
+
+def build(workload: str, path: Path, size_mb: float, clients: int) -> None:
+    if path.exists():
+        return
+    if workload == "ct":
+        if os.geteuid() != 0:
+            raise SystemExit("the ct workload is recorded in a namespace lab: run as root")
+        cmd = [PY, str(HERE / "ct_lab.py"), str(path), "--size-mb", str(size_mb)]
+    else:
+        cmd = [PY, str(HERE / "make_capture.py"), str(path), "--size-mb", str(size_mb)]
+        cmd += ["--clients", str(clients)]
+    subprocess.run(cmd, check=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--size-mb", type=float, default=400.0)
+    ap.add_argument("--workload", choices=("ct", "template"), default="ct")
+    ap.add_argument("--sizes-mb", default="250,1000,4000", help="comma-separated sizes")
     ap.add_argument("--keep", action="store_true", help="keep the generated captures")
     ap.add_argument(
         "--clients",
         type=int,
         default=0,
-        help="distinct client addresses (0: a new one per association, the stress case)",
+        help="template workload: distinct client addresses (0: a new one per association)",
     )
     ap.add_argument(
         "--baseline",
         metavar="REV",
-        help="also run analyze as of this git revision (checked out in a temporary worktree) "
-        "on the same capture, for a before/after comparison in one run",
+        help="also run analyze --workers 1 as of this git revision (checked out in a temporary "
+        "worktree) on the largest capture, for a before/after comparison in one run",
     )
     args = ap.parse_args()
     DATA.mkdir(exist_ok=True)
-    sizes = [args.size_mb / 4, args.size_mb / 2, args.size_mb]
-    paths = [DATA / f"cstore_{mb:.0f}mb_c{args.clients}.pcap" for mb in sizes]
+    sizes = [float(s) for s in args.sizes_mb.split(",")]
+    suffix = "" if args.workload == "ct" else f"_c{args.clients}"
+    paths = [DATA / f"{args.workload}_{mb:.0f}mb{suffix}.pcap" for mb in sizes]
     for path, size in zip(paths, sizes, strict=True):
-        if not path.exists():
-            subprocess.run(
-                [
-                    PY,
-                    str(HERE / "make_capture.py"),
-                    str(path),
-                    "--size-mb",
-                    str(size),
-                    "--clients",
-                    str(args.clients),
-                ],
-                check=True,
-            )
-    big = paths[-1]
-    n_packets = packets_in(big)
-    mb = big.stat().st_size / 1e6
-    analyzer = shutil.which("dicom-analyzer") or "dicom-analyzer"
-    rows = []
+        build(args.workload, path, size, args.clients)
+    beside = Path(PY).parent / "dicom-analyzer"  # the venv's entry point, as a user runs it
+    analyzer = (
+        str(beside) if beside.exists() else shutil.which("dicom-analyzer") or "dicom-analyzer"
+    )
+    tree = None
+    report: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        runs = {
-            "dicom-analyzer analyze (full DICOM decoding)": [
-                analyzer,
-                "analyze",
-                str(big),
-                "-o",
-                f"{tmp}/a",
-                "-q",
-            ],
-            "tshark -Y dicom (DICOM forced on 11112)": [
-                "tshark",
-                "-n",
-                "-q",
-                "-Y",
-                "dicom",
-                "-d",
-                "tcp.port==11112,dicom",
-                "-r",
-                str(big),
-            ],
-            "bare dpkt loop (Ethernet/IP/TCP objects)": [PY, str(HERE / "dpkt_loop.py"), str(big)],
-        }
-        cwds: dict[str, Path] = {}
         if args.baseline:
             tree = Path(tmp) / "baseline"
             subprocess.run(
-                [
-                    "git",
-                    "-C",
-                    str(HERE.parent),
-                    "worktree",
-                    "add",
-                    "--detach",
-                    str(tree),
-                    args.baseline,
-                ],
+                ["git", "-C", str(HERE.parent), "worktree", "add", "--detach", str(tree),
+                 args.baseline],
                 check=True,
                 capture_output=True,
-            )
-            name = f"dicom-analyzer analyze at {args.baseline} (baseline)"
-            runs[name] = [PY, "-m", "analyzer", "analyze", str(big), "-o", f"{tmp}/b", "-q"]
-            cwds[name] = tree  # python -m puts the working directory first on sys.path
+            )  # fmt: skip
         try:
-            for name, cmd in runs.items():
-                r = measure(cmd, cwds.get(name))
-                rows.append(
-                    (
-                        name,
-                        r["seconds"],
-                        n_packets / r["seconds"],
-                        mb / r["seconds"],
-                        r["peak_rss_mb"],
-                    )
-                )
+            for path in paths:
+                report += run_size(path, analyzer, Path(tmp), tree, args.baseline)
         finally:
-            if args.baseline:
+            if tree is not None:
                 subprocess.run(
                     ["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(tree)],
                     check=False,
                     capture_output=True,
                 )
-        peaks = [
-            measure([analyzer, "analyze", str(p), "-o", f"{tmp}/s{i}", "-q"])["peak_rss_mb"]
-            for i, p in enumerate(paths[:-1])
-        ] + [rows[0][4]]
-    print(f"\ncapture: {big.name}, {mb:,.0f} MB, {n_packets:,} packets, one core (taskset -c 0)\n")
-    print(f"{'tool':<48}{'seconds':>9}{'packets/s':>12}{'MB/s':>9}{'peak RSS MB':>13}")
-    for name, sec, pps, mbs, rss in rows:
-        print(f"{name:<48}{sec:>9.1f}{pps:>12,.0f}{mbs:>9.1f}{rss:>13.0f}")
-    print(
-        "\nanalyze peak RSS by capture size: "
-        + ", ".join(
-            f"{p.stat().st_size / 1e6:,.0f} MB -> {peak:.0f} MB"
-            for p, peak in zip(paths, peaks, strict=True)
-        )
-    )
-    growth = peaks[-1] - peaks[-2]
-    print(
-        f"doubling the capture added {growth:+.0f} MB: memory is {'flat' if growth < 10 else 'GROWING'}"
-        " (the first step is the table writer's one-time cost once it starts writing part files)"
-    )
-    print(f"analyze is {rows[1][1] / rows[0][1]:.1f}x tshark's speed on this capture")
-    if args.baseline:
-        print(f"analyze now takes {rows[0][1] / rows[3][1]:.2f}x the time of {args.baseline}")
+    print("\n".join(report))
     if not args.keep:
         for p in paths:
             p.unlink()
+
+
+def run_size(
+    big: Path, analyzer: str, tmp: Path, tree: Path | None, baseline: str | None
+) -> list[str]:
+    n_packets = packets_in(big)
+    mb = big.stat().st_size / 1e6
+    out = str(tmp / "out")
+    runs: dict[str, tuple[list[str], bool, Path | None]] = {
+        "analyze --workers 1": ([analyzer, "analyze", str(big), "-o", out, "-q", "--workers", "1"], True, None),
+        "analyze (default workers, every core)": ([analyzer, "analyze", str(big), "-o", out, "-q"], False, None),
+        "tshark -n -q -Y dicom": (
+            ["tshark", "-n", "-q", "-Y", "dicom", "-d", "tcp.port==11112,dicom", "-r", str(big)],
+            True,
+            None,
+        ),
+        "struct floor (records, headers, flow dict)": ([PY, str(HERE / "struct_loop.py"), str(big)], True, None),
+        "dpkt loop (Ethernet/IP/TCP objects)": ([PY, str(HERE / "dpkt_loop.py"), str(big)], True, None),
+    }  # fmt: skip
+    if tree is not None and baseline:
+        runs[f"analyze --workers 1 at {baseline}"] = (
+            [PY, "-m", "analyzer", "analyze", str(big), "-o", f"{out}b", "-q"],
+            True,
+            tree,
+        )
+    results = {}
+    for name, (cmd, pin, cwd) in runs.items():
+        shutil.rmtree(out, ignore_errors=True)
+        results[name] = measure(cmd, pin, cwd)
+    tshark = results["tshark -n -q -Y dicom"]["seconds"]
+    lines = [
+        f"\n{big.name}: {mb:,.0f} MB, {n_packets:,} packets\n",
+        "| tool | seconds | packets/s | MB/s | peak RSS (largest process) | peak RSS (sum) | speed vs tshark |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        s = r["seconds"]
+        lines.append(
+            f"| {name} | {s:.1f} | {n_packets / s:,.0f} | {mb / s:,.1f} | "
+            f"{r['peak_rss_mb']:,.0f} MB | {r['peak_rss_sum_mb']:,.0f} MB | {tshark / s:.2f}x |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -113,26 +113,32 @@ def read_pcap(fh: IO[bytes], header: bytes, weird: WeirdSink, name: str) -> Iter
     """
     order, unit = PCAP_MAGIC[header[:4]]
     linktype = struct.unpack(order + "I", header[20:24])[0] & 0xFFFF
-    rec = struct.Struct(order + "IIII")
-    unpack = rec.unpack
+    unpack_from = struct.Struct(order + "IIII").unpack_from
     chunks = _Chunks(fh)
-    take = chunks.take
     ts = 0.0
     while True:
-        head = take(16)
-        if head is None:
+        # every whole record in the buffer, without a call per record; then refill
+        buf, pos = chunks.buf, chunks.pos
+        end = len(buf)
+        need = 16
+        while pos + 16 <= end:
+            sec, frac, caplen, wire_len = unpack_from(buf, pos)
+            ts = sec + frac * unit
+            if caplen > MAX_RECORD:
+                weird(ts, "capture_corrupt_record", f"{name}: record length {caplen} is not plausible")
+                return
+            nxt = pos + 16 + caplen
+            if nxt > end:
+                need = 16 + caplen
+                break
+            yield ts, linktype, buf[pos + 16 : nxt], wire_len if wire_len >= caplen else caplen
+            pos = nxt
+        chunks.pos = pos
+        if not chunks._fill(need):
+            if need > 16 and chunks.remaining() >= 16:
+                chunks.pos += 16  # the header was whole: the cut-off part is the data
             _end_of_input(chunks, ts, weird, name)
             return
-        sec, frac, caplen, wire_len = unpack(head)
-        ts = sec + frac * unit
-        if caplen > MAX_RECORD:
-            weird(ts, "capture_corrupt_record", f"{name}: record length {caplen} is not plausible")
-            return
-        data = take(caplen)
-        if data is None:
-            _end_of_input(chunks, ts, weird, name)
-            return
-        yield ts, linktype, data, wire_len if wire_len >= caplen else caplen
 
 
 class _Interface:

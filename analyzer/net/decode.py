@@ -74,6 +74,30 @@ class Decoder:
         st.packets += 1
         st.wire_bytes += wire_len
         cut = wire_len - len(buf)
+        if (
+            linktype == 1
+            and not cut
+            and len(buf) >= 54
+            and buf[12] == 8
+            and buf[13] == 0
+            and buf[14] == 0x45
+            and buf[23] == IPPROTO_TCP
+            and not (buf[20] & 0x3F or buf[21])
+        ):
+            # The common frame in one step: Ethernet, IPv4 without options or fragments, TCP,
+            # lengths consistent (anything else takes the general path below).
+            end = 14 + (buf[16] << 8 | buf[17])
+            if 54 <= end <= len(buf):
+                sport, dport, seq, ack, offres, flags, win = TCP.unpack_from(buf, 34)
+                start = 34 + ((offres >> 4) << 2)
+                if 54 <= start <= end:
+                    st.ipv4 += 1
+                    st.tcp += 1
+                    self.on_tcp(
+                        ts, buf[26:30], sport, buf[30:34], dport, seq, ack, flags, win,
+                        buf, start, end, end - start, end - 14, None,
+                    )  # fmt: skip
+                    return None
         if linktype == 1:  # Ethernet
             if len(buf) < 14:
                 return self._malformed(ts, "link_truncated", "ethernet header cut off")

@@ -26,6 +26,7 @@ import dataclasses
 import io
 import multiprocessing
 import os
+import queue
 import secrets
 import shutil
 import signal
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
 
     from _typeshed import WriteableBuffer
 
+INTERRUPTED = "interrupted"
 PER_FLOW_TABLES = ("conn", "dicom_assoc", "dicom_context", "dimse", "dicom_object", "phi", "weird")
 STDIN_CHUNK = 1 << 20
 
@@ -127,6 +129,8 @@ def _worker(
             config, readers, Path(outdir), "parquet", SharedProgress(done, packets), shard=(k, n)
         )
         results.put((k, summary, None))
+    except KeyboardInterrupt:
+        results.put((k, None, INTERRUPTED))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
         results.put((k, None, f"{type(exc).__name__}: {exc}"))
 
@@ -175,9 +179,10 @@ def run_parallel(
         d.mkdir(mode=0o700)
     done = [ctx.Value("q", 0) for _ in range(workers)]
     packets = [ctx.Value("q", 0) for _ in range(workers)]
-    results = ctx.Queue()
+    results: Queue[tuple[int, RunSummary | None, str | None]] = ctx.Queue()
     stdin = inputs == ["-"]
     pipes = [ctx.Pipe(duplex=False) for _ in range(workers)] if stdin else []
+    # shards 1..N-1 in new processes; shard 0 here (this process has everything imported)
     procs = [
         ctx.Process(
             target=_worker,
@@ -194,47 +199,68 @@ def run_parallel(
             ),  # fmt: skip
             name=f"dicom-analyzer-worker-{k}",
         )
-        for k in range(workers)
+        for k in range(1, workers)
     ]
-    interrupted = False
     summaries: dict[int, RunSummary] = {}
     errors: list[str] = []
-    try:
-        for p in procs:
-            p.start()
-        if stdin:
-            threading.Thread(target=_tee_stdin, args=([w for _, w in pipes],), daemon=True).start()
-        while len(summaries) + len(errors) < workers:
-            try:
-                k, summary, error = results.get(timeout=0.25)
-                if summary is not None:
-                    summaries[k] = summary
-                else:
-                    errors.append(f"worker {k}: {error}")
-            except Exception:  # queue.Empty
-                if not any(p.is_alive() for p in procs) and results.empty():
-                    break
-            low = min(d.value for d in done)
-            progress.update(
-                low or sum(r.position() for r in readers), min(p.value for p in packets)
-            )
-    except KeyboardInterrupt:
-        interrupted = True
+    missing: list[int] = []
+
+    def collect(timeout: float) -> None:
+        try:
+            k, summary, error = results.get(timeout=timeout)
+        except queue.Empty:
+            return
+        if summary is not None:
+            summaries[k] = summary
+        elif error == INTERRUPTED:
+            summaries[0].interrupted = True
+            missing.append(k)
+        else:
+            errors.append(f"worker {k}: {error}")
+
+    def interrupt_children() -> None:
         for p in procs:
             if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signal.SIGINT)
-        while len(summaries) + len(errors) < workers and any(p.is_alive() for p in procs):
+
+    class Overall(Progress):
+        """Shard 0's progress, shown as the slowest worker's."""
+
+        def __init__(self) -> None:
+            super().__init__(None, enabled=False)
+
+        def update(self, done_bytes: int, n: int) -> None:
+            done[0].value, packets[0].value = done_bytes, n
+            progress.update(min(d.value for d in done), min(p.value for p in packets))
+
+    try:
+        for p in procs:
+            p.start()
+        own_readers = readers
+        if stdin:
+            threading.Thread(target=_tee_stdin, args=([w for _, w in pipes],), daemon=True).start()
+            own_stream: IO[bytes] = io.BufferedReader(PipeStream(pipes[0][0]), STDIN_CHUNK)
+            own_readers = [CaptureReader("<stdin>", None, None, None, own_stream)]
+        summaries[0] = run_analysis(
+            config, own_readers, dirs[0], "parquet", Overall(), shard=(0, workers)
+        )
+        if summaries[0].interrupted:
+            interrupt_children()
+        while len(summaries) + len(errors) + len(missing) < workers:
             try:
-                k, summary, error = results.get(timeout=1.0)
-                if summary is not None:
-                    summaries[k] = summary
-            except Exception:  # noqa: BLE001 - queue.Empty or a worker gone
-                pass
+                collect(0.25)
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    break
+                progress.update(min(d.value for d in done), min(p.value for p in packets))
+            except KeyboardInterrupt:
+                summaries[0].interrupted = True
+                interrupt_children()
     finally:
         progress.done()
         for p in procs:
             p.join(30)
-    if errors and not summaries:
+    interrupted = any(s.interrupted for s in summaries.values())
+    if errors:  # a worker's internal error: no table that silently lacks a shard
         shutil.rmtree(scratch, ignore_errors=True)
         raise RuntimeError("; ".join(errors))
     try:
@@ -251,7 +277,6 @@ def run_parallel(
         for svc, count in s.services.items():
             summary.services[svc] = summary.services.get(svc, 0) + count
         summary.warnings.extend(w for w in s.warnings if w not in summary.warnings)
-    summary.warnings.extend(errors)
     summary.interrupted = interrupted or any(s.interrupted for s in parts)
     summary.seconds = time.monotonic() - started
     return summary
