@@ -123,7 +123,8 @@ class PduFramer:
                     self.state = S_PDV_HEADER if self.pdu_left else S_HEADER
                 continue
             if state == S_SYNC:
-                pos = self._sync(data, pos)
+                data, pos = self._sync(data, pos)
+                n = len(data)
                 continue
             need = (
                 HEADER
@@ -220,8 +221,10 @@ class PduFramer:
         else:
             self.state = S_PDV_VALUE
 
-    def _sync(self, data: bytes, pos: int) -> int:
-        """Scan for a plausible PDU header; keep the undecided tail between calls."""
+    def _sync(self, data: bytes, pos: int) -> tuple[bytes, int]:
+        """Scan for a plausible PDU header; keep the undecided tail between calls. Returns the
+        bytes to go on with and where: after a header is found, the bytes from it (held ones
+        included), so ``feed`` continues in its own loop (never a recursion per header)."""
         self.buf += data[pos:]
         buf = self.buf
         i = 0
@@ -236,17 +239,11 @@ class PduFramer:
                 rest = bytes(buf[i:])
                 buf.clear()
                 self.state = S_HEADER
-                self.feed_rest(rest)
-                return len(data)
+                return rest, 0
             i += 1
         self.skipped += i
         del buf[:i]
-        return len(data)
-
-    def feed_rest(self, rest: bytes) -> None:
-        events = self.events
-        more = self.feed(rest, self.ts)
-        self.events = events + more
+        return data, len(data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,3 +314,19 @@ def test_every_dimse_message(name: str) -> None:
     assert (m.dataset is not None) == has_dataset
     if has_dataset:
         assert m.dataset is not None and m.dataset.get("PatientID") == "PAT-0001"
+
+
+def test_resync_over_many_headers_is_not_recursive() -> None:
+    """After a gap, 20,000 A-RELEASE-RQ headers each followed by a junk byte, in one data event
+    (a jumbo segment or bytes held behind a hole): once a recursion per header, now a loop."""
+    from analyzer.dicom.events import ControlPdu, Resynchronized
+    from analyzer.dicom.framing import PduFramer
+
+    release = bytes([PduType.A_RELEASE_RQ, 0, 0, 0, 0, 4, 0, 0, 0, 0])
+    framer = PduFramer(max_control_pdu=1 << 20)
+    framer.gap(0.0)
+    events = framer.feed(b"\xff\xff" + (release + b"\xff") * 20_000, 1.0)
+    pdus = [e for e in events if isinstance(e, ControlPdu)]
+    # (a header counts when the one after it is plausible too: every second one here)
+    assert len(pdus) == 10_000 and all(e.pdu_type == PduType.A_RELEASE_RQ for e in pdus)
+    assert sum(isinstance(e, Resynchronized) for e in events) == 10_000
