@@ -125,7 +125,9 @@ def read_pcap(fh: IO[bytes], header: bytes, weird: WeirdSink, name: str) -> Iter
             sec, frac, caplen, wire_len = unpack_from(buf, pos)
             ts = sec + frac * unit
             if caplen > MAX_RECORD:
-                weird(ts, "capture_corrupt_record", f"{name}: record length {caplen} is not plausible")
+                weird(
+                    ts, "capture_corrupt_record", f"{name}: record length {caplen} is not plausible"
+                )
                 return
             nxt = pos + 16 + caplen
             if nxt > end:

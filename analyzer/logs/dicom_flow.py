@@ -67,6 +67,7 @@ class DicomFlow:
         "ended",
         "max_requests",
         "max_queries",
+        "strict",
     )
 
     def __init__(
@@ -77,9 +78,11 @@ class DicomFlow:
         observers: Sequence[DicomObserver],
         max_requests: int = 1024,
         max_queries: int = 4096,
+        strict: bool = False,
     ) -> None:
         """``max_requests``: requests awaiting their final response (the oldest is forgotten
         beyond); ``max_queries``: queries and retrieves remembered."""
+        self.strict = strict
         self.max_requests = max_requests
         self.max_queries = max_queries
         self.flow = flow
@@ -102,7 +105,13 @@ class DicomFlow:
         if self.ended:
             return
         self.ended = True
-        self._events(self.parser.close(ts))
+        try:
+            self._events(self.parser.close(ts))
+        except Exception as exc:
+            if self.strict:
+                raise
+            # the association is still reported with what was decoded before
+            self.flow.weird(ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}")
         if self.requests:
             ids = ", ".join(str(m) for _, m in list(self.requests)[:10])
             self.flow.weird(

@@ -10,7 +10,6 @@ from analyzer.logs.views import AssocView
 from analyzer.privacy import PhiPolicy
 from analyzer.tcp.events import Direction
 
-
 MEMO_SIZE = 4096
 """Values remembered with their redaction and hash: a series repeats the same patient, study
 and institution values in every slice."""

@@ -158,6 +158,7 @@ class Pipeline:
                 self.observers,
                 lim.max_pending_requests,
                 lim.max_queries,
+                self.config.strict,
             )
         if service == TLS:
             uid = flow.uid

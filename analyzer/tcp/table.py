@@ -263,13 +263,28 @@ class FlowTable:
             if self.flows.get(k) is flow:
                 del self.flows[k]
         end_ts = max(ts, flow.last_ts) if reason != CloseReason.END_OF_CAPTURE else flow.last_ts
-        flow.streams[0].flush(end_ts)
-        flow.streams[1].flush(end_ts)
         flow.end_reason = reason
-        if flow.sink is not None:
-            flow.sink.close(end_ts, reason)
+        # The same error boundary as a packet's, whichever path ends the flow (an idle expiry
+        # set off by another flow's packet, eviction, the end of the capture): a failure is an
+        # anomaly of this flow, and the flow is still logged.
+        try:
+            flow.streams[0].flush(end_ts)
+            flow.streams[1].flush(end_ts)
+            if flow.sink is not None:
+                flow.sink.close(end_ts, reason)
+        except Exception as exc:
+            if self.config.strict:
+                raise
+            flow.weird(end_ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}")
         self.weirds.flow_done(flow, end_ts)
-        self.on_end(flow)
+        try:
+            self.on_end(flow)
+        except Exception as exc:
+            if self.config.strict:
+                raise
+            self.weirds.flow(
+                flow, end_ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}"
+            )
         flow.detach(self._placeholder)
 
     def finish_all(self) -> None:
