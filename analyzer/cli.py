@@ -142,6 +142,13 @@ def _parser() -> argparse.ArgumentParser:
         "--ring-mb", type=int, default=100, metavar="M", help="size of each ring file (default 100)"
     )
     lv.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    lv.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes for decoding, fed by one reader (default 1: all in one process)",
+    )
     lv.add_argument("--capture-phi", action="store_true", help="write PHI values (phi table only)")
     lv.add_argument("-q", "--quiet", action="store_true", help="no health lines on stderr")
     r = sub.add_parser("report", help="write an HTML report of an output directory")
@@ -267,7 +274,7 @@ def _live(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.capture_phi:
         config = dataclasses.replace(config, capture_phi=True)
-    for name in ("rotate_minutes", "rotate_mb", "stats_interval"):
+    for name in ("rotate_minutes", "rotate_mb", "stats_interval", "workers"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
     options = LiveOptions(
@@ -284,6 +291,7 @@ def _live(args: argparse.Namespace) -> int:
         ring_mb=args.ring_mb,
         duration=args.duration,
         quiet=args.quiet,
+        workers=args.workers,
     )
     summary = run_live(config, options)
     if not args.quiet:

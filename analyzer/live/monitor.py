@@ -13,8 +13,10 @@ A full queue blocks the reader, the pipe fills, and dumpcap (not us) drops and c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
+import secrets
 import signal
 import sys
 import threading
@@ -32,6 +34,7 @@ from analyzer.live.alerts import alert_sinks
 from analyzer.live.dumpcap import CaptureError, Dumpcap, RunResult, list_interfaces
 from analyzer.live.ring import Ring
 from analyzer.live.stats import STATS, KernelCounters, rss_mb
+from analyzer.live.workers import WorkerPool
 from analyzer.logs.records import TABLES, Stats
 from analyzer.output.writer import PartWriter, SnapshotWriter, TableWriter
 from analyzer.protocols.service import DICOM
@@ -61,6 +64,8 @@ class LiveOptions:
     quiet: bool = False
     restart_delay: float = 1.0
     max_restart_delay: float = 30.0
+    workers: int = 1
+    """Worker processes for the per-flow stage (``live/workers.py``); 1: all in this one."""
 
 
 @dataclass(slots=True)
@@ -126,6 +131,7 @@ class LiveMonitor:
         self.writers: dict[str, TableWriter] = {}
         self._sinks: list[Callable[[dict[str, Any]], None]] = []
         self.interval = _Interval(time.monotonic())
+        self.pool: WorkerPool | None = None
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -150,6 +156,9 @@ class LiveMonitor:
             for name, schema in TABLES.items()
         }
         self.stats_writer = PartWriter("stats", STATS, out)
+        if self.opt.workers > 1 and self.config.salt is None:
+            # one salt for the run, shared in memory with the workers, never written
+            self.config = dataclasses.replace(self.config, salt=secrets.token_bytes(32))
         self.pipe = Pipeline(
             self.config,
             self.writers,
@@ -159,6 +168,18 @@ class LiveMonitor:
         )
         self._sinks = alert_sinks(self.opt.alerts_stdout, self.opt.syslog)
         self.pipe.engine.listeners.extend(self._sinks)
+        if self.opt.workers > 1:
+            cross = self.pipe.engine.cross
+            assert cross is not None
+            self.pool = WorkerPool(
+                self.config, self.opt.workers, out, cross.put, self.pipe.weirds.capture
+            )
+
+    def _follow_ports(self, ports: set[int]) -> None:
+        new = ports - self.totals.dicom_ports
+        if new:
+            self.totals.dicom_ports |= new
+            self._ports_changed = True
 
     def _on_service(self, flow: Flow, service: str) -> None:
         if service == DICOM and flow.resp_p not in self.totals.dicom_ports:
@@ -292,7 +313,8 @@ class LiveMonitor:
     def _loop(self) -> None:
         pipe = self.pipe
         assert pipe is not None
-        packet = pipe.decoder.packet
+        pool = self.pool
+        packet = pipe.decoder.packet if pool is None else None
         strict = self.config.strict
         get = self.queue.get
         get_nowait = self.queue.get_nowait
@@ -313,14 +335,18 @@ class LiveMonitor:
                 kind, value = item
                 if kind == "rec":
                     ts, linktype, buf, wire_len = value
-                    try:
-                        packet(ts, linktype, buf, wire_len)
-                    except Exception as exc:
-                        if strict:
-                            raise
-                        pipe.weirds.capture(
-                            ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}"
-                        )
+                    if pool is not None:
+                        pool.dispatch(value)
+                    else:
+                        assert packet is not None
+                        try:
+                            packet(ts, linktype, buf, wire_len)
+                        except Exception as exc:
+                            if strict:
+                                raise
+                            pipe.weirds.capture(
+                                ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}"
+                            )
                     n += 1
                     last_ts = ts
                     self.interval.wire_bytes += wire_len
@@ -335,6 +361,9 @@ class LiveMonitor:
                     item = get_nowait()
                 except queue.Empty:
                     item = None
+            if pool is not None:
+                pool.send()  # also when idle: the workers' clocks and the merge move on
+                self._follow_ports(pool.totals().ports)
             now = time.monotonic()
             if n:
                 self.interval.packets += n
@@ -358,6 +387,8 @@ class LiveMonitor:
                 clock = max(pipe.table.now, time.time())
                 pipe.table.expire(clock)
                 pipe.fragments.expire(clock)
+                if pool is not None:
+                    pool.command("expire", time.time())
                 if self.ring is not None:
                     why = self.ring.check()
                     if why is not None:
@@ -388,6 +419,8 @@ class LiveMonitor:
         """Make everything decoded so far durable: one part per table, a fresh asset snapshot."""
         pipe = self.pipe
         assert pipe is not None and self.stats_writer is not None
+        if self.pool is not None:
+            self.pool.command("rotate")
         for name, writer in self.writers.items():
             if name != "asset":
                 writer.flush()
@@ -405,6 +438,13 @@ class LiveMonitor:
         elapsed = max(now - iv.started, 1e-9)
         kdrop, kmiss = self.kernel.deltas()
         open_flows = pipe.table.open_flows
+        dicom_flows = pipe.summary.services.get(DICOM, 0)
+        associations = self.writers["dicom_assoc"].count + len(self.writers["dicom_assoc"].rows)
+        rss = rss_mb()
+        if self.pool is not None:
+            t = self.pool.totals()
+            open_flows, dicom_flows, associations = t.open_flows, t.dicom_flows, t.associations
+            rss += t.rss
         row = Stats(
             ts=time.time(),
             interval=elapsed,
@@ -414,8 +454,8 @@ class LiveMonitor:
             queued=self.queue.qsize(),
             lag=iv.lag,
             open_flows=open_flows,
-            dicom_flows=pipe.summary.services.get(DICOM, 0),
-            associations=self.writers["dicom_assoc"].count + len(self.writers["dicom_assoc"].rows),
+            dicom_flows=dicom_flows,
+            associations=associations,
             findings=pipe.engine.count,
             dumpcap_runs=self.totals.runs,
             dumpcap_restarts=self.summary.restarts,
@@ -424,7 +464,7 @@ class LiveMonitor:
             kernel_rx_dropped=kdrop,
             kernel_rx_missed=kmiss,
             gap_seconds=iv.gap,
-            rss_mb=rss_mb(),
+            rss_mb=rss,
         )
         self.stats_writer.add(row)
         if not self.opt.quiet:
@@ -443,6 +483,9 @@ class LiveMonitor:
     def _finish(self) -> None:
         pipe = self.pipe
         assert pipe is not None and self.stats_writer is not None
+        if self.pool is not None:
+            self.pool.stop()  # the workers' last flows and summary records, before the stage ends
+            self._follow_ports(self.pool.totals().ports)
         self._stats_row(time.monotonic())
         pipe.finish()
         self.stats_writer.close()

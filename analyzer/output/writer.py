@@ -187,8 +187,12 @@ class PartWriter(TableWriter):
     (written under a hidden name, then renamed), never merged. A crash loses only the rows
     not flushed yet; readers glob ``part-*.parquet``. Numbering continues after existing parts."""
 
-    def __init__(self, name: str, schema: Schema, outdir: Path, chunk_rows: int = 4096) -> None:
+    def __init__(
+        self, name: str, schema: Schema, outdir: Path, chunk_rows: int = 4096, tag: str = ""
+    ) -> None:
+        """``tag`` ends each part's name (``-w1``: the parts of live worker 1)."""
         super().__init__(name, schema, outdir, "parquet", chunk_rows)
+        self.tag = tag
         self.dir = outdir / name
         try:
             self.dir.mkdir(mode=0o700, exist_ok=True)
@@ -202,7 +206,7 @@ class PartWriter(TableWriter):
         if frame is None:
             return
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        _write_durably(frame, self.dir / f"part-{self.seq:06d}-{stamp}.parquet")
+        _write_durably(frame, self.dir / f"part-{self.seq:06d}-{stamp}{self.tag}.parquet")
         self.seq += 1
 
     def close(self) -> int:

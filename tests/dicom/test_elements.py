@@ -261,3 +261,30 @@ def test_walk_converts_only_the_kept_values() -> None:
         "StudyDescription": None,
         "SOPInstanceUID": "1.2.3",
     }
+
+
+def test_head_cut_inside_an_undefined_length_sequence_keeps_what_came_before() -> None:
+    """The 64 KiB head of a large SR or multi-frame object ends inside a sequence: pydicom's
+    Dataset gave 0 elements (and no anomaly); the walk keeps the patient data before the cut."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "DOE^JANE"
+    ds.PatientID = "PAT-0001"
+    items = []
+    for n in range(400):
+        item = Dataset()
+        item.CodeValue = f"C{n:04d}"
+        item.CodeMeaning = "a long meaning " * 4
+        item.is_undefined_length_sequence_item = True
+        items.append(item)
+    ds.ContentSequence = Sequence(items)
+    ds["ContentSequence"].is_undefined_length = True
+    data = encode(ds, ExplicitVRLittleEndian)
+    head = data[: len(data) // 2]  # inside the sequence
+    old = reference.summarize(head, ExplicitVRLittleEndian, complete=False, max_head=HEAD)
+    new = summarize(head, ExplicitVRLittleEndian, complete=False, max_head=HEAD)
+    assert len(old.elements) == 0  # what the old decoder made of it
+    values = {e.keyword: e.value for e in new.elements if e.depth == 0}
+    assert values["PatientName"] == "DOE^JANE" and values["PatientID"] == "PAT-0001"
+    assert sum(e.keyword == "CodeValue" for e in new.elements) > 100
+    assert new.partial and [a[0] for a in new.anomalies] == ["dicom_dataset_truncated"]
