@@ -49,11 +49,38 @@ class TableWriter:
         self._partdir: Path | None = None
         self._outdir = outdir
         self._started = False
+        self._whole_parts = False
+        """Some parts are whole tables (``add_parquet``): merged by a streaming scan, which
+        reads them row group by row group, instead of one whole part at a time."""
 
     def add(self, row: tuple[Any, ...]) -> None:
         self.rows.append(row)
         if len(self.rows) >= self.chunk_rows:
             self.flush()
+
+    def add_parquet(self, path: Path) -> None:
+        """Add the rows of a Parquet file of this table's schema (a worker's table), streamed:
+        the file becomes one more part (Parquet output) or is appended batch by batch."""
+        self.flush()
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+        if rows == 0:
+            return
+        try:
+            if self.fmt == "parquet":
+                if self._partdir is None:
+                    self._partdir = Path(
+                        tempfile.mkdtemp(prefix=f".{self.name}-", dir=self._outdir)
+                    )
+                part = self._partdir / f"part-{len(self._parts):06d}.parquet"
+                shutil.move(path, part)
+                self._parts.append(part)
+                self._whole_parts = True
+            else:
+                for batch in pl.scan_parquet(path).collect_batches(chunk_size=self.chunk_rows):
+                    self._append(batch)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
+        self.count += rows
 
     def add_frame(self, frame: pl.DataFrame) -> None:
         """Add rows that are already a frame of this table's schema (a merge of part tables)."""
@@ -130,6 +157,12 @@ class TableWriter:
 
         with _private_open(target):
             pass
+        if self._whole_parts:  # a few large parts
+            pl.scan_parquet(parts).sink_parquet(
+                str(target), row_group_size=self.chunk_rows, maintain_order=True
+            )
+            os.chmod(target, 0o600)
+            return
         register_io_source(io_source=one_part_at_a_time, schema=self.schema).sink_parquet(
             str(target), row_group_size=self.chunk_rows, maintain_order=True
         )

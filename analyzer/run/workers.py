@@ -300,18 +300,12 @@ def _merge(config: Config, dirs: list[Path], outdir: Path, fmt: str) -> RunSumma
         asset_table=writers["asset"],
     )
     for name in PER_FLOW_TABLES:
-        files = [d / f"{name}.parquet" for d in dirs if (d / f"{name}.parquet").exists()]
-        frame = (
-            pl.concat([pl.read_parquet(f) for f in files])
-            if files
-            else pl.DataFrame(schema=TABLES[name])
-        )
+        # streamed, worker by worker: rows come grouped by worker, never all in memory
+        for d in dirs:
+            if (d / f"{name}.parquet").exists():
+                writers[name].add_parquet(d / f"{name}.parquet")
         if name == "weird" and internal:
-            frame = pl.concat([frame, pl.DataFrame(internal, schema=TABLES[name], orient="row")])
-        order = ["ts", "uid"] if "ts" in frame.columns else ["uid"]
-        frame = frame.sort(order, nulls_last=False, maintain_order=True)
-        writers[name].add_frame(frame)
-        del frame
+            writers[name].add_frame(pl.DataFrame(internal, schema=TABLES[name], orient="row"))
     for name, writer in writers.items():
         summary.rows[name] = writer.close()
     summary.weird = summary.rows.get("weird", 0)
