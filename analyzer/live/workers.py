@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 from analyzer.capture.formats import Record
 from analyzer.config import Config
 from analyzer.findings.summary import SummaryRecord, order_key
 from analyzer.live.stats import rss_mb
 from analyzer.logs.records import TABLES
+from analyzer.logs.sinks import RowSink
 from analyzer.output.writer import PartWriter, TableWriter
 from analyzer.protocols.service import DICOM
 from analyzer.tcp.flow import Flow
@@ -72,6 +74,20 @@ class WorkerState:
     """Server ports where the worker recognised DICOM (the ring follows them)."""
 
 
+MAIN_TABLES = ("finding", "asset")
+"""Written by the main process's cross-flow stage only."""
+
+
+class _Discard:
+    """The sink of a table a worker never fills (its rows come from the main process)."""
+
+    def add(self, row: object) -> None:
+        pass
+
+    def close(self) -> int:
+        return 0
+
+
 class _Feed:
     """A worker's summary feed: records collected between two reports."""
 
@@ -92,8 +108,11 @@ def _worker_main(
 
     out = Path(outdir)
     writers: dict[str, TableWriter] = {
-        name: PartWriter(name, schema, out, tag=f"-w{k}") for name, schema in TABLES.items()
+        name: PartWriter(name, schema, out, tag=f"-w{k}")
+        for name, schema in TABLES.items()
+        if name not in MAIN_TABLES
     }
+    sinks: dict[str, RowSink[Any]] = {**writers, **{name: _Discard() for name in MAIN_TABLES}}
     feed = _Feed()
     ports: set[int] = set()
 
@@ -101,7 +120,7 @@ def _worker_main(
         if service == DICOM:
             ports.add(flow.resp_p)
 
-    pipe = Pipeline(config, writers, shard=(k, n), summaries=feed, on_service=on_service)
+    pipe = Pipeline(config, sinks, shard=(k, n), summaries=feed, on_service=on_service)
     packet, strict = pipe.decoder.packet, config.strict
 
     def report() -> None:
@@ -179,6 +198,8 @@ class WorkerPool:
         self.workers = [self._start(k) for k in range(n)]
         self.deaths = 0
         self.last_ts = 0.0
+        self.retired = WorkerState()
+        """What replaced workers had counted (their associations stay in their parts)."""
 
     def _start(self, k: int) -> _Worker:
         inbox_r, inbox_w = self.ctx.Pipe(duplex=False)
@@ -253,6 +274,9 @@ class WorkerPool:
         )
         # what it had reported still goes to the cross-flow stage, in order
         held = old.held
+        self.retired.dicom_flows += old.state.dicom_flows
+        self.retired.associations += old.state.associations
+        self.retired.ports |= old.state.ports
         self.workers[k] = self._start(k)
         self.workers[k].held = held
 
@@ -274,7 +298,10 @@ class WorkerPool:
     # -- status and end ---------------------------------------------------------------------
 
     def totals(self) -> WorkerState:
-        s = WorkerState()
+        r = self.retired
+        s = WorkerState(
+            dicom_flows=r.dicom_flows, associations=r.associations, ports=set(r.ports)
+        )
         for w in self.workers:
             s.open_flows += w.state.open_flows
             s.dicom_flows += w.state.dicom_flows
