@@ -143,6 +143,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     lv.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     lv.add_argument(
+        "--buffer-mb",
+        type=int,
+        default=64,
+        metavar="MB",
+        help="kernel capture buffer per interface, for bursts (dumpcap -B; default 64)",
+    )
+    lv.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -274,7 +281,7 @@ def _live(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.capture_phi:
         config = dataclasses.replace(config, capture_phi=True)
-    for name in ("rotate_minutes", "rotate_mb", "stats_interval", "workers"):
+    for name in ("rotate_minutes", "rotate_mb", "stats_interval", "workers", "buffer_mb"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
     options = LiveOptions(
@@ -292,6 +299,7 @@ def _live(args: argparse.Namespace) -> int:
         duration=args.duration,
         quiet=args.quiet,
         workers=args.workers,
+        buffer_mb=args.buffer_mb,
     )
     summary = run_live(config, options)
     if not args.quiet:

@@ -106,13 +106,18 @@ class Dumpcap:
         extra: Sequence[str] = (),
         to_stdout: bool = True,
         dumpcap: str | None = None,
+        buffer_mb: int | None = None,
     ) -> None:
+        """``buffer_mb``: the kernel capture buffer per interface (dumpcap ``-B``), which
+        absorbs bursts while the analyzer catches up; None: dumpcap's default (2 MB)."""
         self.exe = dumpcap or find_dumpcap()
         cmd = [self.exe, "-q"]
         for iface in interfaces:
             cmd += ["-i", iface]
             if bpf:
                 cmd += ["-f", bpf]
+            if buffer_mb:
+                cmd += ["-B", str(buffer_mb)]
         cmd += list(extra)
         if to_stdout:
             cmd += ["-w", "-"]

@@ -64,6 +64,8 @@ class LiveOptions:
     quiet: bool = False
     restart_delay: float = 1.0
     max_restart_delay: float = 30.0
+    buffer_mb: int = 64
+    """Kernel capture buffer per interface (dumpcap -B): bursts wait there, not dropped."""
     workers: int = 1
     """Worker processes for the per-flow stage (``live/workers.py``); 1: all in this one."""
 
@@ -192,7 +194,7 @@ class LiveMonitor:
         """Start dumpcap and its reader thread; on the first start a failure is an error."""
         self._generation += 1
         gen = self._generation
-        dc = Dumpcap(self.opt.interfaces, self.opt.bpf)
+        dc = Dumpcap(self.opt.interfaces, self.opt.bpf, buffer_mb=self.opt.buffer_mb)
         stream = dc.start()
         assert stream is not None
         wrapped = _FirstBytes(stream)
