@@ -176,6 +176,8 @@ class _Worker:
     pending: Batch = field(default_factory=list)
     state: WorkerState = field(default_factory=WorkerState)
     held: list[SummaryRecord] = field(default_factory=list)
+    outstanding: int = 0
+    """Messages sent whose report has not been read yet."""
 
 
 class WorkerPool:
@@ -229,24 +231,27 @@ class WorkerPool:
             self.workers[k].pending.append(rec)
 
     def send(self) -> None:
-        """One round: each worker gets its records and the newest capture time, then reports."""
-        self._round("records", lambda w: (w.pending, self.last_ts))
+        """One round: each worker gets its records and the newest capture time. The reports of
+        the round before are read now (one round in flight: workers decode while this process
+        reads and dispatches the next records)."""
+        self._round("records", lambda w: (w.pending, self.last_ts), in_flight=1)
         for w in self.workers:
             w.pending = []
 
     def command(self, kind: str, value: object = None) -> None:
-        self._round(kind, lambda w: value)
+        """A command every worker has carried out when this returns."""
+        self._round(kind, lambda w: value, in_flight=0)
 
-    def _round(self, kind: str, value: Callable[[_Worker], object]) -> None:
-        sent: list[_Worker] = []
+    def _round(self, kind: str, value: Callable[[_Worker], object], in_flight: int) -> None:
         for k, w in enumerate(self.workers):
             try:
                 w.inbox.send((kind, value(w)))
-                sent.append(w)
+                w.outstanding += 1
             except (BrokenPipeError, OSError):
                 self._replace(k)
-        for w in sent:
-            self._collect(w)
+        for w in list(self.workers):
+            while w.outstanding > in_flight and w in self.workers:
+                self._collect(w)
         self._release()
 
     def _collect(self, w: _Worker) -> None:
@@ -255,6 +260,7 @@ class WorkerPool:
         except (EOFError, OSError):
             self._replace(self.workers.index(w))
             return
+        w.outstanding -= 1
         if msg is None:
             return
         records, state = msg
@@ -312,6 +318,9 @@ class WorkerPool:
 
     def stop(self) -> None:
         """Every worker finishes its flows and writes its last parts; all records are used."""
+        for w in self.workers:
+            while w.outstanding > 0 and w in self.workers:
+                self._collect(w)
         for w in self.workers:
             try:
                 w.inbox.send(("records", (w.pending, self.last_ts)))
