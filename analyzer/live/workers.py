@@ -305,9 +305,7 @@ class WorkerPool:
 
     def totals(self) -> WorkerState:
         r = self.retired
-        s = WorkerState(
-            dicom_flows=r.dicom_flows, associations=r.associations, ports=set(r.ports)
-        )
+        s = WorkerState(dicom_flows=r.dicom_flows, associations=r.associations, ports=set(r.ports))
         for w in self.workers:
             s.open_flows += w.state.open_flows
             s.dicom_flows += w.state.dicom_flows
