@@ -162,3 +162,24 @@ def test_interrupted_workers_leave_tables(tmp_path: Path) -> None:
     assert conn.height > 0  # flows decoded before the interrupt are kept
     assert pl.read_parquet(tmp_path / "o" / "dicom_assoc.parquet").height > 0
     assert json.loads((tmp_path / "o" / "alerts.jsonl").read_text().splitlines()[0])["rule"]
+
+
+def test_a_worker_that_dies_fails_the_run(tmp_path: Path) -> None:
+    """A worker killed by the system leaves no silent hole: the run fails with a clear line."""
+    import analyzer.run.workers as w
+
+    capture = CAPTURES / "dicom_lab.pcap"
+    readers, _ = open_inputs([str(capture)])
+    (tmp_path / "o").mkdir()
+    real = w._worker
+    try:
+        w._worker = _die  # type: ignore[assignment]
+        with pytest.raises(RuntimeError, match="worker 1: ended without a result"):
+            run_parallel(CONFIG, [str(capture)], readers, tmp_path / "o", "parquet", QUIET, 2)
+    finally:
+        w._worker = real  # type: ignore[assignment]
+    assert not list((tmp_path / "o").glob(".workers-*"))
+
+
+def _die(*args: object) -> None:
+    os._exit(9)

@@ -260,6 +260,13 @@ def run_parallel(
         for p in procs:
             p.join(30)
     interrupted = any(s.interrupted for s in summaries.values())
+    for k, p in enumerate(procs, 1):
+        if (
+            k not in summaries
+            and k not in missing
+            and not any(e.startswith(f"worker {k}:") for e in errors)
+        ):
+            errors.append(f"worker {k}: ended without a result (exit code {p.exitcode})")
     if errors:  # a worker's internal error: no table that silently lacks a shard
         shutil.rmtree(scratch, ignore_errors=True)
         raise RuntimeError("; ".join(errors))
