@@ -170,13 +170,41 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _prepare_outdir(path: Path) -> None:
+def _prepare_outdir(path: Path, fmt: str) -> list[str]:
+    """Create (0700) or check the output directory; return warnings about it."""
+    warnings = []
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{path}: cannot create output directory: {exc.strerror}") from None
     if not os.access(path, os.W_OK):
         raise OutputError(f"{path}: output directory is not writable")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:  # the tables hold PHI hashes and metadata: owner only
+        try:
+            path.chmod(0o700)
+        except OSError as exc:
+            raise OutputError(
+                f"{path}: output directory is open to others ({mode:o}) and cannot be "
+                f"restricted: {exc.strerror}"
+            ) from None
+        warnings.append(f"{path}: output directory was {mode:o}, restricted to 700")
+    from analyzer.logs.records import TABLES
+    from analyzer.output.writer import EXTENSIONS
+
+    stale = sorted(
+        p.name
+        for other in FORMATS
+        if other != fmt
+        for p in path.glob(f"*.{EXTENSIONS[other]}")
+        if p.stem in TABLES
+    )
+    if stale:
+        warnings.append(
+            f"{path}: holds tables of another format from an earlier run, left as they are: "
+            f"{', '.join(stale[:6])}{' ...' if len(stale) > 6 else ''}"
+        )
+    return warnings
 
 
 def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
@@ -211,7 +239,7 @@ def _analyze(args: argparse.Namespace) -> int:
         )
     readers, warnings = open_inputs(args.inputs)
     outdir = Path(args.output)
-    _prepare_outdir(outdir)
+    warnings += _prepare_outdir(outdir, args.format)
     total = sum(r.size or 0 for r in readers) or None
     progress = Progress(total, enabled=not args.quiet and sys.stderr.isatty())
     for w in warnings:
@@ -225,9 +253,9 @@ def _analyze(args: argparse.Namespace) -> int:
         summary = run_analysis(config, readers, outdir, args.format, progress)
     if not args.quiet:
         _print_summary(summary, outdir, args.format)
-    capture_warnings = summary.rows.get("weird", 0) and _capture_problems(outdir)
-    if capture_warnings and not args.quiet:
-        print(f"warning: {capture_warnings}", file=sys.stderr)
+    # damage is reported even with -q (tcpdump's habit: quiet progress, loud damage)
+    for line in _capture_problems(outdir) if summary.rows.get("weird", 0) else []:
+        print(f"warning: {line}", file=sys.stderr)
     if args.report:
         _with_numpy()
         from analyzer.report.html import write_report
@@ -250,17 +278,26 @@ def _workers(requested: int | None, inputs: list[str], total: int | None) -> int
     return usable_cores()
 
 
-def _capture_problems(outdir: Path) -> str:
-    """Name capture-level damage (truncation, corruption) found during the run."""
+def _capture_problems(outdir: Path, most: int = 10) -> list[str]:
+    """Capture-level damage (truncation, corruption) found during the run, each naming its
+    file; processing went on up to the damage."""
     import polars as pl
 
     from analyzer.report.load import load_table
 
     frame = load_table(outdir, "weird")
     if frame.height == 0:
-        return ""
-    bad = frame.filter(pl.col("source") == "capture")["name"].unique().sort().to_list()
-    return f"damaged input, processed up to the damage: {', '.join(bad)}" if bad else ""
+        return []
+    bad = frame.filter(pl.col("source") == "capture").select("name", "detail").unique(
+        maintain_order=True
+    )
+    lines = [
+        f"damaged input, processed up to the damage ({name}): {detail}"
+        for name, detail in bad.head(most).iter_rows()
+    ]
+    if bad.height > most:
+        lines.append(f"... and {bad.height - most} more (see the weird table)")
+    return lines
 
 
 def _rules() -> int:

@@ -8,7 +8,7 @@ reaches the time its first record carries.
 
 from __future__ import annotations
 
-import gzip
+import zlib
 import heapq
 import io
 import os
@@ -78,7 +78,7 @@ class CaptureReader:
 
 def _records_of(raw: IO[bytes], name: str, weird: WeirdSink) -> Iterator[Record]:
     fh = _decompressed(raw, name)
-    magic = _peek(fh, 4)
+    magic = _peek(fh, 4, name)
     if magic in PCAP_MAGIC:
         header = fh.read(24)
         if len(header) < 24:
@@ -90,19 +90,86 @@ def _records_of(raw: IO[bytes], name: str, weird: WeirdSink) -> Iterator[Record]
         raise InputError(_not_a_capture(name, magic))
 
 
-def _peek(fh: Any, n: int) -> bytes:
+def _peek(fh: Any, n: int, name: str) -> bytes:
     try:
         head: bytes = fh.peek(n)[:n]
         return head
-    except (OSError, EOFError) as exc:
-        raise InputError(f"cannot read: {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{name}: cannot read: {exc}") from None
 
+
+class Gunzip(io.RawIOBase):
+    """gzip members decompressed as they come, every byte that inflates handed over before a
+    cut or corrupt stream is reported. ``gzip.GzipFile`` raises on a cut stream and loses
+    what the failing read had inflated (up to a megabyte of good packets); here the error is
+    raised on the read after the last good byte, so the record reader keeps everything and
+    names the damage."""
+
+    CHUNK = 1 << 13
+    """Compressed bytes inflated per step: what a corrupt block costs at most."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        super().__init__()
+        self.fh = fh
+        self.z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.out = b""
+        self.error: Exception | None = None
+        self.done = False
+        self.started = False
+        self.pending = b""
+        """Bytes read past the end of a member: the start of the next one."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self.out and not self.done:
+            self._inflate()
+        if not self.out:
+            if self.error is not None:
+                error, self.error = self.error, None
+                raise error
+            return 0
+        view = memoryview(b).cast("B")
+        n = min(len(view), len(self.out))
+        view[:n] = self.out[:n]
+        self.out = self.out[n:]
+        return n
+
+    def _inflate(self) -> None:
+        z = self.z
+        data = (z.unconsumed_tail if z is not None else b"") or self.pending
+        self.pending = b""
+        data = data or self.fh.read(self.CHUNK)
+        if not data:
+            self.done = True
+            if z is not None and self.started:  # inside a member: the stream was cut
+                self.error = EOFError(
+                    "compressed file ended before the end-of-stream marker was reached"
+                )
+            return
+        if z is None:  # another member follows (concatenated gzip files)
+            if not data.strip(b"\x00"):
+                return  # zero padding after the last member
+            z = self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.started = True
+        try:
+            self.out = z.decompress(data, self.CHUNK * 4)
+        except zlib.error as exc:
+            self.done = True
+            self.error = exc
+            return
+        if z.eof:
+            rest = z.unused_data
+            self.z = None
+            if rest:
+                self.pending = rest
 
 def _decompressed(raw: IO[bytes], name: str) -> Any:
     """A peekable reader over ``raw``, decompressed when it is gzip."""
     fh: Any = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(Any, raw))
-    if _peek(fh, 2) == GZIP_MAGIC:
-        return io.BufferedReader(gzip.GzipFile(fileobj=fh, mode="rb"), 1 << 20)
+    if _peek(fh, 2, name) == GZIP_MAGIC:
+        return io.BufferedReader(Gunzip(fh), 1 << 20)
     return fh
 
 

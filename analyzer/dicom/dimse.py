@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from analyzer.dicom.consts import NO_DATASET
+from analyzer.dicom.items import text
 
 _ELEMENT = struct.Struct("<HHI")
 
@@ -110,6 +111,6 @@ def decode_command(raw: bytes) -> Command:
                 if length >= 2:
                     values[name] = value[0] | (value[1] << 8)
             else:
-                values[name] = value.decode("latin-1").strip(" \x00")
+                values[name] = text(value)
         pos += length
     return Command(anomalies=tuple(anomalies), **values)  # type: ignore[arg-type]

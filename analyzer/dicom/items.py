@@ -127,9 +127,11 @@ class Abort:
 
 
 def text(raw: bytes) -> str:
-    """A UID or AE title: ASCII-ish, padded with spaces or NULs. Interned: the same few hundred
-    SOP class and transfer syntax UIDs recur in every association and every table row."""
-    value = raw.decode("latin-1").strip(" \x00")
+    """A UID or AE title: ASCII, padded with spaces or NULs. A byte that is not ASCII is kept
+    as its escape (``\\xe2``), so the value stays ASCII and says what was on the wire. Interned:
+    the same few hundred SOP class and transfer syntax UIDs recur in every association and
+    every table row."""
+    value = raw.decode("ascii", "backslashreplace").strip(" \x00")
     return sys.intern(value) if len(value) <= 64 else value
 
 

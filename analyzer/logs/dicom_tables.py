@@ -170,7 +170,9 @@ class DicomTables(DicomObserver):
                 max_pdu_orig=rq.max_pdu_length if rq else None,
                 max_pdu_resp=ac.max_pdu_length if ac else None,
                 n_contexts_proposed=len(rq.contexts) if rq else None,
-                n_contexts_accepted=sum(1 for c in ac.contexts if c.result == 0) if ac else None,
+                n_contexts_accepted=(
+                    sum(1 for c in ac.contexts if c.result == 0) if ac else (0 if rj else None)
+                ),
                 end_state=end_state,
                 midstream=a.midstream or a.flow_midstream,
                 n_dimse=a.n_dimse,

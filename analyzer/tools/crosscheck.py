@@ -291,8 +291,11 @@ def _fmt(items: Any) -> str:
 
 
 def crosscheck(capture: str, config: Config) -> tuple[list[Disagreement], list[str], int]:
-    if not Path(capture).is_file():
-        raise InputError(f"{capture}: crosscheck takes one capture file")
+    path = Path(capture)
+    if not path.exists():
+        raise InputError(f"{capture}: no such file or directory")
+    if not path.is_file():
+        raise InputError(f"{capture}: crosscheck takes one capture file, not a directory")
     ours, ports = our_facts(capture, config)
     theirs = wireshark_facts(capture, ports) if ports else {}
     disagreements, unchecked = compare(ours, theirs)

@@ -330,3 +330,21 @@ def test_resync_over_many_headers_is_not_recursive() -> None:
     # (a header counts when the one after it is plausible too: every second one here)
     assert len(pdus) == 10_000 and all(e.pdu_type == PduType.A_RELEASE_RQ for e in pdus)
     assert sum(isinstance(e, Resynchronized) for e in events) == 10_000
+
+
+def test_non_ascii_uid_and_ae_title_are_kept_as_escapes() -> None:
+    """Bytes that are not ASCII in a UID or an AE title: escaped (``\\xe2``), never read as
+    Latin-1 and re-encoded as UTF-8 (which made ``1.2.840.10008.â\\x80\\x8b5...``)."""
+    rq = bytearray(fx.A_ASSOCIATE_RQ_PLAIN)
+    calling = rq.index(b"ECHOSCU") if b"ECHOSCU" in rq else 26
+    rq[calling : calling + 2] = b"\xc3\xa9"  # 'é' in UTF-8 within the calling AE title
+    uid = fx.VERIFICATION.encode()
+    at = bytes(rq).index(uid)
+    rq[at + 14 : at + 15] = b"\xe2"  # a zero-width-space lead byte inside the abstract syntax
+    p = AssociationParser()
+    p.feed(0, bytes(rq), 1.0)
+    assert p.request is not None
+    title = p.request.calling_ae
+    assert "\\xc3\\xa9" in title and title.isascii()
+    abstract = p.request.contexts[0].abstract_syntax
+    assert abstract is not None and "\\xe2" in abstract and abstract.isascii()
