@@ -8,11 +8,11 @@ reaches the time its first record carries.
 
 from __future__ import annotations
 
-import zlib
 import heapq
 import io
 import os
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
