@@ -68,6 +68,15 @@ class Limits:
     """Out-of-order segments buffered per direction (many tiny segments cost memory too)."""
     max_seq_jump: int = 64 << 20
     """A segment further than this ahead of the stream is treated as bogus and dropped."""
+    ack_grace_packets: int = 64
+    """Packets of a flow for which bytes the peer acknowledged but the capture has not shown
+    yet are waited for (a span port that merges both directions delivers an ACK, even the
+    answer, before the segment it acknowledges); then the hole is a gap. 0: no grace."""
+    ack_grace_seconds: float = 0.5
+    """Capture time the same wait lasts at most."""
+    ack_grace_bytes: int = 1 << 20
+    """Bytes of the other direction held back meanwhile (it is delivered after the late
+    segment, in the order the endpoints saw them) before the wait ends."""
     overlap_check_bytes: int = 64 << 10
     """Recently delivered bytes kept per payload-carrying direction to compare retransmissions."""
     idle_timeout: float = 300.0

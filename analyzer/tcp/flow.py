@@ -80,6 +80,7 @@ class Flow:
         self.ts = ts
         self.last_ts = ts
         self.streams = (Stream(0, self, limits), Stream(1, self, limits))
+        self.streams[0].peer, self.streams[1].peer = self.streams[1], self.streams[0]
         self.pkts = [0, 0]
         self.ip_bytes = [0, 0]
         self.state = [INACTIVE, INACTIVE]
@@ -181,6 +182,10 @@ class Flow:
                 self.midstream = True
         if flags & FIN and flags & RST:
             self.mark_once("I", d)
+        other = self.streams[1 - d]
+        if flags & ACK and other.started:
+            # what this packet acknowledges was sent before its own data
+            other.acked(ts, ack)
         if n:
             self.mark_once("D", d)
             stream.segment(ts, seq, data, cap, n)
@@ -201,14 +206,14 @@ class Flow:
         if flags & RST:
             self.mark_seq("R", d, seq)
             state[d] = RESET
-        if flags & ACK:
-            other = self.streams[1 - d]
-            if other.started:
-                other.acked(ts, ack)
-            if not flags & SYN and state[d] in (SYN_SENT, SYN_ACK_SENT):
-                state[d] = ESTABLISHED
-                if state[1 - d] in (SYN_SENT, SYN_ACK_SENT):
-                    state[1 - d] = ESTABLISHED
+        if flags & ACK and not flags & SYN and state[d] in (SYN_SENT, SYN_ACK_SENT):
+            state[d] = ESTABLISHED
+            if state[1 - d] in (SYN_SENT, SYN_ACK_SENT):
+                state[1 - d] = ESTABLISHED
+        if other.hole is not None:
+            other.tick(ts)
+        if stream.hole is not None:
+            stream.tick(ts)
 
     # -- summary ----------------------------------------------------------------
 

@@ -5,8 +5,11 @@ wrap-around is handled once, in ``offset_of``. Segments carry their wire length 
 how much of it was captured; ``data`` is None when nobody wants the payload, and the
 accounting (bytes, gaps, retransmissions) stays exact either way.
 
-Gaps are declared when the peer acknowledges bytes never seen, when the out-of-order
-buffer exceeds its cap, and when the flow ends with bytes still missing.
+Gaps are declared when the peer acknowledged bytes never seen and they have not come within
+a grace (``ack_grace_*``: a span port that merges both directions may show the ACK, even the
+answer, before the segment it acknowledges), when the out-of-order buffer exceeds its cap, and
+when the flow ends with bytes still missing. While one direction waits for acknowledged bytes,
+the other direction's data is held back and delivered after them, in causal order.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ MASK = 0xFFFFFFFF
 HALF = 0x80000000
 WRAP = 0x100000000
 
-# An out-of-order piece: (offset, wire length, captured length, data or None)
-Piece = tuple[int, int, int, bytes | None]
+# An out-of-order piece: (offset, wire length, captured length, data or None, capture time)
+Piece = tuple[int, int, int, bytes | None, float]
 
 
 class Stream:
@@ -53,6 +56,13 @@ class Stream:
         "missed",
         "retrans",
         "gaps",
+        "peer",
+        "hold",
+        "held",
+        "held_bytes",
+        "hole",
+        "hole_ts",
+        "hole_pkts",
     )
 
     def __init__(self, direction: int, flow: Flow, limits: Limits) -> None:
@@ -75,6 +85,17 @@ class Stream:
         self.missed = 0
         self.retrans = 0
         self.gaps = 0
+        self.peer: Stream | None = None
+        """The other direction (set by the flow)."""
+        self.hold = False
+        """The peer waits for bytes it acknowledged: this direction's data waits behind them."""
+        self.held: list[tuple[float, bytes | None, int]] | None = None
+        """Held deliveries: (ts, data, 0) or (ts, None, gap length)."""
+        self.held_bytes = 0
+        self.hole: int | None = None
+        """Offset up to which the peer acknowledged bytes not seen yet."""
+        self.hole_ts = 0.0
+        self.hole_pkts = 0
 
     def start(self, seq: int) -> None:
         """Begin the stream at ``seq``, the sequence number of its first data byte."""
@@ -96,7 +117,16 @@ class Stream:
         noff = self.noff
         if off == noff and not self.ooo and self.fin_off is None:
             self._deliver(ts, data, cap, n)
+            if self.hole is not None and self.noff >= self.hole:
+                self._hole_closed(ts)
             return
+        self._segment(ts, off, noff, data, cap, n)
+        if self.hole is not None and self.noff >= self.hole:
+            self._hole_closed(ts)
+
+    def _segment(
+        self, ts: float, off: int, noff: int, data: bytes | None, cap: int, n: int
+    ) -> None:
         end = off + n
         if self.fin_off is not None and end > self.fin_off:
             self.flow.weird(ts, "tcp_data_after_fin", f"{end - self.fin_off} bytes beyond FIN")
@@ -148,13 +178,64 @@ class Stream:
             self.flow.weird(ts, "tcp_fin_inconsistent", "FIN at a different sequence number")
 
     def acked(self, ts: float, ack: int) -> None:
-        """The peer acknowledged everything before ``ack``: missing bytes there are gaps."""
+        """The peer acknowledged everything before ``ack``: bytes missing there are waited
+        for during the grace, then they are gaps."""
         d = (ack - self.nseq) & MASK
         if d == 0 or d >= HALF or d > self.limits.max_seq_jump:
             return
         target = self.noff + d
         if self.fin_off is not None and target > self.fin_off:
             target = self.fin_off  # the ACK of a FIN counts one more
+        if target <= self.noff:
+            return
+        if self.limits.ack_grace_packets <= 0:
+            self._skip_acked(ts, target)
+            return
+        if self.hole is None:
+            self.hole_ts, self.hole_pkts = ts, 0
+            if self.peer is not None:
+                self.peer.hold = True
+        self.hole = max(self.hole or 0, target)
+
+    def tick(self, ts: float) -> None:
+        """A packet of the flow went by: end the wait for acknowledged bytes past its grace."""
+        self.hole_pkts += 1
+        lim = self.limits
+        if self.hole_pkts > lim.ack_grace_packets or ts - self.hole_ts > lim.ack_grace_seconds:
+            self._expire_hole(ts)
+
+    def _expire_hole(self, ts: float) -> None:
+        if self.hole is not None:
+            self._skip_acked(self.hole_ts, self.hole)  # missing since the ACK that showed it
+            self._hole_closed(ts)
+
+    def _hole_closed(self, ts: float) -> None:
+        self.hole = None
+        peer = self.peer
+        if peer is not None and peer.hold:
+            peer.hold = False
+            peer._release()
+
+    def _release(self) -> None:
+        held, self.held, self.held_bytes = self.held, None, 0
+        sink = self.sink
+        if not held or sink is None:
+            return
+        for ts, data, gap in held:
+            if data is not None:
+                sink.data(self.direction, ts, data)
+            else:
+                sink.gap(self.direction, ts, gap)
+
+    def _hold(self, ts: float, data: bytes | None, gap: int) -> None:
+        if self.held is None:
+            self.held = []
+        self.held.append((ts, data, gap))
+        self.held_bytes += len(data) if data is not None else 0
+        if self.held_bytes > self.limits.ack_grace_bytes and self.peer is not None:
+            self.peer._expire_hole(ts)
+
+    def _skip_acked(self, ts: float, target: int) -> None:
         while self.noff < target:
             if self.ooo and self.ooo[0][0] <= self.noff:
                 self._drain(ts)
@@ -165,6 +246,7 @@ class Stream:
 
     def flush(self, ts: float) -> None:
         """Hand over everything buffered, holes as gaps (the flow is ending)."""
+        self._expire_hole(ts)
         while self.ooo:
             if self.ooo[0][0] > self.noff:
                 self._skip_to(ts, self.ooo[0][0])
@@ -178,7 +260,10 @@ class Stream:
         sink = self.sink
         if cap > 0 and data:
             if sink is not None:
-                sink.data(self.direction, ts, data)
+                if self.hold:
+                    self._hold(ts, data, 0)
+                else:
+                    sink.data(self.direction, ts, data)
             keep = self.limits.overlap_check_bytes
             if keep and sink is not None:
                 recent = self.recent
@@ -204,7 +289,10 @@ class Stream:
         self.gaps += 1
         self.flow.mark_log("G", self.direction, self.gaps)
         if self.sink is not None:
-            self.sink.gap(self.direction, ts, length)
+            if self.hold:
+                self._hold(ts, None, length)
+            else:
+                self.sink.gap(self.direction, ts, length)
 
     def _skip_to(self, ts: float, target: int) -> None:
         length = target - self.noff
@@ -249,14 +337,14 @@ class Stream:
         pos = off
         pieces: list[Piece] = []
         while i < len(ooo) and pos < end:
-            o, length, c, d = ooo[i]
+            o, length, c, d, _ = ooo[i]
             if o + length <= pos:
                 i += 1
                 continue
             if o >= end:
                 break
             if o > pos:
-                pieces.append(_cut(off, data, cap, pos, o))
+                pieces.append(_cut(off, data, cap, pos, o, ts))
             lo, hi = max(o, off), min(o + c, off + cap)
             if (
                 data is not None
@@ -271,7 +359,7 @@ class Stream:
             pos = o + length
             i += 1
         if pos < end:
-            pieces.append(_cut(off, data, cap, pos, end))
+            pieces.append(_cut(off, data, cap, pos, end, ts))
         for piece in pieces:
             j = bisect_right(keys, piece[0])
             keys.insert(j, piece[0])
@@ -283,7 +371,7 @@ class Stream:
         if not ooo or keys is None:
             return
         while ooo and ooo[0][0] <= self.noff:
-            o, n, cap, data = ooo.pop(0)
+            o, n, cap, data, pts = ooo.pop(0)
             keys.pop(0)
             self.ooo_bytes -= cap
             if o + n <= self.noff:
@@ -294,12 +382,12 @@ class Stream:
                     data = data[skip:]
                 cap = max(0, cap - skip)
                 n -= skip
-            self._deliver(ts, data, cap, n)
+            self._deliver(pts, data, cap, n)  # when it was captured, not when drained
 
 
-def _cut(off: int, data: bytes | None, cap: int, lo: int, hi: int) -> Piece:
+def _cut(off: int, data: bytes | None, cap: int, lo: int, hi: int, ts: float) -> Piece:
     """The part [lo, hi) of a segment starting at ``off`` with ``cap`` captured bytes."""
     cap_hi = min(hi, off + cap)
     c = max(0, cap_hi - lo)
     d = data[lo - off : lo - off + c] if data is not None else None
-    return (lo, hi - lo, c, d)
+    return (lo, hi - lo, c, d, ts)

@@ -248,7 +248,7 @@ class FlowTable:
         """TCP is over: hand the consumer everything now rather than after the linger,
         so decoder state is freed at once (late ACKs still count in conn)."""
         o, r = flow.streams
-        if o.ooo or r.ooo:
+        if o.ooo or r.ooo or o.hole is not None or r.hole is not None:
             return  # bytes still waiting for a hole to fill; the linger may bring them
         o.flush(ts)
         r.flush(ts)
