@@ -127,6 +127,7 @@ class Flow:
         self.set_sink(None)
         for stream in self.streams:
             stream.flow = placeholder
+            stream.peer = None
 
     def set_sink(self, sink: StreamSink | None) -> None:
         self.sink = sink
