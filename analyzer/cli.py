@@ -288,8 +288,10 @@ def _capture_problems(outdir: Path, most: int = 10) -> list[str]:
     frame = load_table(outdir, "weird")
     if frame.height == 0:
         return []
-    bad = frame.filter(pl.col("source") == "capture").select("name", "detail").unique(
-        maintain_order=True
+    bad = (
+        frame.filter(pl.col("source") == "capture")
+        .select("name", "detail")
+        .unique(maintain_order=True)
     )
     lines = [
         f"damaged input, processed up to the damage ({name}): {detail}"

@@ -165,6 +165,7 @@ class Gunzip(io.RawIOBase):
             if rest:
                 self.pending = rest
 
+
 def _decompressed(raw: IO[bytes], name: str) -> Any:
     """A peekable reader over ``raw``, decompressed when it is gzip."""
     fh: Any = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(cast(Any, raw))

@@ -92,6 +92,9 @@ class AssociationParser:
         self._out: list[DicomEvent] = []
         self._midstream_said = False
         self.orphan_bytes = [0, 0]
+        self._rejected = False
+        for d, framer in enumerate(self.framers):
+            framer.acceptable = lambda ptype, d=d: next_state(self.state, ptype, d) is not None
 
     # -- input ------------------------------------------------------------------
 
@@ -188,7 +191,8 @@ class AssociationParser:
                         f"skipped {ev.skipped} bytes to the next PDU",
                     )
 
-    def _transition(self, ts: float, direction: int, pdu_type: int) -> None:
+    def _transition(self, ts: float, direction: int, pdu_type: int) -> bool:
+        """Move the state machine; False (and an anomaly) when the PDU is unexpected."""
         self.pdu_counts[pdu_type] = self.pdu_counts.get(pdu_type, 0) + 1
         new = next_state(self.state, pdu_type, direction)
         if new is None:
@@ -199,8 +203,9 @@ class AssociationParser:
                 f"{PduType(pdu_type).name} from the {'requester' if direction == 0 else 'acceptor'} "
                 f"in state {self.state.name}",
             )
-            return
+            return False
         self.state = new
+        return True
 
     def _control(self, direction: int, ev: ControlPdu) -> None:
         ts, ptype = ev.ts, ev.pdu_type
@@ -212,6 +217,18 @@ class AssociationParser:
                 f"{PduType(ptype).name}: decoded from the first {len(ev.body)} bytes only",
             )
         self._transition(ts, direction, ptype)
+        # an unexpected PDU is an anomaly (above); it never rewrites what the association
+        # already recorded: no second request, no accept after a reject or the other way
+        if ptype == PduType.A_ASSOCIATE_RQ and self.request is not None:
+            return
+        if ptype in (PduType.A_ASSOCIATE_AC, PduType.A_ASSOCIATE_RJ) and (
+            self.accept is not None
+            or self.state == State.REJECTED
+            and ptype == PduType.A_ASSOCIATE_AC
+        ):
+            return
+        if ptype == PduType.A_ASSOCIATE_RJ and self._rejected:
+            return
         if ptype in (PduType.A_ASSOCIATE_RQ, PduType.A_ASSOCIATE_AC):
             assoc = decode_associate(ptype, ev.body)
             for name, detail in assoc.anomalies:
@@ -233,6 +250,7 @@ class AssociationParser:
                     cs.transfer_syntax = c.transfer_syntaxes[0] if c.transfer_syntaxes else None
                 self._out.append(AssociateAccepted(ts=ts, associate=assoc))
         elif ptype == PduType.A_ASSOCIATE_RJ:
+            self._rejected = True
             self._out.append(AssociateRejected(ts=ts, reject=decode_reject(ev.body)))
         elif ptype == PduType.A_RELEASE_RQ:
             self._out.append(ReleaseRequested(ts=ts, direction=direction))

@@ -12,6 +12,7 @@ header and says how many bytes it skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from analyzer.dicom.events import ControlPdu, FramerEvent, FramingAnomaly, PdvChunk, Resynchronized
@@ -44,6 +45,7 @@ class PduFramer:
         "ts",
         "pdus",
         "pdu_start",
+        "acceptable",
     )
 
     def __init__(
@@ -55,6 +57,10 @@ class PduFramer:
         midstream: bool = False,
     ) -> None:
         self.state = S_SYNC if midstream else S_HEADER
+        self.acceptable: Callable[[int], bool] | None = None
+        """Set by the association parser: may a PDU of this type come now? A resync candidate
+        of a type the association cannot take (an RJ or AC once it is established, an RQ
+        twice) is no candidate: command PDVs begin with bytes that look like an RJ header."""
         self.buf = bytearray()
         self.pdu_type = 0
         self.pdu_left = 0
@@ -232,6 +238,8 @@ class PduFramer:
             verdict = self.header.verdict(buf, i)
             if verdict is None:
                 break  # too few bytes left to judge this position: wait for more
+            if verdict and not self._candidate(buf, i):
+                verdict = False
             if verdict:
                 self.skipped += i
                 self.events.append(Resynchronized(ts=self.ts, skipped=self.skipped))
@@ -244,6 +252,15 @@ class PduFramer:
         self.skipped += i
         del buf[:i]
         return data, len(data)
+
+    def _candidate(self, buf: bytearray, i: int) -> bool:
+        """A plausible header found by the scan that the association can take now and that
+        the header after it (where the bytes reach) confirms."""
+        ptype = buf[i]
+        if self.acceptable is not None and not self.acceptable(ptype):
+            return False
+        after = i + 6 + int.from_bytes(buf[i + 2 : i + 6], "big")
+        return self.header.verdict(buf, after) is not False if after < len(buf) else True
 
 
 @dataclass(frozen=True, slots=True)
