@@ -126,8 +126,12 @@ class AssociationParser:
         return self._out
 
     def close(self, ts: float) -> list[DicomEvent]:
-        """The TCP flow ended: report messages that never completed."""
+        """The TCP flow ended: decode what came of a cut control PDU (an A-ASSOCIATE-RQ whose
+        length claims more than arrived still names its AE titles and user identity), and
+        report messages that never completed."""
         self._out = []
+        for direction in (0, 1):
+            self._handle(direction, self.framers[direction].cut_short(ts), ts)
         for direction in (0, 1):
             for p in list(self.pending[direction].values()):
                 if p.command is not None:

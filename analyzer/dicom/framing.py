@@ -98,6 +98,18 @@ class PduFramer:
         self.buf.clear()
         return self.events
 
+    def cut_short(self, ts: float) -> list[FramerEvent]:
+        """The stream ended: a control PDU still being buffered (its length claimed more than
+        came) is handed over as truncated, so what arrived of it is decoded."""
+        self.events = []
+        if self.state == S_CONTROL and self.buf:
+            self.events.append(
+                ControlPdu(ts=ts, pdu_type=self.pdu_type, body=bytes(self.buf), truncated=True)
+            )
+            self.buf.clear()
+            self.state = S_HEADER
+        return self.events
+
     def feed(self, data: bytes, ts: float) -> list[FramerEvent]:
         self.events = []
         self.ts = ts

@@ -382,3 +382,19 @@ def test_an_unexpected_reject_never_rewrites_an_accepted_association() -> None:
     assert not any(isinstance(e, AssociateRejected) for e in events)
     assert any(getattr(e, "name", "") == "dicom_unexpected_pdu" for e in events)
     assert p.accept is not None and p.state == State.ESTABLISHED
+
+
+def test_truncated_request_is_decoded_with_what_arrived() -> None:
+    """An A-ASSOCIATE-RQ whose length claims more bytes than arrive before the FIN (attack
+    tools send such): its complete items are decoded, AE titles and the user identity
+    (username and passcode in clear) included."""
+    rq = fx.A_ASSOCIATE_RQ_USER_ID_USER_PASS
+    claimed = bytes(rq[:2]) + (len(rq) - 6 + 500).to_bytes(4, "big") + bytes(rq[6:])
+    p = AssociationParser()
+    events = p.feed(0, claimed, 1.0)
+    assert p.request is None  # still waiting for 500 more bytes
+    events = p.close(2.0)
+    assert p.request is not None and p.request.calling_ae and p.request.called_ae
+    ui = p.request.user_identity
+    assert ui is not None and ui.identity_type == 2 and ui.secondary_length > 0
+    assert any(getattr(e, "name", "") == "dicom_pdu_truncated" for e in events)

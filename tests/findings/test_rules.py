@@ -245,3 +245,25 @@ def test_cross_flow_rules_span_the_files_of_one_run(tmp_path: Path) -> None:
     f = pl.read_parquet(tmp_path / "out" / "finding.parquet")
     assert "critical" in f.filter(pl.col("rule") == "ae_title_bruteforce")["severity"].to_list()
     assert f.filter(pl.col("rule") == "dicom_scan").height == 1
+
+
+def test_credentials_in_a_truncated_request_are_found() -> None:
+    """An A-ASSOCIATE-RQ cut off before its claimed length, then FIN: the association is
+    recorded with what survived and the cleartext passcode raises its finding."""
+    from tests.dicom import fixtures as fx
+    from tests.helpers import ACK, FIN, PSH, SYN, dicom_driver
+
+    rq = fx.A_ASSOCIATE_RQ_USER_ID_USER_PASS
+    cut = bytes(rq[:2]) + (len(rq) - 6 + 300).to_bytes(4, "big") + bytes(rq[6:])
+    drv, rows, engine = dicom_driver()
+    drv.seg(1.0, SYN, 100)
+    drv.seg(1.0, SYN | ACK, 900, 101, from_client=False)
+    drv.seg(1.1, ACK | PSH, 101, 901, cut)
+    drv.seg(1.2, ACK | FIN, 101 + len(cut), 901)
+    drv.seg(1.3, ACK | FIN, 901, 102 + len(cut), from_client=False)
+    drv.finish()
+    engine.finish()
+    assoc = rows["dicom_assoc"]
+    assert len(assoc) == 1 and assoc[0].calling_ae and assoc[0].passcode_present
+    assert assoc[0].user_identity_type == 2
+    assert "cleartext_credentials" in {r.rule for r in rows["finding"]}
