@@ -42,11 +42,52 @@ def _pairs(entries: list[object]) -> set[int]:
     return out
 
 
+SHORT = 3
+"""Words shorter than this are masked whole: the first letter of ``M`` is the value itself."""
+
+DIRECT_KEYWORDS = frozenset(
+    {
+        "PatientName",
+        "PatientID",
+        "OtherPatientIDs",
+        "OtherPatientNames",
+        "OtherPatientIDsSequence",
+        "PatientBirthName",
+        "PatientMotherBirthName",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+        "PatientTelecomInformation",
+        "MedicalRecordLocator",
+        "PersonName",
+        "PersonAddress",
+        "PersonTelephoneNumbers",
+        "PersonTelecomInformation",
+    }
+)
+"""The Table E.1-1 attributes that name or reach a person by themselves (the ``direct`` tier);
+the others identify only together with more (``quasi``: dates, ages, descriptions, AE titles
+carried as values), and UIDs are their own tier."""
+
+
+def tier(keyword: str, vr: str | None) -> str:
+    if vr == "UI":
+        return "uid"
+    return "direct" if keyword in DIRECT_KEYWORDS else "quasi"
+
+
+def matching_key_only(value: str | None) -> bool:
+    """A query key with no value of its own: empty, or only the wildcards ``*`` and ``?``."""
+    return value is None or value.strip(" *?\\") == ""
+
+
 def redact(value: str) -> str:
-    """Keep the first character of each name component or word: ``DOE^JANE`` -> ``D***^J***``."""
+    """Keep the first character of each longer name component or word: ``DOE^JANE`` ->
+    ``D***^J***``; short words are masked whole (``M`` -> ``***``)."""
     out = []
     for part in value.replace("=", "^").split("^"):
-        words = [w[:1] + "***" if w else "" for w in part.split(" ")]
+        words = [
+            (w[:1] + "***" if len(w) >= SHORT else "***") if w else "" for w in part.split(" ")
+        ]
         out.append(" ".join(words))
     return "^".join(out)
 
@@ -91,13 +132,21 @@ class PhiPolicy:
         self.capture_phi = capture_phi
 
     def patient_key(self, ds: DatasetSummary) -> str | None:
+        """From direct identifiers only; a wildcard query key names no patient."""
+
+        def real(keyword: str) -> str | None:
+            value = ds.get(keyword)
+            return None if matching_key_only(value) else value
+
         return self.hasher.patient_key(
-            ds.get("PatientID"), ds.get("PatientName"), ds.get("PatientBirthDate")
+            real("PatientID"), real("PatientName"), real("PatientBirthDate")
         )
 
     def summarize(self, ds: DatasetSummary) -> PhiSummary:
         tags = self.tags
-        found = tuple(e for e in ds.elements if e.tag in tags and e.value)
+        found = tuple(
+            e for e in ds.elements if e.tag in tags and e.value and not matching_key_only(e.value)
+        )
         keywords = sorted({e.keyword or f"{e.tag:08X}" for e in found})
         return PhiSummary(keywords, self.patient_key(ds), found)
 

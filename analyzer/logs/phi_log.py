@@ -7,7 +7,7 @@ from analyzer.logs.observer import DicomObserver, MessageInfo
 from analyzer.logs.records import Phi
 from analyzer.logs.sinks import RowSink
 from analyzer.logs.views import AssocView
-from analyzer.privacy import PhiPolicy
+from analyzer.privacy import PhiPolicy, tier
 from analyzer.tcp.events import Direction
 
 MEMO_SIZE = 4096
@@ -22,7 +22,7 @@ class PhiLog(DicomObserver):
         self.sink = sink
         self.policy = policy
         self.memo: dict[str, tuple[str, str]] = {}
-        self.tags: dict[int, tuple[str, str]] = {}
+        self.tags: dict[int, tuple[str, str, str]] = {}
 
     def message(self, a: AssocView, m: Message, info: MessageInfo) -> None:
         phi = info.phi
@@ -46,6 +46,7 @@ class PhiLog(DicomObserver):
                 names = tags[e.tag] = (
                     f"({e.tag >> 16:04X},{e.tag & 0xFFFF:04X})",
                     e.keyword or f"{e.tag:08X}",
+                    tier(e.keyword, e.vr),
                 )
             add(
                 Phi(
@@ -61,5 +62,6 @@ class PhiLog(DicomObserver):
                     value_length=e.length,
                     depth=e.depth,
                     patient_key=patient_key,
+                    tier=names[2],
                 )
             )

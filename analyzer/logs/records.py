@@ -185,6 +185,8 @@ class Phi(NamedTuple):
     value_length: int
     depth: I32
     patient_key: str | None
+    tier: str
+    """``direct`` (names and reaches a person), ``quasi`` (identifies with more), ``uid``."""
 
 
 class FindingRow(NamedTuple):

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.helpers import CAPTURES
+from tests.helpers import CAPTURES, analyze
 
 SAMPLES = sorted(p for p in CAPTURES.glob("*.pcap*") if p.is_file()) + [CAPTURES / "rotated"]
 PHI_VALUES = [
@@ -89,3 +89,28 @@ def test_capture_phi_puts_values_in_the_phi_table_only(tmp_path: Path) -> None:
     assert (
         leaks(tmp_path / "ui", SECRETS) == {}
     )  # passcodes and tokens are never written, even then
+
+
+def test_short_values_are_masked_whole_and_tiers_are_named() -> None:
+    from analyzer.privacy import matching_key_only, redact, tier
+
+    assert redact("M") == "***" and redact("DOE^JANE") == "D***^J***"
+    assert redact("WHO^DOCTOR") == "W***^D***" and redact("CT") == "***"
+    assert tier("PatientName", "PN") == "direct" and tier("PatientID", "LO") == "direct"
+    assert tier("PatientBirthDate", "DA") == "quasi" and tier("RetrieveAETitle", "AE") == "quasi"
+    assert tier("StudyInstanceUID", "UI") == "uid"
+    assert matching_key_only("*") and matching_key_only(" ? ") and matching_key_only("")
+    assert not matching_key_only("DOE*")
+
+
+def test_wildcard_query_keys_are_not_patient_data(tmp_path: Path) -> None:
+    """The lab's C-FIND asks PatientName=*: a matching key, not a fourth patient."""
+    analyze(CAPTURES / "dicom_lab.pcap", tmp_path)
+    phi = pl.read_parquet(tmp_path / "phi.parquet")
+    assert phi["patient_key"].drop_nulls().n_unique() == 3
+    dimse = pl.read_parquet(tmp_path / "dimse.parquet")
+    queries = dimse.filter(pl.col("command") == "C-FIND-RQ").select("uid", "message_id")
+    assert queries.height > 0
+    asked = phi.join(queries, on=["uid", "message_id"]).filter(pl.col("direction") == "orig")
+    assert "PatientName" not in set(asked["keyword"])  # PatientName=* names nobody
+    assert set(phi["tier"]) <= {"direct", "quasi", "uid"} and "direct" in set(phi["tier"])
