@@ -105,7 +105,15 @@ class DicomTables(DicomObserver):
         self._context_rows(a)
 
     def _context_rows(self, a: AssocView) -> None:
+        rq, ac = a.request, a.accept
+        rq_roles = {r.sop_class_uid: r for r in rq.roles} if rq else {}
+        ac_roles = {r.sop_class_uid: r for r in ac.roles} if ac else {}
+        rq_ext = {e.sop_class_uid: e.info.hex() for e in rq.extended} if rq else {}
+        ac_ext = {e.sop_class_uid: e.info.hex() for e in ac.extended} if ac else {}
+        common = {c.sop_class_uid: c for c in rq.common_extended} if rq else {}
         for cs in a.contexts():
+            abstract = cs.abstract_syntax or ""
+            pr, acr, ce = rq_roles.get(abstract), ac_roles.get(abstract), common.get(abstract)
             self.contexts.add(
                 DicomContext(
                     uid=a.uid,
@@ -115,6 +123,14 @@ class DicomTables(DicomObserver):
                     result=label(CONTEXT_RESULT, cs.result),
                     result_code=cs.result,
                     transfer_syntax_uid=cs.transfer_syntax,
+                    scu_role_proposed=pr.scu_role if pr else None,
+                    scp_role_proposed=pr.scp_role if pr else None,
+                    scu_role_accepted=acr.scu_role if acr else None,
+                    scp_role_accepted=acr.scp_role if acr else None,
+                    extended_negotiation_proposed=rq_ext.get(abstract),
+                    extended_negotiation_accepted=ac_ext.get(abstract),
+                    service_class_uid=ce.service_class_uid if ce else None,
+                    related_general_sop_classes=list(ce.related_general_sop_classes) if ce else [],
                 )
             )
 
@@ -176,5 +192,9 @@ class DicomTables(DicomObserver):
                 end_state=end_state,
                 midstream=a.midstream or a.flow_midstream,
                 n_dimse=a.n_dimse,
+                async_invoked_orig=rq.async_window[0] if rq and rq.async_window else None,
+                async_performed_orig=rq.async_window[1] if rq and rq.async_window else None,
+                async_invoked_resp=ac.async_window[0] if ac and ac.async_window else None,
+                async_performed_resp=ac.async_window[1] if ac and ac.async_window else None,
             )
         )

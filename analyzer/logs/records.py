@@ -104,6 +104,12 @@ class DicomAssoc(NamedTuple):
     end_state: str
     midstream: bool
     n_dimse: int
+    async_invoked_orig: I32 | None
+    """Asynchronous operations window (0x53) the requester proposed: operations invoked."""
+    async_performed_orig: I32 | None
+    async_invoked_resp: I32 | None
+    """The window the acceptor answered with."""
+    async_performed_resp: I32 | None
 
 
 class DicomContext(NamedTuple):
@@ -116,6 +122,19 @@ class DicomContext(NamedTuple):
     result: str | None
     result_code: I32 | None
     transfer_syntax_uid: str | None
+    scu_role_proposed: I32 | None
+    """SCP/SCU role selection (0x54) for this abstract syntax in the RQ: 1 = the requester
+    may take the role, 0 = not; null when the item is absent."""
+    scp_role_proposed: I32 | None
+    scu_role_accepted: I32 | None
+    """The same in the AC: what was agreed."""
+    scp_role_accepted: I32 | None
+    extended_negotiation_proposed: str | None
+    """SOP class extended negotiation (0x56) information, hex."""
+    extended_negotiation_accepted: str | None
+    service_class_uid: str | None
+    """SOP class common extended negotiation (0x57): the service class."""
+    related_general_sop_classes: list[str]
 
 
 class Dimse(NamedTuple):

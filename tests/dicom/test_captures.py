@@ -156,3 +156,37 @@ def test_unanswered_request_and_stray_response(tmp_path: Path) -> None:
     assert {"dicom_request_unanswered", "dicom_response_without_request"} <= names
     (store,) = [r for r in rows["dimse"] if r.command == "C-STORE-RQ"]
     assert store.message_id == 7  # the request that went unanswered is in the table all the same
+
+
+def test_negotiation_items_are_written() -> None:
+    """Role selection, the asynchronous operations window, SOP class extended and common
+    extended negotiation (pynetdicom-encoded) reach dicom_context and dicom_assoc."""
+    from tests.dicom import fixtures as fx
+    from tests.helpers import ACK, PSH, SYN, dicom_driver
+
+    drv, rows, _ = dicom_driver()
+    rq, ac = fx.A_ASSOCIATE_RQ_ALL_SUB_ITEMS, fx.A_ASSOCIATE_AC_PLAIN
+    drv.seg(1.0, SYN, 100)
+    drv.seg(1.0, SYN | ACK, 900, 101, from_client=False)
+    drv.seg(1.1, ACK | PSH, 101, 901, rq)
+    drv.seg(1.2, ACK | PSH, 901, 101 + len(rq), ac, from_client=False)
+    drv.finish()
+    contexts = {c.abstract_syntax_uid: c for c in rows["dicom_context"]}
+    ct = contexts[fx.CT_STORAGE]
+    assert (ct.scu_role_proposed, ct.scp_role_proposed) == (1, 1)
+    assert ct.scu_role_accepted is None  # the AC answered no role selection
+    assert ct.service_class_uid == "1.2.840.10008.4.2"
+    assert ct.related_general_sop_classes == ["1.2.840.10008.5.1.4.1.1.2.1"]
+    assert contexts[fx.PATIENT_FIND].extended_negotiation_proposed == "010100"
+    assert contexts[fx.VERIFICATION].scu_role_proposed is None
+    (assoc,) = rows["dicom_assoc"]
+    assert (assoc.async_invoked_orig, assoc.async_performed_orig) == (5, 3)
+    assert assoc.async_invoked_resp is None
+
+
+def test_orthanc_get_negotiates_the_scp_role(tmp_path: Path) -> None:
+    """Orthanc's C-GET: the SCU proposes the SCP role for the storage classes it receives."""
+    analyze(CAPTURES / "orthanc_qr.pcap", tmp_path)
+    ctx = pl.read_parquet(tmp_path / "dicom_context.parquet")
+    roles = ctx.filter(pl.col("scp_role_proposed") == 1)
+    assert roles.height > 0 and roles["scp_role_accepted"].is_not_null().all()
