@@ -104,13 +104,22 @@ class Flow:
             self.history += ch
 
     def mark_seq(self, letter: str, direction: int, seq: int) -> None:
+        """A SYN, SYN-ACK, FIN or RST: its letter again for each new sequence number, but
+        (as Zeek does for repeats) only at counts 1, 10, 100, ... so that a flood of them
+        cannot grow ``history`` without bound."""
         ch = letter if direction == 0 else letter.lower()
         marks = self._marks
         if marks is None:
             marks = self._marks = {}
         if marks.get(ch) != seq:
             marks[ch] = seq
-            self.history += ch
+            key = "#" + ch
+            n = marks.get(key, 0) + 1
+            marks[key] = n
+            if n <= 2:
+                self.history += ch  # a repeat once is common (retransmitted SYN with new seq)
+            else:
+                self.mark_log(letter, direction, n)
 
     def mark_log(self, letter: str, direction: int, count: int) -> None:
         """Add ``letter`` when ``count`` reaches 1, 10, 100, ..."""

@@ -200,3 +200,16 @@ def test_payload_of_unrecognised_flows_is_not_copied(tmp_path: Path) -> None:
     pipe.finish()
     assert decided == {11112: "dicom", 4242: "dicom"}  # the factory is asked only for DICOM
     assert sinks_after_decision[8080] is None and sinks_after_decision[5555] is None
+
+
+def test_history_stays_bounded_under_a_flood_of_resets() -> None:
+    """200,000 RSTs with distinct sequence numbers on one 4-tuple: the letter
+    repeats only at counts 1, 2, 10, 100, ... (it was one letter each: a 200,000-letter cell)."""
+    drv = Driver(with_sink=False)
+    drv.seg(1.0, SYN, 100)
+    drv.seg(1.0, SYN | ACK, 900, 101, from_client=False)
+    drv.seg(1.0, ACK, 101, 901)
+    flow = next(iter(drv.table.flows.values()))
+    for i in range(200_000):
+        flow.packet(1, 1.0 + i * 1e-6, 5000 + i, 0, RST, 0, None, 0, 0, 40)
+    assert len(flow.history) < 20 and flow.history.count("r") == 2 + 5  # 1, 2, 10 ... 100,000
