@@ -2,11 +2,13 @@
 
 Fragments are keyed by (src, dst, id, protocol). A datagram is complete when the
 fragment without "more fragments" has arrived and the pieces cover it without holes.
-Overlapping pieces that disagree are reported; the first copy wins.
+Overlapping pieces that disagree are reported; the first copy of every byte wins (the
+pieces are held as non-overlapping ranges, so copies are never spliced).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -17,10 +19,16 @@ MAX_DATAGRAM = 65535 + 8
 
 
 class _Datagram:
-    __slots__ = ("pieces", "total", "first_ts", "size")
+    """The pieces received so far, as sorted, non-overlapping byte ranges: the first copy of
+    every byte is kept (a later overlapping copy adds only the bytes not seen yet), so an
+    insertion never splices two copies, and adding a fragment costs a binary search plus the
+    pieces it overlaps, never a pass over all of them."""
+
+    __slots__ = ("starts", "pieces", "total", "first_ts", "size")
 
     def __init__(self, ts: float) -> None:
-        self.pieces: dict[int, bytes] = {}
+        self.starts: list[int] = []
+        self.pieces: list[bytes] = []
         self.total: int | None = None
         self.first_ts = ts
         self.size = 0
@@ -54,42 +62,64 @@ class FragmentReassembler:
             if dg.total is not None and dg.total != end:
                 self.report(ts, "ip_fragment_inconsistent", "two different last fragments")
             dg.total = end
-        if offset in dg.pieces:
-            old = dg.pieces[offset]
-            if old[: len(data)] != data[: len(old)]:
-                self.report(ts, "ip_fragment_overlap_mismatch", f"offset {offset}")
-            if len(data) <= len(old):
-                return self._complete(key, dg)
-        else:
-            for o, piece in dg.pieces.items():
-                lo, hi = max(o, offset), min(o + len(piece), end)
-                if lo < hi and piece[lo - o : hi - o] != data[lo - offset : hi - offset]:
-                    self.report(ts, "ip_fragment_overlap_mismatch", f"offset {lo}")
-                    break
-        prev = dg.pieces.get(offset)
-        dg.pieces[offset] = data
-        grown = len(data) - (len(prev) if prev is not None else 0)
+        grown = self._insert(ts, dg, offset, data)
         dg.size += grown
         self.held += grown
         return self._complete(key, dg)
 
+    def _insert(self, ts: float, dg: _Datagram, offset: int, data: bytes) -> int:
+        """Insert the bytes of ``data`` not held yet; report overlaps that disagree. Returns
+        the bytes added."""
+        starts, pieces = dg.starts, dg.pieces
+        end = offset + len(data)
+        i = bisect_right(starts, offset) - 1
+        pos = offset
+        if i >= 0 and starts[i] + len(pieces[i]) > pos:  # the piece before reaches in
+            pos = self._compare(ts, starts[i], pieces[i], offset, data, pos)
+        j = i + 1
+        new: list[tuple[int, bytes]] = []
+        while pos < end and j < len(starts) and starts[j] < end:
+            o = starts[j]
+            if o > pos:
+                new.append((pos, data[pos - offset : o - offset]))
+            pos = max(pos, self._compare(ts, o, pieces[j], offset, data, o))
+            j += 1
+        if pos < end:
+            new.append((pos, data[pos - offset :]))
+        at = i + 1
+        for o, piece in new:  # each goes just before the first held piece after it
+            while at < len(starts) and starts[at] < o:
+                at += 1
+            starts.insert(at, o)
+            pieces.insert(at, piece)
+            at += 1
+        return sum(len(p) for _, p in new)
+
+    def _compare(self, ts: float, o: int, piece: bytes, offset: int, data: bytes, pos: int) -> int:
+        """Compare ``data`` with a held piece where they overlap from ``pos``; return where the
+        held piece ends (the first copy is kept)."""
+        lo, hi = max(o, pos), min(o + len(piece), offset + len(data))
+        if lo < hi and piece[lo - o : hi - o] != data[lo - offset : hi - offset]:
+            self.report(ts, "ip_fragment_overlap_mismatch", f"offset {lo}")
+        return o + len(piece)
+
     def _complete(self, key: FragKey, dg: _Datagram) -> bytes | None:
-        if dg.total is None:
+        total = dg.total
+        if total is None or dg.size < total or not dg.starts or dg.starts[0] != 0:
             return None
         covered = 0
-        for o in sorted(dg.pieces):
+        for o, piece in zip(dg.starts, dg.pieces, strict=True):
             if o > covered:
-                return None
-            covered = max(covered, o + len(dg.pieces[o]))
-        if covered < dg.total:
+                return None  # a hole
+            covered = o + len(piece)
+            if covered >= total:
+                break
+        if covered < total:
             return None
-        out = bytearray(covered)
-        for o in sorted(dg.pieces, reverse=True):  # lower offsets written last: they win overlaps
-            out[o : o + len(dg.pieces[o])] = dg.pieces[o]
         del self.pending[key]
         self.held -= dg.size
         self.completed += 1
-        return bytes(out[: dg.total])
+        return b"".join(dg.pieces)[:total]
 
     def _make_room(self, ts: float, need: int) -> None:
         while self.pending and (
