@@ -113,4 +113,10 @@ def decode_command(raw: bytes) -> Command:
             else:
                 values[name] = text(value)
         pos += length
+    if "command_field" not in values and not anomalies:
+        # an empty or field-less command set: not a message anyone can act on (a flood of
+        # two-byte PDVs flagged command+last makes one of these per PDV)
+        anomalies.append(
+            ("dicom_command_without_field", f"command set of {n} bytes without (0000,0100)")
+        )
     return Command(anomalies=tuple(anomalies), **values)  # type: ignore[arg-type]

@@ -398,3 +398,18 @@ def test_truncated_request_is_decoded_with_what_arrived() -> None:
     ui = p.request.user_identity
     assert ui is not None and ui.identity_type == 2 and ui.secondary_length > 0
     assert any(getattr(e, "name", "") == "dicom_pdu_truncated" for e in events)
+
+
+def test_empty_command_set_is_an_anomaly() -> None:
+    """A two-byte PDV flagged command+last carries no command set: an anomaly, not a silent
+    ``unknown`` message."""
+    from analyzer.dicom.dimse import decode_command
+
+    assert [a[0] for a in decode_command(b"").anomalies] == ["dicom_command_without_field"]
+    p = AssociationParser()
+    p.feed(0, fx.A_ASSOCIATE_RQ_PLAIN, 1.0)
+    p.feed(1, fx.A_ASSOCIATE_AC_PLAIN, 1.1)
+    pdv = (2).to_bytes(4, "big") + bytes([1, 0x03])  # PDV: length 2, context 1, command+last
+    pdata = bytes([4, 0]) + len(pdv).to_bytes(4, "big") + pdv
+    events = p.feed(0, pdata, 1.2)
+    assert any(getattr(e, "name", "") == "dicom_command_without_field" for e in events)
