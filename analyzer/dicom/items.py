@@ -126,12 +126,22 @@ class Abort:
     reason: int
 
 
+CONTROL_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+
+
+def wire_text(raw: bytes) -> str:
+    """Bytes from the wire as safe ASCII text, the one escaping policy of every output: a byte
+    outside printable ASCII (non-ASCII, control characters: ESC, CR, LF, NUL) becomes ``\\xNN``.
+    Trailing NUL padding is dropped first. Nothing is lost: the escapes say which bytes came."""
+    return raw.rstrip(b"\x00").decode("ascii", "backslashreplace").translate(CONTROL_ESCAPES)
+
+
 def text(raw: bytes) -> str:
     """A UID or AE title: ASCII, padded with spaces or NULs. A byte that is not ASCII is kept
     as its escape (``\\xe2``), so the value stays ASCII and says what was on the wire. Interned:
     the same few hundred SOP class and transfer syntax UIDs recur in every association and
     every table row."""
-    value = raw.decode("ascii", "backslashreplace").strip(" \x00")
+    value = wire_text(raw).strip(" ")
     return sys.intern(value) if len(value) <= 64 else value
 
 

@@ -22,6 +22,26 @@ from analyzer.errors import OutputError
 from analyzer.logs.records import Schema
 
 FORMATS = ("parquet", "csv", "jsonl")
+FORMULA = r"^'*[=+\-@\t\r]"
+"""A cell a spreadsheet would run as a formula (OWASP CSV injection), after any quotes."""
+GUARDED = r"^'+[=+\-@\t\r]"
+"""A cell the guard prefixed (reading back removes one quote)."""
+
+
+def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells that a spreadsheet would take for a formula get one leading ``'``; a cell
+    that already began with quotes before such a character gets one more, so reading back
+    (``report.load``) removes exactly one and every value is recovered as it was."""
+    text = [n for n, t in frame.schema.items() if t == pl.String]
+    return frame.with_columns(
+        pl.when(pl.col(n).str.contains(FORMULA))
+        .then(pl.lit("'") + pl.col(n))
+        .otherwise(pl.col(n))
+        .alias(n)
+        for n in text
+    )
+
+
 EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
 
 
@@ -143,6 +163,7 @@ class TableWriter:
                 lists = [n for n, t in self.schema.items() if isinstance(t, pl.List)]
                 if lists:  # CSV has no lists: join them with ';'
                     frame = frame.with_columns(pl.col(n).list.join(";") for n in lists)
+                frame = csv_safe(frame)
                 frame.write_csv(fh, include_header=first)
             else:
                 frame.write_ndjson(fh)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from analyzer.dicom.items import wire_text
+
 MAX_HELLO = 16 << 10
 
 
@@ -75,7 +77,7 @@ def parse(client: bytes, server: bytes) -> TlsInfo:
             ]
             client_max = max(real) if real else client_max
         if 0 in ext and len(ext[0]) > 5:
-            sni = ext[0][5 : 5 + int.from_bytes(ext[0][3:5], "big")].decode("ascii", "replace")
+            sni = wire_text(ext[0][5 : 5 + int.from_bytes(ext[0][3:5], "big")])
     sh = _hello(server, 2)
     if sh is not None:
         negotiated, ext = sh

@@ -18,6 +18,7 @@ import polars as pl
 
 from analyzer.errors import InputError
 from analyzer.logs.records import LIVE_TABLES, TABLES, Schema
+from analyzer.output.writer import GUARDED
 
 
 @dataclass(slots=True)
@@ -44,6 +45,14 @@ def _read_csv(path: Path, schema: Schema) -> pl.DataFrame:
     lists = [n for n, t in schema.items() if isinstance(t, pl.List)]
     text_schema = {n: (pl.String() if n in lists else t) for n, t in schema.items()}
     frame = pl.read_csv(path, schema=text_schema)
+    text = [n for n, t in text_schema.items() if t == pl.String]
+    frame = frame.with_columns(  # undo the writer's formula guard (output.writer.csv_safe)
+        pl.when(pl.col(n).str.contains(GUARDED))
+        .then(pl.col(n).str.slice(1))
+        .otherwise(pl.col(n))
+        .alias(n)
+        for n in text
+    )
     if lists:
         frame = frame.with_columns(
             pl.when(pl.col(n).is_null() | (pl.col(n) == ""))
