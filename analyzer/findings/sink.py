@@ -18,8 +18,45 @@ MAX_DEDUP_KEYS = 20_000
 Alert = dict[str, Any]
 
 
+MAX_FOLDED_UIDS = 20
+
+
+class _Fold:
+    """A finding written once its ``dedup_window`` has passed, with what was folded into it."""
+
+    __slots__ = ("row", "count", "last_ts", "uids", "omitted")
+
+    def __init__(self, row: FindingRow) -> None:
+        self.row = row
+        self.count = 1
+        self.last_ts = row.ts
+        self.uids: list[str] = [row.uid] if row.uid else []
+        self.omitted = 0
+
+    def add(self, row: FindingRow) -> None:
+        self.count += 1
+        self.last_ts = max(self.last_ts, row.ts)
+        if row.uid and row.uid not in self.uids:
+            if len(self.uids) < MAX_FOLDED_UIDS:
+                self.uids.append(row.uid)
+            else:
+                self.omitted += 1
+
+    def final(self) -> FindingRow:
+        return self.row._replace(
+            count=self.count,
+            first_ts=self.row.ts,
+            last_ts=self.last_ts,
+            uids=self.uids,
+            uids_omitted=self.omitted,
+        )
+
+
 class FindingSink:
-    """Writes each finding once per (rule, key) per the rule's ``dedup_window``."""
+    """Folds repeats of a finding per (rule, key) within the rule's ``dedup_window``: the first
+    occurrence is alerted at once; the ``finding`` row is written when the window has passed (or
+    the run ends, or the key is pushed out) with the count, the first and last time and the
+    flows it covers, and a final alert says how many were folded when there were more."""
 
     def __init__(
         self,
@@ -32,7 +69,7 @@ class FindingSink:
         """``windows``: rule id -> its dedup window in seconds (rules without one: 3600)."""
         self.table = table
         self.windows = windows
-        self._dedup: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._folds: OrderedDict[tuple[str, str], _Fold] = OrderedDict()
         self.max_keys = max_keys
         self.count = 0
         self.listeners: list[Callable[[Alert], None]] = []
@@ -46,52 +83,57 @@ class FindingSink:
 
     def emit(self, f: Finding, dedup: object | None = None) -> None:
         """A finding of a cross-flow rule."""
-        row = FindingRow(
-            uid=f.uid,
-            ts=f.ts,
-            rule=f.rule,
-            severity=f.severity.label,
-            title=f.title,
-            detail=f.detail,
-            orig_h=f.orig_h,
-            resp_h=f.resp_h,
-            calling_ae=f.calling_ae,
-            called_ae=f.called_ae,
-            evidence=evidence_json(f.evidence),
-            wireshark_filter=f.wireshark_filter,
-        )
+        row = _row(
+            f.uid, f.ts, f.rule, f.severity.label, f.title, f.detail, f.orig_h, f.resp_h,
+            f.calling_ae, f.called_ae, evidence_json(f.evidence), f.wireshark_filter,
+        )  # fmt: skip
         self._write(row, dedup_json(dedup), f.evidence)
 
     def candidate(self, c: Candidate) -> None:
         """A finding of a per-flow rule."""
-        row = FindingRow(
-            uid=c.uid or None,
-            ts=c.ts,
-            rule=c.rule,
-            severity=c.severity,
-            title=c.title,
-            detail=c.detail,
-            orig_h=c.orig_h,
-            resp_h=c.resp_h,
-            calling_ae=c.calling_ae,
-            called_ae=c.called_ae,
-            evidence=c.evidence,
-            wireshark_filter=c.wireshark_filter,
-        )
+        row = _row(
+            c.uid or None, c.ts, c.rule, c.severity, c.title, c.detail, c.orig_h, c.resp_h,
+            c.calling_ae, c.called_ae, c.evidence, c.wireshark_filter,
+        )  # fmt: skip
         self._write(row, c.dedup, None)
 
     def _write(self, row: FindingRow, dedup: str | None, evidence: object | None) -> None:
-        if dedup is not None:
-            key = (row.rule, dedup)
-            last = self._dedup.get(key)
-            if last is not None and row.ts - last < self.windows.get(row.rule, 3600.0):
-                return
-            self._dedup[key] = row.ts
-            self._dedup.move_to_end(key)
-            while len(self._dedup) > self.max_keys:
-                self._dedup.popitem(last=False)
+        self.expire(row.ts)
+        if dedup is None:
+            self.count += 1
+            self.table.add(row)
+            self._alert(row, evidence)
+            return
+        key = (row.rule, dedup)
+        fold = self._folds.get(key)
+        if fold is not None and row.ts - fold.row.ts < self.windows.get(row.rule, 3600.0):
+            fold.add(row)
+            return
+        if fold is not None:
+            self._close(key)
+        self._folds[key] = _Fold(row)
         self.count += 1
+        self._alert(row, evidence)
+        while len(self._folds) > self.max_keys:
+            self._close(next(iter(self._folds)))
+
+    def expire(self, now: float) -> None:
+        """Write the folds whose window has passed (oldest first)."""
+        folds, windows = self._folds, self.windows
+        while folds:
+            key, fold = next(iter(folds.items()))
+            if now - fold.row.ts < windows.get(fold.row.rule, 3600.0):
+                return
+            self._close(key)
+
+    def _close(self, key: tuple[str, str]) -> None:
+        fold = self._folds.pop(key)
+        row = fold.final()
         self.table.add(row)
+        if fold.count > 1:  # the final count, for a SIEM that saw the first alert
+            self._alert(row, None)
+
+    def _alert(self, row: FindingRow, evidence: object | None) -> None:
         if self._alerts is None and not self.listeners:
             return
         alert: Alert = row._asdict()
@@ -102,10 +144,42 @@ class FindingSink:
         for listener in self.listeners:
             listener(alert)
 
+    def flush(self) -> None:
+        """The run ends: every open fold is written with its count."""
+        while self._folds:
+            self._close(next(iter(self._folds)))
+
     def release(self) -> None:
-        self._dedup.clear()
+        self.flush()
 
     def close(self) -> None:
+        self.flush()
         if self._alerts is not None:
             self._alerts.close()
             self._alerts = None
+
+
+def _row(
+    uid: str | None, ts: float, rule: str, severity: str, title: str, detail: str,
+    orig_h: str | None, resp_h: str | None, calling_ae: str | None, called_ae: str | None,
+    evidence: str, wireshark_filter: str | None,
+) -> FindingRow:  # fmt: skip
+    return FindingRow(
+        uid=uid,
+        ts=ts,
+        rule=rule,
+        severity=severity,
+        title=title,
+        detail=detail,
+        orig_h=orig_h,
+        resp_h=resp_h,
+        calling_ae=calling_ae,
+        called_ae=called_ae,
+        evidence=evidence,
+        wireshark_filter=wireshark_filter,
+        count=1,
+        first_ts=ts,
+        last_ts=ts,
+        uids=[uid] if uid else [],
+        uids_omitted=0,
+    )

@@ -223,6 +223,13 @@ class FindingRow(NamedTuple):
     called_ae: str | None
     evidence: str
     wireshark_filter: str | None
+    count: int  # type: ignore[assignment]  # the column SOCs expect; tuple.count is unused
+    """Occurrences folded into this row within the rule's ``dedup_window`` (1: just this)."""
+    first_ts: float
+    last_ts: float
+    uids: list[str]
+    """The flows of those occurrences (at most 20; ``uids_omitted`` counts the rest)."""
+    uids_omitted: int
 
 
 class Asset(NamedTuple):

@@ -541,7 +541,34 @@ def test_repeats_fold_within_the_dedup_window(gap: float, written: int) -> None:
     h.rule.on_association_end(FakeAssoc(ts=100.0 + gap))
     for f, dedup in h.emitted:
         sink.emit(f, dedup)
+    sink.flush()
     assert len(table) == written
+    rows = list(table)
+    if written == 1:  # the repeat is counted, not lost
+        (row,) = rows
+        assert row.count == 2 and (row.first_ts, row.last_ts) == (100.0, 100.0 + gap)
+    else:
+        assert [r.count for r in rows] == [1, 1]
+
+
+def test_folded_findings_name_every_flow_they_cover() -> None:
+    """Five unauthenticated associations: one row, count 5, the five flow uids; past 20 flows
+    the rest are counted; the first occurrence is alerted at once, the final count at the end."""
+    table = ListSink()
+    alerts: list[dict[str, object]] = []
+    sink = FindingSink(table, {"no_user_identity": 3600.0})
+    sink.listeners.append(alerts.append)
+    h = RuleHarness(auth.NoUserIdentity)
+    for i in range(25):
+        h.rule.on_association_end(FakeAssoc(ts=100.0 + i, uid=f"C{i:02d}"))
+    for f, dedup in h.emitted:
+        sink.emit(f, dedup)
+    assert len(table) == 0 and len(alerts) == 1  # the first at once; the row waits for the fold
+    sink.expire(100.0 + 3600.0)  # the window has passed
+    (row,) = list(table)
+    assert row.count == 25 and row.uids == [f"C{i:02d}" for i in range(20)]
+    assert row.uids_omitted == 5 and row.last_ts == 124.0
+    assert len(alerts) == 2 and alerts[1]["count"] == 25
 
 
 def test_config_options_reach_the_rule() -> None:

@@ -318,7 +318,9 @@ def test_live_end_to_end(tmp_path: Path, peers: dict[str, object]) -> None:
     fcols = ["rule", "severity", "orig_h", "resp_h", "calling_ae", "called_ae", "detail"]
     same_rows(tables["finding"], offline["finding"], fcols)
     assert tables["asset"].height == offline["asset"].height
-    assert len(alerts(out / "alerts.jsonl")) == tables["finding"].height
+    # one alert per finding at once; a folded finding adds one more with its final count
+    first = [a for a in alerts(out / "alerts.jsonl") if '"count": 1,' in a]
+    assert len(first) == tables["finding"].height
 
     # The ring kept the raw DICOM packets of round 2 (after its filter took in both ports).
     kept = load_tables(analyze_to(ring, tmp_path / "ring_tables"))

@@ -107,7 +107,9 @@ def test_live_workers_equal_analyze(tmp_path: Path, peers: dict[str, object]) ->
     same_rows(tables["dimse"], offline["dimse"], ["command", "message_id", "status"])
     fcols = ["rule", "severity", "orig_h", "resp_h", "calling_ae", "called_ae", "detail"]
     same_rows(tables["finding"], offline["finding"], fcols)
-    assert len(alerts(out / "alerts.jsonl")) == tables["finding"].height
+    # one alert per finding at once; a folded finding adds one more with its final count
+    first = [a for a in alerts(out / "alerts.jsonl") if '"count": 1,' in a]
+    assert len(first) == tables["finding"].height
     assert tables["asset"].height == offline["asset"].height
     stats = tables["stats"]
     assert stats["associations"].max() == 5 and stats["open_flows"].min() >= 0
