@@ -16,7 +16,10 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 from analyzer.capture.formats import (
     GZIP_MAGIC,
@@ -111,7 +114,7 @@ class Gunzip(io.RawIOBase):
     def __init__(self, fh: IO[bytes]) -> None:
         super().__init__()
         self.fh = fh
-        self.z: Any = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.z: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self.out = b""
         self.error: Exception | None = None
         self.done = False
@@ -122,7 +125,7 @@ class Gunzip(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: Any) -> int:
+    def readinto(self, b: WriteableBuffer) -> int:
         while not self.out and not self.done:
             self._inflate()
         if not self.out:

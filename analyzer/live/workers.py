@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, cast
 
 from analyzer.capture.formats import Record
 from analyzer.config import Config
@@ -103,7 +104,7 @@ def _worker_main(
 ) -> None:
     """One worker: records in, per-flow part files out, summary records back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
     from analyzer.run.pipeline import Pipeline
 
     out = Path(outdir)

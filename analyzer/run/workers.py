@@ -37,8 +37,8 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from types import FrameType
-from typing import IO, TYPE_CHECKING
+from types import FrameType, ModuleType
+from typing import IO, TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -117,7 +117,7 @@ def _worker(
     packets: Synchronized[int],
     results: Queue[tuple[int, RunSummary | None, str | None]],
 ) -> None:
-    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # as the CLI: no pixel data
+    sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
     signal.signal(signal.SIGINT, _interrupt_once)
     try:
         if conn is not None:
