@@ -235,6 +235,12 @@ class FlowTable:
             lru = self.lru[bucket]
             if lru:
                 flow = next(iter(lru.values()))
+                if bucket == CLOSING:
+                    # already closed by FIN or RST, only lingering for late ACKs: ending it
+                    # early loses nothing, and it ended the way it ended, not by eviction
+                    reason = CloseReason.RST if RESET in flow.state else CloseReason.FIN
+                    self._finish(flow, ts, reason)
+                    return
                 self.evicted += 1
                 self.weirds.capture(
                     ts,

@@ -213,3 +213,20 @@ def test_history_stays_bounded_under_a_flood_of_resets() -> None:
     for i in range(200_000):
         flow.packet(1, 1.0 + i * 1e-6, 5000 + i, 0, RST, 0, None, 0, 0, 40)
     assert len(flow.history) < 20 and flow.history.count("r") == 2 + 5  # 1, 2, 10 ... 100,000
+
+
+def test_flows_closed_by_fin_are_not_labelled_evicted() -> None:
+    """Under flow-table pressure a flow that already ended with FIN (lingering for late ACKs)
+    is finished as ``fin``; only open flows are evicted."""
+    limits = Limits(max_flows=2)
+    drv = Driver(limits=limits, with_sink=False)
+    drv.seg(1.0, SYN, 100)
+    drv.seg(1.0, SYN | ACK, 900, 101, from_client=False)
+    drv.seg(1.0, ACK | FIN, 101, 901)
+    drv.seg(1.0, ACK | FIN, 901, 102, from_client=False)
+    for port in (41000, 41001, 41002):
+        drv.seg(1.1, SYN, 5000, sport=port)
+    drv.finish()
+    reasons = {c.orig_p: c.end_reason for c in drv.conns}
+    assert reasons[40000] == "fin"
+    assert "evicted" in reasons.values()  # the table still had to make room once more
