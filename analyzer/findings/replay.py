@@ -46,30 +46,43 @@ class SummaryLog:
             w.close()
 
 
+BATCH_ROWS = 8192
+
+
+def _stream(path: Path, rec: type[SummaryRecord]) -> Iterator[SummaryRecord]:
+    """The records of one summary table, read a batch at a time (in the order written, which
+    is non-decreasing in ``emit_ts``)."""
+    for batch in pl.scan_parquet(path).collect_batches(chunk_size=BATCH_ROWS):
+        for row in batch.iter_rows(named=True):
+            yield rec(**row)
+
+
 def read_summaries(outdirs: Sequence[Path]) -> Iterator[SummaryRecord]:
-    """Every summary record of ``outdirs``, in ``(emit_ts, uid, seq)`` order."""
-    frames: list[pl.DataFrame] = []
-    records: dict[str, list[SummaryRecord]] = {}
-    for name, rec in SUMMARY_RECORDS.items():
-        parts = [
-            pl.read_parquet(d / SUMMARY_DIR / f"{name}.parquet")
-            for d in outdirs
-            if (d / SUMMARY_DIR / f"{name}.parquet").exists()
-        ]
-        if not parts:
-            continue
-        frame = pl.concat(parts)
-        records[name] = [rec(**row) for row in frame.iter_rows(named=True)]
-        frames.append(
-            frame.select("emit_ts", "uid", "seq").with_columns(
-                pl.lit(name).alias("table"), pl.int_range(pl.len()).alias("row")
-            )
-        )
-    if not frames:
-        return
-    order = pl.concat(frames).sort("emit_ts", "uid", "seq", maintain_order=True)
-    for table, row in order.select("table", "row").iter_rows():
-        yield records[table][row]
+    """Every summary record of ``outdirs``, in ``(emit_ts, uid, seq)`` order, streamed: every
+    table of every run is read in step, one clock tick at a time (each table is in ``emit_ts``
+    order; the records of one tick are sorted by ``(uid, seq)``), so memory holds one tick and
+    one batch per table, never all the records."""
+    streams: list[Iterator[SummaryRecord]] = [
+        _stream(d / SUMMARY_DIR / f"{name}.parquet", rec)
+        for d in outdirs
+        for name, rec in SUMMARY_RECORDS.items()
+        if (d / SUMMARY_DIR / f"{name}.parquet").exists()
+    ]
+    heads: list[SummaryRecord | None] = [next(it, None) for it in streams]
+    while True:
+        live = [h.emit_ts for h in heads if h is not None]
+        if not live:
+            return
+        tick = min(live)
+        group: list[SummaryRecord] = []
+        for k, it in enumerate(streams):
+            h = heads[k]
+            while h is not None and h.emit_ts == tick:
+                group.append(h)
+                h = next(it, None)
+            heads[k] = h
+        group.sort(key=lambda r: (r.uid, r.seq))
+        yield from group
 
 
 def replay(

@@ -120,6 +120,10 @@ class AssetFact(NamedTuple):
     number: int | None
 
 
+MAX_REPORTED = 100_000
+"""Endpoint values remembered as already reported (then forgotten all at once)."""
+
+
 class _AssocFacts:
     __slots__ = ("sent", "first", "last")
 
@@ -146,6 +150,7 @@ class AssetFacts(DicomObserver):
         self.phi_tags = phi_tags
         self.capture_phi = capture_phi
         self.assocs: dict[str, _AssocFacts] = {}
+        self.reported: set[tuple[str, int | None, str, str, str]] = set()
 
     @staticmethod
     def _endpoint(view: AssocView, side: int) -> tuple[str, int | None, str]:
@@ -163,6 +168,16 @@ class AssetFacts(DicomObserver):
         number: int | None = None,
     ) -> None:
         ip, port, role = self._endpoint(view, side)
+        if value is not None:
+            # a value this process already reported for the endpoint changes nothing in the
+            # inventory (a union, whose caps only ever fill): say it once (a storescu-like
+            # client proposes 128 SOP classes in every association)
+            key = (ip, port, role, column, value)
+            if key in self.reported:
+                return
+            if len(self.reported) >= MAX_REPORTED:
+                self.reported.clear()
+            self.reported.add(key)
         emit_ts, seq = self.stamp(view.uid)
         self.put(AssetFact(emit_ts, view.uid, seq, ts, ip, port, role, column, value, number))
 
