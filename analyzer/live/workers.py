@@ -1,9 +1,10 @@
 """``live --workers N``: one reader fanning records out to N worker processes.
 
     dumpcap -> reader thread -> main process: WorkerPool.dispatch(record)
-        a plain Ethernet/IPv4/TCP frame goes to the worker of its flow's shard (the symmetric
-        hash of ``pipeline.flow_shard``); any other frame (fragments, VLAN, IPv6, other links)
-        goes to every worker, which decodes it and keeps it only if it is of its shard
+        a plain Ethernet/IPv4/TCP frame goes to the worker of its flow's shard
+        (``pipeline.plain_frame_shard``); any other frame (fragments, VLAN, IPv6, options,
+        anything the decoder would report about) goes to every worker, which decodes it and
+        keeps it only if it is of its shard (and only worker 0 reports frame-level anomalies)
     worker k: Pipeline(shard=(k, N)) -> per-flow tables as its own part files (``-wK``),
               summary records back to the main process with its capture clock
     main process: summary records merged by (emit_ts, uid, seq) up to the slowest worker's
@@ -21,7 +22,6 @@ import multiprocessing
 import signal
 import sys
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -38,28 +38,10 @@ from analyzer.logs.records import TABLES
 from analyzer.logs.sinks import RowSink
 from analyzer.output.writer import PartWriter, TableWriter
 from analyzer.protocols.service import DICOM
+from analyzer.run.pipeline import Pipeline, plain_frame_shard
 from analyzer.tcp.flow import Flow
 
 Batch = list[Record]
-
-
-def shard_of_frame(linktype: int, buf: bytes, wire_len: int, n: int) -> int | None:
-    """The shard of a plain Ethernet/IPv4/TCP frame, or None (every worker must see it)."""
-    if (
-        linktype == 1
-        and len(buf) >= 54
-        and buf[12] == 8
-        and buf[13] == 0
-        and buf[14] & 0xF0 == 0x40
-        and buf[23] == 6
-        and not (buf[20] & 0x3F or buf[21])
-    ):
-        t = 14 + ((buf[14] & 0x0F) << 2)
-        if len(buf) >= t + 4:
-            a = buf[26:30] + buf[t : t + 2]
-            b = buf[30:34] + buf[t + 2 : t + 4]
-            return zlib.crc32(a + b if a < b else b + a) % n
-    return None
 
 
 @dataclass(slots=True)
@@ -105,8 +87,6 @@ def _worker_main(
     """One worker: records in, per-flow part files out, summary records back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
-    from analyzer.run.pipeline import Pipeline
-
     out = Path(outdir)
     writers: dict[str, TableWriter] = {
         name: PartWriter(name, schema, out, tag=f"-w{k}")
@@ -122,7 +102,6 @@ def _worker_main(
             ports.add(flow.resp_p)
 
     pipe = Pipeline(config, sinks, shard=(k, n), summaries=feed, on_service=on_service)
-    packet, strict = pipe.decoder.packet, config.strict
 
     def report() -> None:
         assoc = writers["dicom_assoc"]
@@ -144,15 +123,7 @@ def _worker_main(
             kind, value = "stop", None
         if kind == "records":
             records, clock = value
-            for ts, linktype, buf, wire_len in records:
-                try:
-                    packet(ts, linktype, buf, wire_len)
-                except Exception as exc:
-                    if strict:
-                        raise
-                    pipe.weirds.capture(
-                        ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}"
-                    )
+            pipe.feed(records)  # the packet path of analyze, error boundary included
             pipe.table.tick(clock)
         elif kind == "expire":
             clock = max(pipe.table.now, value)
@@ -224,7 +195,7 @@ class WorkerPool:
         ts, linktype, buf, wire_len = rec
         if ts > self.last_ts:
             self.last_ts = ts
-        k = shard_of_frame(linktype, buf, wire_len, self.n)
+        k = plain_frame_shard(linktype, buf, wire_len, self.n)
         if k is None:
             for w in self.workers:
                 w.pending.append(rec)
@@ -341,4 +312,4 @@ class WorkerPool:
         self._release(final=True)
 
 
-__all__ = ["WorkerPool", "shard_of_frame"]
+__all__ = ["WorkerPool"]

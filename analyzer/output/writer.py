@@ -87,11 +87,7 @@ class TableWriter:
             return
         try:
             if self.fmt == "parquet":
-                if self._partdir is None:
-                    self._partdir = Path(
-                        tempfile.mkdtemp(prefix=f".{self.name}-", dir=self._outdir)
-                    )
-                part = self._partdir / f"part-{len(self._parts):06d}.parquet"
+                part = self._next_part()
                 shutil.move(path, part)
                 self._parts.append(part)
                 self._whole_parts = True
@@ -105,24 +101,9 @@ class TableWriter:
     def add_frame(self, frame: pl.DataFrame) -> None:
         """Add rows that are already a frame of this table's schema (a merge of part tables)."""
         self.flush()
-        if frame.height == 0:
-            return
-        self.rows = []
-        try:
-            if self.fmt == "parquet":
-                if self._partdir is None:
-                    self._partdir = Path(
-                        tempfile.mkdtemp(prefix=f".{self.name}-", dir=self._outdir)
-                    )
-                part = self._partdir / f"part-{len(self._parts):06d}.parquet"
-                with _private_open(part) as fh:
-                    frame.write_parquet(fh)
-                self._parts.append(part)
-            else:
-                self._append(frame)
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
-        self.count += frame.height
+        if frame.height:
+            self._write(frame)
+            self.count += frame.height
 
     def _frame(self) -> pl.DataFrame:
         return pl.DataFrame(self.rows, schema=self.schema, orient="row")
@@ -138,15 +119,19 @@ class TableWriter:
 
     def flush(self) -> None:
         frame = self._take()
-        if frame is None:
-            return
+        if frame is not None:
+            self._write(frame)
+
+    def _next_part(self) -> Path:
+        if self._partdir is None:
+            self._partdir = Path(tempfile.mkdtemp(prefix=f".{self.name}-", dir=self._outdir))
+        return self._partdir / f"part-{len(self._parts):06d}.parquet"
+
+    def _write(self, frame: pl.DataFrame) -> None:
+        """One more part (Parquet, merged at close) or rows appended (CSV, JSON lines)."""
         try:
             if self.fmt == "parquet":
-                if self._partdir is None:
-                    self._partdir = Path(
-                        tempfile.mkdtemp(prefix=f".{self.name}-", dir=self._outdir)
-                    )
-                part = self._partdir / f"part-{len(self._parts):06d}.parquet"
+                part = self._next_part()
                 with _private_open(part) as fh:
                     frame.write_parquet(fh)
                 self._parts.append(part)

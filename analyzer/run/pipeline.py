@@ -279,34 +279,41 @@ def _skip_other_shards(
     k: int,
     n: int,
 ) -> Callable[[float, int, bytes, int], None]:
-    """A shard's packet path: a plain Ethernet/IPv4/TCP frame of another shard (no options,
-    no fragment, lengths consistent: nothing the decoder would report) is only counted and
-    moves the clock; every other frame takes the full decoder."""
-    crc32 = zlib.crc32
+    """A shard's packet path: a plain frame of another shard (``plain_frame_shard``) is only
+    counted and moves the clock; every other frame takes the full decoder."""
 
     def shard_packet(ts: float, linktype: int, buf: bytes, wire_len: int) -> None:
-        if (
-            linktype == 1
-            and wire_len == len(buf) >= 54
-            and buf[12] == 8
-            and buf[13] == 0
-            and buf[14] == 0x45
-            and buf[23] == 6
-            and not (buf[20] & 0x3F or buf[21])
-            and 40 + ((buf[46] >> 4) - 5) * 4 <= (buf[16] << 8 | buf[17]) <= len(buf) - 14
-            and buf[46] >> 4 >= 5
-        ):
-            a, b = buf[26:30] + buf[34:36], buf[30:34] + buf[36:38]
-            if crc32(a + b if a < b else b + a) % n != k:
-                stats.packets += 1
-                stats.wire_bytes += wire_len
-                stats.ipv4 += 1
-                stats.tcp += 1
-                tick(ts)
-                return
+        shard = plain_frame_shard(linktype, buf, wire_len, n)
+        if shard is not None and shard != k:
+            stats.packets += 1
+            stats.wire_bytes += wire_len
+            stats.ipv4 += 1
+            stats.tcp += 1
+            tick(ts)
+            return
         packet(ts, linktype, buf, wire_len)
 
     return shard_packet
+
+
+def plain_frame_shard(linktype: int, buf: bytes, wire_len: int, n: int) -> int | None:
+    """The ``flow_shard`` of a plain Ethernet/IPv4/TCP frame (no VLAN, IP options or fragment,
+    lengths consistent: nothing the decoder would report about it), read from its bytes; None
+    for any other frame, which every shard must decode itself."""
+    if (
+        linktype == 1
+        and wire_len == len(buf) >= 54
+        and buf[12] == 8
+        and buf[13] == 0
+        and buf[14] == 0x45
+        and buf[23] == 6
+        and not (buf[20] & 0x3F or buf[21])
+        and 40 + ((buf[46] >> 4) - 5) * 4 <= (buf[16] << 8 | buf[17]) <= len(buf) - 14
+        and buf[46] >> 4 >= 5
+    ):
+        a, b = buf[26:30] + buf[34:36], buf[30:34] + buf[36:38]
+        return zlib.crc32(a + b if a < b else b + a) % n
+    return None
 
 
 def _sharded(table: FlowTable, k: int, n: int) -> TcpHandler:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -231,6 +232,23 @@ def keys(frame: pl.DataFrame, cols: list[str]) -> list[tuple[object, ...]]:
     return sorted(frame.select(cols).iter_rows(), key=repr)
 
 
+def same_as_offline(tables: Any, out: Path, tmp_path: Path, associations: int) -> Any:
+    """Live's tables hold the associations, DIMSE messages, findings and assets that analyze
+    finds in tcpdump's capture of the same traffic (``tmp_path/ref.pcap``); return those."""
+    offline = load_tables(analyze_to(tmp_path / "ref.pcap", tmp_path / "offline"))
+    cols = ["orig_p", "resp_p", "calling_ae", "called_ae", "result", "end_state", "n_dimse"]
+    assert keys(tables["dicom_assoc"], cols) == keys(offline["dicom_assoc"], cols)
+    assert tables["dicom_assoc"].height == associations
+    same_rows(tables["dimse"], offline["dimse"], ["command", "message_id", "status"])
+    fcols = ["rule", "severity", "orig_h", "resp_h", "calling_ae", "called_ae", "detail"]
+    same_rows(tables["finding"], offline["finding"], fcols)
+    assert tables["asset"].height == offline["asset"].height
+    # one alert per finding at once; a folded finding adds one more with its final count
+    first = [a for a in alerts(out / "alerts.jsonl") if '"count": 1,' in a]
+    assert len(first) == tables["finding"].height
+    return offline
+
+
 @needs_capture
 def test_live_end_to_end(tmp_path: Path, peers: dict[str, object]) -> None:
     a, b, images = int(peers["a"]), int(peers["b"]), Path(str(peers["images"]))  # type: ignore[call-overload]
@@ -310,17 +328,7 @@ def test_live_end_to_end(tmp_path: Path, peers: dict[str, object]) -> None:
     assert stats["dumpcap_received"].max() > 0  # dumpcap's own count, reported when it stopped
 
     # The same associations, DIMSE messages and findings as analyze on tcpdump's capture.
-    offline = load_tables(analyze_to(tmp_path / "ref.pcap", tmp_path / "offline"))
-    cols = ["orig_p", "resp_p", "calling_ae", "called_ae", "result", "end_state", "n_dimse"]
-    assert keys(tables["dicom_assoc"], cols) == keys(offline["dicom_assoc"], cols)
-    assert tables["dicom_assoc"].height == 5
-    same_rows(tables["dimse"], offline["dimse"], ["command", "message_id", "status"])
-    fcols = ["rule", "severity", "orig_h", "resp_h", "calling_ae", "called_ae", "detail"]
-    same_rows(tables["finding"], offline["finding"], fcols)
-    assert tables["asset"].height == offline["asset"].height
-    # one alert per finding at once; a folded finding adds one more with its final count
-    first = [a for a in alerts(out / "alerts.jsonl") if '"count": 1,' in a]
-    assert len(first) == tables["finding"].height
+    same_as_offline(tables, out, tmp_path, associations=5)
 
     # The ring kept the raw DICOM packets of round 2 (after its filter took in both ports).
     kept = load_tables(analyze_to(ring, tmp_path / "ring_tables"))

@@ -10,28 +10,26 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from analyzer.live.workers import shard_of_frame
 from analyzer.report.load import load_tables
-from analyzer.run.pipeline import flow_shard
+from analyzer.run.pipeline import flow_shard, plain_frame_shard
 from tests.live.test_live import (
     alerts,
     children,
     echo,
     find,
-    keys,
     needs_capture,
     peers,  # noqa: F401 - the fixture
-    same_rows,
+    same_as_offline,
     settle,
     start_live,
     store,
     tcpdump,
     wait_for,
 )
-from tests.report.conftest import analyze_to
 
 
 def workers_of(pid: int) -> list[int]:
@@ -47,8 +45,9 @@ def test_frame_shard_is_the_flow_shard() -> None:
         ip.len = len(bytes(ip))
         frame = bytes(dpkt.ethernet.Ethernet(src=b"\x00" * 6, dst=b"\x00" * 6, data=ip))
         want = flow_shard(bytes([10, 0, 0, 1]), sport, bytes([10, 0, 0, 2]), 104, 2)
-        assert shard_of_frame(1, frame, len(frame), 2) == want
-    assert shard_of_frame(113, b"\x00" * 60, 60, 2) is None  # not Ethernet: every worker
+        assert plain_frame_shard(1, frame, len(frame), 2) == want
+    assert plain_frame_shard(113, b"\x00" * 60, 60, 2) is None  # not Ethernet: every worker
+    assert plain_frame_shard(1, frame[:-4], len(frame), 2) is None  # cut by snaplen: decode it
 
 
 @needs_capture
@@ -100,17 +99,7 @@ def test_live_workers_equal_analyze(tmp_path: Path, peers: dict[str, object]) ->
     tables = load_tables(out)
     assert "analyzer_worker_died" in set(tables["weird"]["name"])
     assert len(list((out / "stats").glob("part-*.parquet"))) >= 2
-    offline = load_tables(analyze_to(tmp_path / "ref.pcap", tmp_path / "offline"))
-    cols = ["orig_p", "resp_p", "calling_ae", "called_ae", "result", "end_state", "n_dimse"]
-    assert keys(tables["dicom_assoc"], cols) == keys(offline["dicom_assoc"], cols)
-    assert tables["dicom_assoc"].height == 5
-    same_rows(tables["dimse"], offline["dimse"], ["command", "message_id", "status"])
-    fcols = ["rule", "severity", "orig_h", "resp_h", "calling_ae", "called_ae", "detail"]
-    same_rows(tables["finding"], offline["finding"], fcols)
-    # one alert per finding at once; a folded finding adds one more with its final count
-    first = [a for a in alerts(out / "alerts.jsonl") if '"count": 1,' in a]
-    assert len(first) == tables["finding"].height
-    assert tables["asset"].height == offline["asset"].height
+    offline: Any = same_as_offline(tables, out, tmp_path, associations=5)
     stats = tables["stats"]
     assert stats["associations"].max() == 5 and stats["open_flows"].min() >= 0
     conn = pl.read_parquet(out / "conn" / "part-*.parquet")
