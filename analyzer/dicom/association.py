@@ -14,7 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from analyzer.dicom.consts import IDENTIFIER_COMMANDS, PduType
+from analyzer.dicom.consts import (
+    COMMAND_FIELD,
+    IDENTIFIER_COMMANDS,
+    RESPONSE_BIT,
+    CommandField,
+    PduType,
+)
 from analyzer.dicom.dataset import DatasetSummary, summarize
 from analyzer.dicom.dimse import Command, decode_command
 from analyzer.dicom.events import (
@@ -220,6 +226,17 @@ class AssociationParser:
                 "dicom_pdu_truncated",
                 f"{PduType(ptype).name}: decoded from the first {len(ev.body)} bytes only",
             )
+        if (
+            ptype in (PduType.A_ASSOCIATE_AC, PduType.A_ASSOCIATE_RJ)
+            and self.state == State.IDLE
+            and direction == 1
+        ):
+            self._anomaly(
+                ts,
+                direction,
+                "dicom_answer_before_request",
+                f"{PduType(ptype).name} before any A-ASSOCIATE-RQ was decoded",
+            )
         self._transition(ts, direction, ptype)
         # an unexpected PDU is an anomaly (above); it never rewrites what the association
         # already recorded: no second request, no accept after a reject or the other way
@@ -240,15 +257,21 @@ class AssociationParser:
             if ptype == PduType.A_ASSOCIATE_RQ:
                 self.request = assoc
                 for c in assoc.contexts:
-                    self.contexts[c.context_id] = ContextState(
-                        c.context_id,
-                        abstract_syntax=c.abstract_syntax,
-                        proposed=c.transfer_syntaxes,
-                    )
+                    cs = self.contexts.setdefault(c.context_id, ContextState(c.context_id))
+                    cs.abstract_syntax = c.abstract_syntax  # the answer may have come first
+                    cs.proposed = c.transfer_syntaxes
                 self._out.append(AssociateRequested(ts=ts, associate=assoc))
             else:
                 self.accept = assoc
                 for c in assoc.contexts:
+                    if self.request is not None and c.context_id not in self.contexts:
+                        self._anomaly(
+                            ts,
+                            direction,
+                            "dicom_context_not_proposed",
+                            f"A-ASSOCIATE-AC answers presentation context {c.context_id}, "
+                            "which the request did not propose",
+                        )
                     cs = self.contexts.setdefault(c.context_id, ContextState(c.context_id))
                     cs.result = c.result
                     cs.transfer_syntax = c.transfer_syntaxes[0] if c.transfer_syntaxes else None
@@ -262,6 +285,48 @@ class AssociationParser:
             self._out.append(ReleaseReplied(ts=ts, direction=direction))
         elif ptype == PduType.A_ABORT:
             self._out.append(Aborted(ts=ts, direction=direction, abort=decode_abort(ev.body)))
+
+    def requester_roles(self, context_id: int) -> tuple[bool, bool] | None:
+        """(SCU, SCP) roles of the requester on a context as negotiated (PS3.7 D.3.3.4): the
+        acceptor's 0x54 answer where it gave one, else the default (SCU only). None when the
+        negotiation was not seen."""
+        cs = self.contexts.get(context_id)
+        if self.request is None or self.accept is None or cs is None or cs.result != 0:
+            return None
+        uid = cs.abstract_syntax
+        answer = next((r for r in self.accept.roles if r.sop_class_uid == uid), None)
+        proposed = next((r for r in self.request.roles if r.sop_class_uid == uid), None)
+        if answer is None or proposed is None:
+            return True, False
+        return (
+            answer.scu_role == 1 and proposed.scu_role == 1,
+            answer.scp_role == 1 and proposed.scp_role == 1,
+        )
+
+    def _check_role(self, ts: float, direction: int, context_id: int, cf: int | None) -> None:
+        """A request its sender may not issue on that context: a C-STORE from the acceptor of
+        a C-GET whose requester never took the Storage SCP role, an N-EVENT-REPORT (Storage
+        Commitment's answer) from a requester that is not the SCP."""
+        if cf is None or cf & RESPONSE_BIT or cf == CommandField.C_CANCEL_RQ:
+            return
+        roles = self.requester_roles(context_id)
+        if roles is None:
+            return
+        scu, scp = roles
+        as_scp = cf == CommandField.N_EVENT_REPORT_RQ  # the one request an SCP sends
+        allowed = (scp if as_scp else scu) if direction == 0 else (scu if as_scp else scp)
+        if not allowed:
+            # the requester's role that would have allowed it (the acceptor takes the other)
+            needed = "SCP" if as_scp == (direction == 0) else "SCU"
+            sender = "requester" if direction == 0 else "acceptor"
+            uid = self.contexts[context_id].abstract_syntax
+            self._anomaly(
+                ts,
+                direction,
+                "dicom_role_not_negotiated",
+                f"{COMMAND_FIELD.get(cf, hex(cf))} from the {sender} on context {context_id} "
+                f"({uid}) without the requester's {needed} role negotiated",
+            )
 
     def _pdv(self, direction: int, ev: PdvChunk) -> None:
         if ev.pdu_start:
@@ -299,6 +364,7 @@ class AssociationParser:
                 p.command = decode_command(bytes(p.command_raw))
                 for name, detail in p.command.anomalies:
                     self._anomaly(ev.ts, direction, name, detail)
+                self._check_role(ev.ts, direction, ev.context_id, p.command.command_field)
                 if not p.command.has_dataset:
                     self._emit_message(direction, p, ev.ts)
             return

@@ -110,6 +110,13 @@ def decode_command(raw: bytes) -> Command:
             if kind == "u":
                 if length >= 2:
                     values[name] = value[0] | (value[1] << 8)
+                if length != 2:  # every US element of a command set has VM 1
+                    anomalies.append(
+                        (
+                            "dicom_command_value_length",
+                            f"(0000,{elem:04X}) US of {length} bytes; the first value is kept",
+                        )
+                    )
             else:
                 values[name] = text(value)
         pos += length

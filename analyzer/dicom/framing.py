@@ -179,7 +179,7 @@ class PduFramer:
         self.pdus += 1
         if not 1 <= ptype <= 7:
             self._anomaly("dicom_pdu_unknown_type", f"PDU type {ptype:#04x}")
-            self.state = S_SYNC
+            self._rescan(h)
             return
         if h[1] != 0:
             self._anomaly(
@@ -189,7 +189,7 @@ class PduFramer:
         if ptype == P_DATA:
             if length > self.max_pdu or length < PDV_HEADER:
                 self._anomaly("dicom_pdu_length_invalid", f"P-DATA-TF of {length} bytes")
-                self.state = S_SYNC
+                self._rescan(h)
                 return
             self.pdu_left = length
             self.pdu_start = True
@@ -197,7 +197,7 @@ class PduFramer:
             return
         if (ptype in FIXED_FOUR and length != 4) or length > self.max_control_pdu or length < 4:
             self._anomaly("dicom_pdu_length_invalid", f"PDU type {ptype} with length {length}")
-            self.state = S_SYNC
+            self._rescan(h)
             return
         self.pdu_left = length
         self.state = S_CONTROL
@@ -210,7 +210,7 @@ class PduFramer:
                 "dicom_pdv_length_invalid",
                 f"PDV of {length} bytes in {self.pdu_left} left of the PDU",
             )
-            self.state = S_SYNC
+            self._rescan(h)
             return
         if mch & 0xFC:
             self._anomaly("dicom_pdv_reserved_bits", f"message control header {mch:#04x}")
@@ -238,6 +238,13 @@ class PduFramer:
             self.state = S_PDV_HEADER if self.pdu_left else S_HEADER
         else:
             self.state = S_PDV_VALUE
+
+    def _rescan(self, header: bytes) -> None:
+        """A header that cannot be one: scan for the next PDU from its second byte (a PDU
+        length one too short leaves one byte before the real next header)."""
+        self.state = S_SYNC
+        self.skipped += 1
+        self.buf = bytearray(header[1:])
 
     def _sync(self, data: bytes, pos: int) -> tuple[bytes, int]:
         """Scan for a plausible PDU header; keep the undecided tail between calls. Returns the

@@ -200,8 +200,8 @@ def _context_ac(v: bytes, out: _Collect) -> None:
     transfers = [
         text(value)
         for itype, value in _items(v, 4, len(v), out, "presentation context")
-        if itype == ItemType.TRANSFER_SYNTAX
-    ]
+        if itype == ItemType.TRANSFER_SYNTAX and value
+    ]  # a rejected context may carry an empty transfer syntax sub-item: no syntax, not ""
     out.contexts.append(
         PresentationContext(context_id=v[0], result=v[2], transfer_syntaxes=tuple(transfers))
     )

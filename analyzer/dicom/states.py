@@ -27,6 +27,10 @@ TRANSITIONS: dict[tuple[State, int, int], State] = {
     (State.IDLE, P.A_ASSOCIATE_RQ, REQ): State.AWAITING_AC,
     (State.AWAITING_AC, P.A_ASSOCIATE_AC, ACC): State.ESTABLISHED,
     (State.AWAITING_AC, P.A_ASSOCIATE_RJ, ACC): State.REJECTED,
+    # the answer decoded before its request (the RQ lost, or its length claiming more bytes
+    # than it has, so that it completes only later): the answer says what the acceptor did
+    (State.IDLE, P.A_ASSOCIATE_AC, ACC): State.ESTABLISHED,
+    (State.IDLE, P.A_ASSOCIATE_RJ, ACC): State.REJECTED,
     (State.ESTABLISHED, P.P_DATA_TF, REQ): State.ESTABLISHED,
     (State.ESTABLISHED, P.P_DATA_TF, ACC): State.ESTABLISHED,
     (State.ESTABLISHED, P.A_RELEASE_RQ, REQ): State.RELEASE_REQUESTED,

@@ -119,9 +119,16 @@ class DimseFact(NamedTuple):
     attribute: str | None
     value_key: str | None
     """Keyed hash of a prefix query value (upper case)."""
+    from_acceptor: bool
+    """Sent by the association acceptor (a C-STORE of a C-GET goes to ``orig_h``)."""
 
     def wireshark_filter(self) -> str:
         return flow_filter(self.orig_h, self.orig_p, self.resp_h, self.resp_p)
+
+    @property
+    def receiver(self) -> str:
+        """The host the message went to."""
+        return self.orig_h if self.from_acceptor else self.resp_h
 
 
 class Candidate(NamedTuple):
@@ -284,6 +291,7 @@ class SummaryEmitter(DicomObserver):
                 ae_message_id=ae_message_id,
                 attribute=attribute,
                 value_key=value_key,
+                from_acceptor=m.direction == 1,
             )
         )
 

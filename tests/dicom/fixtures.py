@@ -73,7 +73,9 @@ def _associate(
     identity: tuple[int, bytes, bytes, bool] | None = None,
     extras: bool = False,
     server_response: bytes | None = None,
+    ct_roles: tuple[bool, bool] | None = None,
 ) -> bytes:
+    """``ct_roles``: a role selection item (SCU, SCP) for CT Image Storage."""
     p = A_ASSOCIATE()
     p.application_context_name = "1.2.840.10008.3.1.1.1"
     p.calling_ae_title = "MODALITY_CT1"
@@ -102,6 +104,10 @@ def _associate(
         ui = UserIdentityNegotiation()
         ui.server_response = server_response
         info.append(ui)
+    if ct_roles is not None:
+        role = SCP_SCU_RoleSelectionNegotiation()
+        role.sop_class_uid, role.scu_role, role.scp_role = CT_STORAGE, *ct_roles
+        info.append(role)
     if extras:
         role = SCP_SCU_RoleSelectionNegotiation()
         role.sop_class_uid, role.scu_role, role.scp_role = CT_STORAGE, True, True
@@ -124,6 +130,14 @@ def _associate(
 A_ASSOCIATE_RQ_PLAIN = _associate(True)
 # the same AC: max PDU 32768, version LAB_SCP_1; contexts 1 and 3 accepted, 5 abstract-syntax-not-supported
 A_ASSOCIATE_AC_PLAIN = _associate(False)
+# C-GET style: the requester asks for the Storage SCP role only on CT, and the AC grants it
+A_ASSOCIATE_RQ_CT_SCP_ROLE = _associate(True, ct_roles=(False, True))
+A_ASSOCIATE_AC_CT_SCP_ROLE = _associate(False, ct_roles=(False, True))
+# the same AC refusing both roles (pynetdicom will not encode that: patched on the wire bytes)
+A_ASSOCIATE_AC_CT_ROLE_REFUSED = A_ASSOCIATE_AC_CT_SCP_ROLE.replace(
+    CT_STORAGE.encode() + b"\x00\x01", CT_STORAGE.encode() + b"\x00\x00"
+)
+assert A_ASSOCIATE_AC_CT_ROLE_REFUSED != A_ASSOCIATE_AC_CT_SCP_ROLE
 # RQ + User Identity type 2: username "radiology", passcode "s3cret-pass", positive response requested
 A_ASSOCIATE_RQ_USER_ID_USER_PASS = _associate(
     True, identity=(2, b"radiology", b"s3cret-pass", True)

@@ -243,6 +243,13 @@ LEGAL = {
     **{(State.RELEASE_REQUESTED, PduType.A_RELEASE_RQ, d): State.RELEASE_REQUESTED for d in (0, 1)},
     **{(State.RELEASE_REQUESTED, PduType.A_RELEASE_RP, d): State.RELEASED for d in (0, 1)},
     **{(State.RELEASED, PduType.A_RELEASE_RP, d): State.RELEASED for d in (0, 1)},
+    # not in Table 9-10, but an observer sees it: the answer decoded before its request
+    (State.IDLE, PduType.A_ASSOCIATE_AC, 1): State.ESTABLISHED,
+    (State.IDLE, PduType.A_ASSOCIATE_RJ, 1): State.REJECTED,
+}
+ANSWER_BEFORE_REQUEST = {
+    (State.IDLE, PduType.A_ASSOCIATE_AC, 1),
+    (State.IDLE, PduType.A_ASSOCIATE_RJ, 1),
 }
 PDU_BYTES = {
     PduType.A_ASSOCIATE_RQ: fx.A_ASSOCIATE_RQ_PLAIN,
@@ -277,6 +284,8 @@ def test_state_machine_matrix(state: State, pdu: PduType, direction: int) -> Non
     else:
         assert "dicom_unexpected_pdu" not in anomalies(events)
         assert parser.state == expected
+    said = "dicom_answer_before_request" in anomalies(events)
+    assert said == ((state, pdu, direction) in ANSWER_BEFORE_REQUEST)
 
 
 @pytest.mark.parametrize("name", sorted(fx.DIMSE_CASES))
@@ -413,3 +422,42 @@ def test_empty_command_set_is_an_anomaly() -> None:
     pdata = bytes([4, 0]) + len(pdv).to_bytes(4, "big") + pdv
     events = p.feed(0, pdata, 1.2)
     assert any(getattr(e, "name", "") == "dicom_command_without_field" for e in events)
+
+
+ROLE_CASES = [
+    # (name, RQ, AC, sender, message, anomaly expected)
+    ("c-get store, role granted", "RQ_CT_SCP_ROLE", "AC_CT_SCP_ROLE", 1, "store", False),
+    ("c-get store, no role proposed", "RQ_PLAIN", "AC_PLAIN", 1, "store", True),
+    ("c-get store, role refused", "RQ_CT_SCP_ROLE", "AC_CT_ROLE_REFUSED", 1, "store", True),
+    ("plain store from the requester", "RQ_PLAIN", "AC_PLAIN", 0, "store", False),
+    (
+        "store from a requester that gave up SCU",
+        "RQ_CT_SCP_ROLE",
+        "AC_CT_SCP_ROLE",
+        0,
+        "store",
+        True,
+    ),
+    ("event report from the acceptor (the SCP)", "RQ_PLAIN", "AC_PLAIN", 1, "event", False),
+    ("event report from the requester (an SCU)", "RQ_PLAIN", "AC_PLAIN", 0, "event", True),
+]
+
+
+@pytest.mark.parametrize(("case", "rq", "ac", "sender", "message", "flagged"), ROLE_CASES)
+def test_requests_follow_the_negotiated_roles(
+    case: str, rq: str, ac: str, sender: int, message: str, flagged: bool
+) -> None:
+    """PS3.7 D.3.3.4: a C-STORE from the acceptor (C-GET) needs the requester's SCP role on
+    that SOP class, granted in the AC; an N-EVENT-REPORT (Storage Commitment's answer) comes
+    from whoever is the SCP."""
+    msg = fx.c_store_rq() if message == "store" else fx.dimse_message("N-EVENT-REPORT-RQ")
+    stream = [
+        (0, getattr(fx, f"A_ASSOCIATE_{rq}")),
+        (1, getattr(fx, f"A_ASSOCIATE_{ac}")),
+        (sender, msg),
+    ]
+    events, parser = run(stream, whole, close=False)
+    assert ("dicom_role_not_negotiated" in anomalies(events)) == flagged, case
+    if message == "store" and rq == "RQ_CT_SCP_ROLE":
+        granted = ac == "AC_CT_SCP_ROLE"
+        assert parser.requester_roles(3) == (False, granted)

@@ -274,6 +274,7 @@ def fact(kind: str, **kw: Any) -> DimseFact:
         ae_message_id=None,
         attribute=None,
         value_key=None,
+        from_acceptor=False,
     )
     base.update(kw)
     return DimseFact(**base)

@@ -419,6 +419,18 @@ def test_bulk_retrieve() -> None:
     assert h.findings[1].evidence["bytes"] == 1000
 
 
+def test_bulk_retrieve__c_get_stores_count_against_the_requester() -> None:
+    """In a C-GET the acceptor sends the C-STOREs: the bytes go to the requester's host."""
+    h = RuleHarness(query.BulkRetrieve, max_bytes=1000)
+    for i in range(5):
+        h.rule.on_fact(fact(FactKind.STORE, amount=100, message_ts=100.0 + i))
+    for i in range(9):
+        h.rule.on_fact(fact(FactKind.STORE, amount=100, message_ts=110.0 + i, from_acceptor=True))
+    assert h.findings == []  # 500 bytes to the server, 900 to the client
+    h.rule.on_fact(fact(FactKind.STORE, amount=100, message_ts=120.0, from_acceptor=True))
+    assert [f.evidence["destination"] for f in h.findings] == [CLIENT]
+
+
 # -- cleartext PHI -----------------------------------------------------------------------
 
 

@@ -276,8 +276,8 @@ class BulkRetrieve(CrossFlowRule):
                 )
             )
         elif f.kind == FactKind.STORE and f.amount:
-            self.bytes_to.add(f.resp_h, f.message_ts, f.amount)
-            total = self.bytes_to.total(f.resp_h)
+            self.bytes_to.add(f.receiver, f.message_ts, f.amount)  # C-GET: the requester
+            total = self.bytes_to.total(f.receiver)
             if total >= self.opt["max_bytes"]:
                 self.ctx.emit(
                     assoc_finding(
@@ -285,9 +285,9 @@ class BulkRetrieve(CrossFlowRule):
                         f,
                         self.severity,
                         self.title,
-                        f"{total / 1e6:,.0f} MB stored to {f.resp_h} within the window",
-                        {"bytes": total, "destination": f.resp_h},
+                        f"{total / 1e6:,.0f} MB stored to {f.receiver} within the window",
+                        {"bytes": total, "destination": f.receiver},
                         ts=f.message_ts,
                     ),
-                    dedup=f.resp_h,
+                    dedup=f.receiver,
                 )
