@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analyzer import __version__
-from analyzer.config import load_config
+from analyzer.config import Config, load_config
 from analyzer.errors import AnalyzerError, ConfigError, OutputError
+from analyzer.net.checksum import Checksums
 from analyzer.output.writer import FORMATS
 from analyzer.run.progress import Progress
 
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--config", metavar="FILE", help="TOML configuration file")
     a.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    _checksum_options(a)
     a.add_argument(
         "--capture-phi",
         action="store_true",
@@ -157,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes for decoding, fed by one reader (default 1: all in one process)",
     )
     lv.add_argument("--capture-phi", action="store_true", help="write PHI values (phi table only)")
+    _checksum_options(lv)
     lv.add_argument("-q", "--quiet", action="store_true", help="no health lines on stderr")
     r = sub.add_parser("report", help="write an HTML report of an output directory")
     r.add_argument("outdir", metavar="OUTDIR", help="tables written by analyze or live")
@@ -221,8 +224,35 @@ def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
         f"{s.flows:,} TCP flows ({services}); {s.findings:,} findings; {s.weird:,} anomalies",
         file=err,
     )
+    if s.segments_offloaded:
+        print(
+            f"{s.segments_offloaded:,} segments carried offloaded checksums (a capture taken on "
+            "the sending host): accepted",
+            file=err,
+        )
     for name, rows in s.rows.items():
         print(f"  {outdir / f'{name}.{fmt}'}: {rows:,} rows", file=err)
+
+
+def _checksum_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checksums",
+        choices=[c.value for c in Checksums],
+        help="IPv4/TCP checksum verification: auto (default: a segment with a wrong checksum "
+        "is not used; the offload pattern of a capture taken on the sending host is accepted), "
+        "verify (span ports: only correct checksums), ignore",
+    )
+    p.add_argument(
+        "-C",
+        "--ignore-checksums",
+        action="store_true",
+        help="same as --checksums ignore (Zeek's -C)",
+    )
+
+
+def _with_checksums(config: Config, args: argparse.Namespace) -> Config:
+    mode = Checksums.IGNORE if args.ignore_checksums else args.checksums
+    return dataclasses.replace(config, checksums=Checksums(mode)) if mode else config
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -230,7 +260,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from analyzer.capture import open_inputs
     from analyzer.run.pipeline import run_analysis
 
-    config = load_config(args.config)
+    config = _with_checksums(load_config(args.config), args)
     if args.strict or args.capture_phi:
         config = dataclasses.replace(
             config,
@@ -256,6 +286,18 @@ def _analyze(args: argparse.Namespace) -> int:
     # damage is reported even with -q (tcpdump's habit: quiet progress, loud damage)
     for line in _capture_problems(outdir) if summary.rows.get("weird", 0) else []:
         print(f"warning: {line}", file=sys.stderr)
+    if summary.bad_checksums:
+        hint = (
+            "; a capture taken on the sending host carries offloaded checksums: "
+            "--checksums auto or -C"
+            if config.checksums == Checksums.VERIFY
+            else ""
+        )
+        print(
+            f"warning: {summary.bad_checksums:,} packets with a wrong checksum were not used "
+            f"(tcp_checksum_bad/ip_checksum_bad in the weird table){hint}",
+            file=sys.stderr,
+        )
     if args.report:
         _with_numpy()
         from analyzer.report.html import write_report
@@ -317,7 +359,7 @@ def _live(args: argparse.Namespace) -> int:
     _without_numpy()
     from analyzer.live.monitor import LiveOptions, run_live
 
-    config = load_config(args.config)
+    config = _with_checksums(load_config(args.config), args)
     if args.capture_phi:
         config = dataclasses.replace(config, capture_phi=True)
     for name in ("rotate_minutes", "rotate_mb", "stats_interval", "workers", "buffer_mb"):

@@ -15,6 +15,7 @@ from typing import Any
 
 from analyzer.dicom.limits import DicomLimits
 from analyzer.errors import ConfigError
+from analyzer.net.checksum import Checksums
 
 DEFAULT_DICOM_PORTS = frozenset({104, 11112, 4242, 2761, 2762})
 DEFAULT_TRUSTED = (
@@ -136,6 +137,8 @@ class Config:
     """Secret for value hashes and patient keys; None: a random one per run, never written."""
     capture_phi: bool = False
     """Write PHI values (in the phi table only). Off by default."""
+    checksums: Checksums = Checksums.AUTO
+    """IPv4 and TCP checksum verification (``[capture] checksums``, ``--checksums``)."""
 
 
 def _build(cls: type[Any], table: dict[str, Any], where: str) -> Any:
@@ -180,6 +183,7 @@ def load_config(path: str | Path | None) -> Config:
     ae_titles = raw.pop("ae_titles", {})
     rules = raw.pop("rules", {})
     privacy = raw.pop("privacy", {})
+    capture = raw.pop("capture", {})
     for section in raw:
         raise ConfigError(f"{path}: unknown section [{section}]")
     for name, table in (
@@ -189,6 +193,7 @@ def load_config(path: str | Path | None) -> Config:
         ("ae_titles", ae_titles),
         ("rules", rules),
         ("privacy", privacy),
+        ("capture", capture),
     ):
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{name}] must be a table")
@@ -233,6 +238,11 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{path}: unknown setting 'privacy.{next(iter(privacy))}'")
     if salt_text is not None and (not isinstance(salt_text, str) or len(salt_text) < 8):
         raise ConfigError(f"{path}: privacy.salt must be a string of at least 8 characters")
+    checksums = capture.pop("checksums", Checksums.AUTO.value)
+    if checksums not in {c.value for c in Checksums}:
+        raise ConfigError(f"{path}: capture.checksums must be one of auto, verify, ignore")
+    if capture:
+        raise ConfigError(f"{path}: unknown setting 'capture.{next(iter(capture))}'")
     return Config(
         limits=limits,
         dicom=dicom,
@@ -243,4 +253,5 @@ def load_config(path: str | Path | None) -> Config:
         rule_options=options,
         salt=salt_text.encode() if salt_text else None,
         capture_phi=bool(capture_phi),
+        checksums=Checksums(checksums),
     )

@@ -66,6 +66,8 @@ class Collector:
     def gap(self, direction: int, ts: float, length: int) -> None:
         self.events.append(("gap", direction, length))
 
+    unread: list[int] = field(default_factory=lambda: [0, 0])
+
     def close(self, ts: float, reason: str) -> None:
         self.closed = reason
 

@@ -240,3 +240,18 @@ def test_cli_analysis_without_numpy_decodes_the_same(tmp_path: Path) -> None:
             b = pl.read_parquet(out_lib / f"{table}.parquet")
             cols = [c for c in a.columns if c not in skip]
             assert a.select(cols).equals(b.select(cols)), (name, table)
+
+
+@pytest.mark.parametrize(
+    ("flags", "dropped"), [([], False), (["--checksums", "verify"], True), (["-C"], False)]
+)
+def test_checksum_options(tmp_path: Path, flags: list[str], dropped: bool) -> None:
+    """The lab capture was taken on the sending hosts: ``verify`` refuses its offloaded
+    segments, ``auto`` (the default) and ``-C`` keep them."""
+    out = tmp_path / "out"
+    r = run("analyze", str(SAMPLE), "-o", str(out), "-q", "--workers", "1", *flags)
+    assert r.returncode == 0, r.stderr
+    names = pl.read_parquet(out / "weird.parquet")["name"].to_list()
+    assert ("tcp_checksum_bad" in names) == dropped
+    dicom = pl.read_parquet(out / "dicom_assoc.parquet").height
+    assert (dicom == 0) == dropped

@@ -40,6 +40,8 @@ def test_every_limit_field_can_be_set(tmp_path: Path) -> None:
         ("[limits]\nmax_endpoints = -1", "limits.max_endpoints: must not be negative"),
         ("[limits]\nidle_timeout = true", "limits.idle_timeout: expected a number"),
         ("[limits]\nsniff_bytes = 4", "limits.sniff_bytes must be at least 10"),
+        ('[capture]\nchecksums = "off"', "capture.checksums must be one of auto, verify, ignore"),
+        ("[capture]\nchecksum = 1", "unknown setting 'capture.checksum'"),
     ],
 )
 def test_bad_limits_name_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -68,3 +70,11 @@ def test_window_key_cap_reaches_cross_flow_rules(tmp_path: Path) -> None:
     analyze(CAPTURES / "nmap_scan.pcap", tmp_path / "o", cfg)
     rules = set(pl.read_parquet(tmp_path / "o" / "finding.parquet")["rule"])
     assert {"dicom_scan", "ae_title_bruteforce"} <= rules
+
+
+def test_checksum_mode_from_toml(tmp_path: Path) -> None:
+    from analyzer.net.checksum import Checksums
+
+    assert load_config(None).checksums == Checksums.AUTO
+    cfg = load_config(_write(tmp_path, '[capture]\nchecksums = "verify"'))
+    assert cfg.checksums == Checksums.VERIFY

@@ -21,7 +21,7 @@ from analyzer.dicom.consts import (
     CommandField,
     PduType,
 )
-from analyzer.dicom.dataset import DatasetSummary, summarize
+from analyzer.dicom.dataset import DEFLATED_LE, EXPLICIT_BE, DatasetSummary, summarize
 from analyzer.dicom.dimse import Command, decode_command
 from analyzer.dicom.events import (
     ControlPdu,
@@ -57,6 +57,12 @@ class _Pending:
     head: bytearray | None = None
     dataset_bytes: int = 0
     truncated: bool = False
+    summary: DatasetSummary | None = None
+    """The head decoded as soon as its walk reached Pixel Data: nothing after it is read, so
+    the head stops growing there (a CT slice's 5 kB header, not 64 KiB of pixels)."""
+    scan: int = 0
+    """Where the search for the Pixel Data group resumes in ``head``."""
+    tries: int = 0
 
 
 @dataclass(slots=True)
@@ -99,6 +105,9 @@ class AssociationParser:
         self._midstream_said = False
         self.orphan_bytes = [0, 0]
         self._rejected = False
+        self.unread = [0, 0]
+        """Per direction: ``feed`` of fewer bytes than this would only count them (the sink's
+        ``unread``)."""
         for d, framer in enumerate(self.framers):
             framer.acceptable = lambda ptype, d=d: next_state(self.state, ptype, d) is not None
 
@@ -114,17 +123,36 @@ class AssociationParser:
             if p is not None and p.head is not None and p.command is not None:
                 fr.pdv_left -= n
                 fr.pdu_left -= n
-                room = self.limits.max_dataset_head - len(p.head)
-                if room > 0:
-                    p.head += data[:room]
+                if p.summary is None and len(p.head) < self.limits.max_dataset_head:
+                    self._add_head(p, data)
+                    if p.summary is not None or len(p.head) >= self.limits.max_dataset_head:
+                        self.unread[direction] = fr.pdv_left
+                else:
+                    self.unread[direction] = fr.pdv_left
                 p.dataset_bytes += n
                 return []
         self._out = []
         self._handle(direction, fr.feed(data, ts), ts)
+        self.unread[direction] = fr.pdv_left if self.counts_only(direction) else 0
         return self._out
+
+    def counts_only(self, direction: int) -> bool:
+        """``feed`` would only count the next bytes (fewer than the PDV has left): inside a
+        dataset PDV, past its first bytes, the dataset head already complete."""
+        fr = self.framers[direction]
+        if fr.state != S_PDV_VALUE or fr.pdv_first or fr.pdv_mch & 1:
+            return False
+        p = self.pending[direction].get(fr.pdv_ctx)
+        return (
+            p is not None
+            and p.head is not None
+            and p.command is not None
+            and (p.summary is not None or len(p.head) >= self.limits.max_dataset_head)
+        )
 
     def gap(self, direction: int, ts: float, length: int) -> list[DicomEvent]:
         self._out = []
+        self.unread[direction] = 0
         for p in self.pending[direction].values():
             p.truncated = True
         self._anomaly(ts, direction, "dicom_stream_gap", f"{length} bytes lost; resynchronising")
@@ -383,31 +411,62 @@ class AssociationParser:
             return  # the command's own last fragment is still to come (or was lost)
         if p.head is None:
             p.head = bytearray()
-        room = self.limits.max_dataset_head - len(p.head)
-        if room > 0:
-            p.head += ev.data[:room]
+        if p.summary is None and len(p.head) < self.limits.max_dataset_head:
+            self._add_head(p, ev.data)
         p.dataset_bytes += len(ev.data)
         if ev.end and ev.is_last:
             self._emit_message(direction, p, ev.ts)
+
+    def _add_head(self, p: _Pending, data: bytes) -> None:
+        """Keep the dataset's first bytes; once they reach the Pixel Data group (7FE0), decode
+        the head there and keep no more (the walk would stop there anyway)."""
+        assert p.head is not None and p.command is not None
+        head = p.head
+        head += data[: self.limits.max_dataset_head - len(head)]
+        if p.tries >= MAX_PIXEL_TRIES:
+            return
+        cs = self.contexts.get(p.context_id)
+        syntax = cs.transfer_syntax if cs is not None else None
+        if syntax is None or syntax == DEFLATED_LE:
+            return  # deflated bytes hide their tags; an unknown syntax is guessed at the end
+        marker = b"\x7f\xe0" if syntax == EXPLICIT_BE else b"\xe0\x7f"
+        while p.tries < MAX_PIXEL_TRIES:
+            i = head.find(marker, p.scan)
+            if i < 0:
+                p.scan = max(len(head) - 1, 0)
+                return
+            p.scan = i + 1
+            p.tries += 1
+            summary = self._summarize(p, syntax, complete=False)
+            if not summary.partial:  # the walk stopped at Pixel Data: this is the whole head
+                p.summary = summary
+                return
+
+    def _summarize(self, p: _Pending, syntax: str, *, complete: bool) -> DatasetSummary:
+        assert p.head is not None
+        identifier = p.command is not None and p.command.command_field in IDENTIFIER_COMMANDS
+        return summarize(
+            bytes(p.head),
+            syntax,
+            complete=complete,
+            max_head=self.limits.max_dataset_head,
+            keep=None if identifier else self.keep,
+        )
 
     def _emit_message(self, direction: int, p: _Pending, ts: float) -> None:
         self.pending[direction].pop(p.context_id, None)
         command = p.command or Command()
         dataset: DatasetSummary | None = None
-        if p.head is not None:
+        if p.summary is not None:
+            dataset = p.summary
+        elif p.head is not None:
             cs = self.contexts.get(p.context_id)
             syntax = cs.transfer_syntax if cs is not None else None
             if syntax is None:
                 syntax = infer_syntax(bytes(p.head[:16]))
             complete = p.dataset_bytes <= len(p.head) and not p.truncated
-            identifier = command.command_field in IDENTIFIER_COMMANDS
-            dataset = summarize(
-                bytes(p.head),
-                syntax,
-                complete=complete,
-                max_head=self.limits.max_dataset_head,
-                keep=None if identifier else self.keep,
-            )
+            dataset = self._summarize(p, syntax, complete=complete)
+        if dataset is not None:
             for name, detail in dataset.anomalies:
                 self._anomaly(ts, direction, name, detail)
         self.n_dimse += 1
@@ -422,6 +481,10 @@ class AssociationParser:
                 truncated=p.truncated,
             )
         )
+
+
+MAX_PIXEL_TRIES = 4
+"""Walks tried at a Pixel Data marker in a head; a marker inside a value costs one more."""
 
 
 def infer_syntax(head: bytes) -> str:

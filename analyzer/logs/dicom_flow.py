@@ -68,6 +68,7 @@ class DicomFlow:
         "max_requests",
         "max_queries",
         "strict",
+        "unread",
     )
 
     def __init__(
@@ -94,12 +95,15 @@ class DicomFlow:
         self.requests: dict[tuple[Direction, int], float] = {}
         """(requester direction, message id) -> request ts, until the final response."""
         self.ended = False
+        self.unread = self.parser.unread
 
     def data(self, direction: int, ts: float, data: bytes) -> None:
         self._events(self.parser.feed(direction, data, ts))
 
     def gap(self, direction: int, ts: float, length: int) -> None:
         self._events(self.parser.gap(direction, ts, length))
+
+
 
     def close(self, ts: float, reason: str) -> None:
         if self.ended:

@@ -11,6 +11,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from analyzer.net.checksum import Verdict, ip_header_ok, tcp_verdict
 from analyzer.net.fragments import FragmentReassembler
 from analyzer.net.linktypes import (
     AF_INET6_VALUES,
@@ -57,17 +58,46 @@ class DecodeStats:
     snaplen_cut: int = 0
     fragments: int = 0
     encrypted_ipsec: int = 0
+    bad_checksum: int = 0
+    """IPv4 fragments dropped for a wrong header checksum (segments: ``RunSummary``)."""
 
 
 class Decoder:
     """Decode frames and call ``on_tcp`` for every TCP segment (fragments reassembled)."""
 
-    def __init__(self, on_tcp: TcpHandler, report: Report, fragments: FragmentReassembler) -> None:
+    def __init__(
+        self,
+        on_tcp: TcpHandler,
+        report: Report,
+        fragments: FragmentReassembler,
+        *,
+        check_fragments: bool = False,
+    ) -> None:
         self.on_tcp = on_tcp
+        self.check_fragments = check_fragments
+        """Verify each IPv4 fragment's header checksum (checksums not ignored)."""
         self.report = report
         self.fragments = fragments
         self.stats = DecodeStats()
         self._unsupported: set[int] = set()
+        self.ck: tuple[bytes, int, int, bytes, bytes, int, int] = (b"", -1, 0, b"", b"", -1, 0)
+        """The segment being handed to ``on_tcp``: frame, TCP header offset (-1: cut by the
+        snaplen, not verifiable), TCP end, source, destination, IPv4 header offset (-1: none
+        to verify; -2: a reassembled datagram) and length. ``verdict`` reads it when the flow
+        table asks."""
+        self._ip: tuple[int, int] = (-1, 0)
+
+    def verdict(self) -> Verdict:
+        """The checksums of the segment being handed over (computed only when asked)."""
+        buf, t, end, src, dst, io, ihl = self.ck
+        if io >= 0 and not ip_header_ok(buf, io, ihl):
+            return Verdict.BAD_IP
+        if t < 0:
+            return Verdict.UNPROVEN
+        verdict = tcp_verdict(buf, t, end, src, dst)
+        if verdict == Verdict.GOOD and io == -2:
+            return Verdict.UNPROVEN
+        return verdict
 
     def packet(self, ts: float, linktype: int, buf: bytes, wire_len: int) -> None:
         st = self.stats
@@ -93,8 +123,10 @@ class Decoder:
                 if 54 <= start <= end:
                     st.ipv4 += 1
                     st.tcp += 1
+                    src, dst = buf[26:30], buf[30:34]
+                    self.ck = (buf, 34, end, src, dst, 14, 20)
                     self.on_tcp(
-                        ts, buf[26:30], sport, buf[30:34], dport, seq, ack, flags, win,
+                        ts, src, sport, dst, dport, seq, ack, flags, win,
                         buf, start, end, end - start, end - 14, None,
                     )  # fmt: skip
                     return None
@@ -197,6 +229,9 @@ class Decoder:
         end = self._end(ts, buf, o + total, cut)
         if frag & 0x3FFF:
             self.stats.fragments += 1
+            if self.check_fragments and not ip_header_ok(buf, o, ihl):
+                self.stats.bad_checksum += 1
+                return self.report(ts, "ip_checksum_bad", "fragment dropped")
             data = buf[o + ihl : min(end, len(buf))]
             if len(data) < end - o - ihl:
                 return self.report(
@@ -207,10 +242,13 @@ class Decoder:
             )
             if whole is None:
                 return None
+            self._ip = (-2, 0)
             return self._l4(ts, proto, whole, 0, len(whole), src, dst, ihl + len(whole), vlan)
+        self._ip = (o, ihl)
         return self._l4(ts, proto, buf, o + ihl, end, src, dst, total, vlan)
 
     def ipv6(self, ts: float, buf: bytes, o: int, cut: int, vlan: int | None) -> None:
+        self._ip = (-1, 0)
         if len(buf) - o < 40:
             return self._malformed(ts, "ip_truncated", "IPv6 header cut off")
         vtf, plen, nh, _hlim, src, dst = IP6.unpack_from(buf, o)
@@ -255,6 +293,7 @@ class Decoder:
                 whole = self.fragments.add(ts, (src, dst, ident, nh), offset, more, data)
                 if whole is None:
                     return None
+                self._ip = (-2, 0)
                 return self._l4(ts, nh, whole, 0, len(whole), src, dst, 40 + len(whole), vlan)
         return self._l4(ts, nh, buf, p, end, src, dst, end - o, vlan)
 
@@ -289,6 +328,8 @@ class Decoder:
         cap_end = end if end <= len(buf) else len(buf)
         if start > cap_end:
             cap_end = start
+        io, ihl = self._ip
+        self.ck = (buf, t if end <= len(buf) else -1, end, src, dst, io, ihl)
         self.on_tcp(
             ts,
             src,

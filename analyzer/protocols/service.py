@@ -75,7 +75,7 @@ class ServiceSniffer:
     plausible too. Held bytes are bounded per flow and across all flows.
     """
 
-    __slots__ = ("flow", "factory", "held", "order", "dicom_ports", "scan_pos", "limits")
+    __slots__ = ("flow", "factory", "held", "order", "dicom_ports", "scan_pos", "limits", "unread")
 
     def __init__(
         self,
@@ -91,6 +91,7 @@ class ServiceSniffer:
         self.held: list[bytearray] = [bytearray(), bytearray()]
         self.order: list[tuple[int, float, bytes | int]] = []
         self.scan_pos = [0, 0]
+        self.unread = [0, 0]  # every byte is looked at until the flow is recognised
 
     def data(self, direction: int, ts: float, data: bytes) -> None:
         self.order.append((direction, ts, data))

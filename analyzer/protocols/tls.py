@@ -91,17 +91,20 @@ def parse(client: bytes, server: bytes) -> TlsInfo:
 class TlsSink:
     """Collects the first bytes of each direction of a TLS flow, then reports its hellos."""
 
-    __slots__ = ("bufs", "report", "done")
+    __slots__ = ("bufs", "report", "done", "unread")
 
     def __init__(self, report: Callable[[TlsInfo], None]) -> None:
         self.bufs = [bytearray(), bytearray()]
         self.report = report
         self.done = False
+        self.unread = [0, 0]
 
     def data(self, direction: int, ts: float, data: bytes) -> None:
         buf = self.bufs[direction]
         if len(buf) < MAX_HELLO:
             buf += data[: MAX_HELLO - len(buf)]
+            if len(buf) >= MAX_HELLO:
+                self.unread[direction] = 1 << 62  # the hello is kept: the rest is counted
 
     def gap(self, direction: int, ts: float, length: int) -> None:
         pass

@@ -30,6 +30,7 @@ from analyzer.logs.records import TABLES, Conn, Weird
 from analyzer.logs.sinks import LogSet, RowSink
 from analyzer.logs.views import FlowView
 from analyzer.logs.weird import WeirdLog
+from analyzer.net.checksum import Checksums
 from analyzer.net.decode import Decoder, DecodeStats, TcpHandler
 from analyzer.net.fragments import FragmentReassembler
 from analyzer.output.writer import TableWriter
@@ -68,6 +69,14 @@ class RunSummary:
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
+    segments_bad_checksum: int = 0
+    """TCP segments (and whole packets) not used for a wrong checksum, by the flow table."""
+    segments_offloaded: int = 0
+    """Segments accepted with an offloaded (partial) checksum."""
+
+    @property
+    def bad_checksums(self) -> int:
+        return self.segments_bad_checksum + self.stats.bad_checksum
 
 
 class Pipeline:
@@ -141,10 +150,19 @@ class Pipeline:
             return ServiceSniffer(flow, self._decoder, ports, sniffing)
 
         self.table = FlowTable(config, self.weirds, self._flow_ended, make_sink)
+        # the table's flow-less rows come from segments only this shard sees: never dropped
+        dropping = shard is not None and shard[0] != 0
+        self.table_weirds = WeirdLog(limits, logs.weird.add) if dropping else self.weirds
+        self.table.flowless = self.table_weirds.capture
         on_tcp: TcpHandler = self.table.on_tcp
         if shard is not None:
             on_tcp = _sharded(self.table, *shard)
-        self.decoder = Decoder(on_tcp, self.weirds.capture, self.fragments)
+        verify = config.checksums != Checksums.IGNORE
+        self.decoder = Decoder(
+            on_tcp, self.weirds.capture, self.fragments, check_fragments=verify
+        )
+        if verify:
+            self.table.verdict = self.decoder.verdict
 
     def _decoder(self, flow: Flow, service: str) -> StreamSink | None:
         if self._on_service is not None:
@@ -226,12 +244,18 @@ class Pipeline:
         self.engine.finish()
         self.inventory.write(self.logs.asset)
         self.weirds.finish()
+        if self.table_weirds is not self.weirds:
+            self.table_weirds.finish()
         self._drop_state()
         s = self.summary
         s.stats = self.decoder.stats
+        s.segments_bad_checksum = self.table.bad_checksums
+        s.segments_offloaded = self.table.offloaded_checksums
         s.flows = self.table.created
         s.flows_evicted = self.table.evicted
-        s.weird = self.weirds.total
+        s.weird = self.weirds.total + (
+            self.table_weirds.total if self.table_weirds is not self.weirds else 0
+        )
         s.findings = self.engine.count
         for name, writer in self.writers.items():
             close = getattr(writer, "close", None)

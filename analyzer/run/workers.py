@@ -280,6 +280,8 @@ def run_parallel(
     summary.stats = first.stats
     summary.flows = sum(s.flows for s in parts)
     summary.flows_evicted = sum(s.flows_evicted for s in parts)
+    summary.segments_bad_checksum = sum(s.segments_bad_checksum for s in parts)
+    summary.segments_offloaded = sum(s.segments_offloaded for s in parts)
     for s in parts:
         for svc, count in s.services.items():
             summary.services[svc] = summary.services.get(svc, 0) + count

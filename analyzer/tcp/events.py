@@ -44,3 +44,8 @@ class StreamSink(Protocol):
     def gap(self, direction: int, ts: float, length: int) -> None: ...
 
     def close(self, ts: float, reason: str) -> None: ...
+
+    unread: list[int]
+    """Per direction: an in-order segment of fewer bytes than this would only be counted,
+    its content read by nothing (the body of a dataset past the kept head). Its checksum is
+    then not verified: a wrong one could not change anything decoded."""

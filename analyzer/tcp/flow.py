@@ -54,6 +54,7 @@ class Flow:
         "midstream",
         "end_reason",
         "syn_seq",
+        "ck_full",
     )
 
     def __init__(
@@ -95,6 +96,8 @@ class Flow:
         self.midstream = False
         self.end_reason: str | None = None
         self.syn_seq: int | None = None
+        self.ck_full = 0
+        """Bit per direction: a segment with a correct checksum was seen (auto mode)."""
 
     # -- history ----------------------------------------------------------------
 

@@ -109,6 +109,17 @@ class Stream:
             d -= WRAP
         return self.noff + d
 
+    def in_order(self, seq: int) -> bool:
+        """A segment at ``seq`` would be handed to the sink now, nothing before it waiting."""
+        return (
+            self.started
+            and self.offset_of(seq) == self.noff
+            and not self.ooo
+            and self.fin_off is None
+            and not self.hold
+            and not self.held
+        )
+
     # -- segments ---------------------------------------------------------------
 
     def segment(self, ts: float, seq: int, data: bytes | None, cap: int, n: int) -> None:

@@ -16,8 +16,9 @@ from collections.abc import Callable
 
 from analyzer.config import Config
 from analyzer.logs.weird import WeirdLog
+from analyzer.net.checksum import Checksums, Verdict
 from analyzer.tcp.events import CloseReason, StreamSink
-from analyzer.tcp.flow import ACK, ACTIVE, ATTEMPT, CLOSING, ESTABLISHED, RESET, SYN, Flow
+from analyzer.tcp.flow import ACK, ACTIVE, ATTEMPT, CLOSING, ESTABLISHED, FIN, RESET, RST, SYN, Flow
 
 FlowKey = tuple[bytes, int, bytes, int]
 SinkFactory = Callable[[Flow], StreamSink | None]
@@ -73,6 +74,13 @@ class FlowTable:
         self.evicted = 0
         self._uid_ts = -1.0
         self._uid_seen: dict[FlowKey, int] = {}
+        self.verdict: Callable[[], Verdict] | None = None
+        """The checksums of the segment being handed over (set by the pipeline unless
+        checksums are ignored); asked only where a segment's content or flags matter."""
+        self.bad_checksums = 0
+        self.offloaded_checksums = 0
+        self.flowless: Callable[[float, str, str], None] = weirds.capture
+        """Where a segment with no flow reports (a bad SYN): per shard, never deduplicated."""
         self._placeholder = Flow(
             uid="",
             flow_id=0,
@@ -121,13 +129,27 @@ class FlowTable:
                 self.expire(ts)
         key = (src, sport, dst, dport)
         flow = self.flows.get(key)
+        d = 0 if flow is None or (sport == flow.orig_p and src == flow.orig_h) else 1
+        correct = False
+        # SYN, FIN, RST and data are verified, except bytes nothing reads (``_unread``: the
+        # common segment, in order inside a dataset past its head)
+        if (
+            self.verdict is not None
+            and (flags & (SYN | FIN | RST) or n)
+            and (flow is None or flags & (SYN | FIN | RST) or not self._unread(flow, d, seq, n))
+        ):
+            verdict = self._checksum(ts, flow, d, key, seq, n)
+            if verdict is None:
+                return
+            correct = verdict == Verdict.GOOD
         if flow is None:
             flow, d = self._new(ts, key, flags, vlan)
         else:
-            d = 0 if (sport == flow.orig_p and src == flow.orig_h) else 1
             if flags & SYN and not flags & ACK and self._is_new_connection(flow, d, seq):
                 self._finish(flow, ts, CloseReason.PORT_REUSE)
                 flow, d = self._new(ts, key, flags, vlan)
+        if correct:
+            flow.ck_full |= 1 << d
         cap = cap_end - start
         data = frame[start:cap_end] if (flow.sink is not None and cap > 0) else None
         if cap < n:
@@ -152,6 +174,55 @@ class FlowTable:
             flow.bucket = bucket
         else:
             lru[bucket].move_to_end(flow.id)
+
+    @staticmethod
+    def _unread(flow: Flow, d: int, seq: int, n: int) -> bool:
+        """Nothing reads these bytes: the flow has no decoder, or they come in order inside a
+        dataset past its kept head (the sink's ``unread``)."""
+        sink = flow.sink
+        if sink is None:
+            return True
+        if n >= sink.unread[d]:
+            return False
+        s = flow.streams[d]
+        return s.nseq == seq and not s.ooo and s.fin_off is None and not s.hold and not s.held
+
+    def _checksum(
+        self, ts: float, flow: Flow | None, d: int, key: FlowKey, seq: int, n: int
+    ) -> Verdict | None:
+        """Verify a segment's checksums where they matter: SYN, FIN and RST always; data unless
+        nothing reads it (``_unread``). Pure ACKs are not verified: a forged one needs no bad
+        checksum. None: drop it."""
+        assert self.verdict is not None
+        verdict = self.verdict()
+        if verdict == Verdict.GOOD or verdict == Verdict.UNPROVEN:
+            return verdict
+        if (
+            verdict == Verdict.PARTIAL
+            and self.config.checksums == Checksums.AUTO
+            and (flow is None or not flow.ck_full >> d & 1)
+        ):
+            self.offloaded_checksums += 1
+            return verdict
+        self.bad_checksums += 1
+        what = "IPv4 header" if verdict == Verdict.BAD_IP else "TCP"
+        why = ""
+        if verdict == Verdict.PARTIAL:
+            why = (
+                " (the offload pattern, after a correct checksum in this direction)"
+                if self.config.checksums == Checksums.AUTO
+                else " (the offload pattern of a capture taken on the sending host)"
+            )
+        detail = (
+            f"{ip_text(key[0])}:{key[1]} > {ip_text(key[2])}:{key[3]} seq {seq}, {n} bytes: "
+            f"{what} checksum wrong{why}; segment not used"
+        )
+        name = "ip_checksum_bad" if verdict == Verdict.BAD_IP else "tcp_checksum_bad"
+        if flow is not None:
+            flow.weird(ts, name, detail)
+        else:
+            self.flowless(ts, name, detail)
+        return None
 
     def _is_new_connection(self, flow: Flow, d: int, seq: int) -> bool:
         """A SYN on a known 4-tuple starts a new connection unless it repeats the old one."""
