@@ -103,8 +103,6 @@ class DicomFlow:
     def gap(self, direction: int, ts: float, length: int) -> None:
         self._events(self.parser.gap(direction, ts, length))
 
-
-
     def close(self, ts: float, reason: str) -> None:
         if self.ended:
             return

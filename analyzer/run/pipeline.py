@@ -158,9 +158,7 @@ class Pipeline:
         if shard is not None:
             on_tcp = _sharded(self.table, *shard)
         verify = config.checksums != Checksums.IGNORE
-        self.decoder = Decoder(
-            on_tcp, self.weirds.capture, self.fragments, check_fragments=verify
-        )
+        self.decoder = Decoder(on_tcp, self.weirds.capture, self.fragments, check_fragments=verify)
         if verify:
             self.table.verdict = self.decoder.verdict
 
