@@ -115,6 +115,9 @@ class Limits:
     """Requests awaiting their final response per association (oldest dropped beyond)."""
     max_queries: int = 4096
     """Queries and retrieves remembered per association."""
+    memory_budget: int = 512 << 20
+    """Bytes the whole process may use for what traffic makes it hold; past the share of
+    open flows, the largest flows are shed (``analyzer/memory.py``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

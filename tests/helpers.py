@@ -68,6 +68,9 @@ class Collector:
 
     unread: list[int] = field(default_factory=lambda: [0, 0])
 
+    def footprint(self) -> int:
+        return 0
+
     def close(self, ts: float, reason: str) -> None:
         self.closed = reason
 

@@ -46,6 +46,7 @@ from analyzer.dicom.messages import (
     ReleaseRequested,
 )
 from analyzer.dicom.states import State, next_state
+from analyzer.memory import CONTEXT, DICOM_FLOW, PENDING_MESSAGE
 
 
 @dataclass(slots=True)
@@ -103,6 +104,7 @@ class AssociationParser:
         self.pdu_counts: dict[int, int] = {}
         self._out: list[DicomEvent] = []
         self._midstream_said = False
+        self.n_anomalies = 0
         self.orphan_bytes = [0, 0]
         self._rejected = False
         self.unread = [0, 0]
@@ -149,6 +151,16 @@ class AssociationParser:
             and p.command is not None
             and (p.summary is not None or len(p.head) >= self.limits.max_dataset_head)
         )
+
+    def footprint(self) -> int:
+        """Bytes of state (``analyzer/memory.py``): the decoder, its contexts, buffered
+        control PDUs, messages in progress."""
+        n = DICOM_FLOW + len(self.contexts) * CONTEXT
+        n += self.framers[0].buffered + self.framers[1].buffered
+        for pending in self.pending:
+            for p in pending.values():
+                n += PENDING_MESSAGE + len(p.command_raw) + (len(p.head) if p.head else 0)
+        return n
 
     def gap(self, direction: int, ts: float, length: int) -> list[DicomEvent]:
         self._out = []
@@ -202,12 +214,27 @@ class AssociationParser:
                     "dicom_pdu_incomplete",
                     f"{self.framers[direction].buffered} bytes of an unfinished PDU at close",
                 )
+        if self.n_anomalies > MAX_ANOMALIES:
+            self._out.append(
+                Anomaly(
+                    ts=ts,
+                    direction=0,
+                    name="dicom_anomalies_suppressed",
+                    detail=f"{self.n_anomalies - MAX_ANOMALIES} more anomalies in this "
+                    f"association were counted, not reported",
+                )
+            )
         return self._out
 
     # -- framer events ----------------------------------------------------------
 
     def _anomaly(self, ts: float, direction: int, name: str, detail: str) -> None:
-        self._out.append(Anomaly(ts=ts, direction=direction, name=name, detail=detail))
+        """Every anomaly reaches the rules and the weird log; past ``MAX_ANOMALIES`` in one
+        association they are only counted (a flood of garbage must not cost a rule call
+        per byte), and one row at the close says how many."""
+        self.n_anomalies += 1
+        if self.n_anomalies <= MAX_ANOMALIES:
+            self._out.append(Anomaly(ts=ts, direction=direction, name=name, detail=detail))
 
     def _handle(self, direction: int, events: list[FramerEvent], ts: float) -> None:
         for ev in events:
@@ -483,6 +510,8 @@ class AssociationParser:
         )
 
 
+MAX_ANOMALIES = 1000
+"""Anomalies of one association handed on; the rest are counted."""
 MAX_PIXEL_TRIES = 4
 """Walks tried at a Pixel Data marker in a head; a marker inside a value costs one more."""
 

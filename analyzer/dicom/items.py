@@ -18,12 +18,14 @@ A-ASSOCIATE-RQ/AC body (PS3.8 Tables 9-11, 9-17), after the 6-byte PDU header:
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from analyzer.dicom.consts import ItemType
 
 FIXED_PART = 68
+MAX_ANOMALIES = 16
+"""Anomalies kept per decoded PDU; one more row says how many were not."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,6 +84,15 @@ class _Collect:
     user_identity: UserIdentity | None = None
     server_response_length: int | None = None
     anomalies: list[tuple[str, str]] = field(default_factory=list)
+    more: int = 0
+
+    def note(self, anomaly: tuple[str, str]) -> None:
+        """Keep the first ``MAX_ANOMALIES`` of a PDU; count the rest (a megabyte of zeros is a
+        quarter of a million empty items)."""
+        if len(self.anomalies) < MAX_ANOMALIES:
+            self.anomalies.append(anomaly)
+        else:
+            self.more += 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,30 +160,38 @@ def _u16(b: bytes, i: int) -> int:
     return (b[i] << 8) | b[i + 1]
 
 
-def _items(body: bytes, start: int, end: int, out: _Collect, where: str) -> list[tuple[int, bytes]]:
-    """Split [start, end) into (type, value) items, noting overruns."""
-    items: list[tuple[int, bytes]] = []
+def _items(
+    body: bytes, start: int, end: int, out: _Collect, where: str
+) -> Iterator[tuple[int, bytes]]:
+    """Split [start, end) into (type, value) items, noting overruns. Every item is decoded,
+    however many odd ones come before it (credentials after a run of junk items are still
+    credentials); only the anomalies are capped."""
     pos = start
     while pos < end:
         if end - pos < 4:
-            out.anomalies.append(("dicom_item_truncated", f"{end - pos} stray bytes in {where}"))
-            break
+            out.note(("dicom_item_truncated", f"{end - pos} stray bytes in {where}"))
+            return
         itype, length = body[pos], _u16(body, pos + 2)
+        if itype == 0 and length == 0 and body[pos + 1] == 0:
+            # a run of zeros is a run of empty items of no type: one step, one anomaly
+            run = end - pos - len(bytes(body[pos:end]).lstrip(b"\x00"))
+            pos += run - run % 4
+            yield 0, b""
+            continue
         if pos + 4 + length > end:
-            out.anomalies.append(
+            out.note(
                 ("dicom_item_overrun", f"item {itype:#04x} of {length} bytes overruns {where}")
             )
-            items.append((itype, body[pos + 4 : end]))
-            break
-        items.append((itype, body[pos + 4 : pos + 4 + length]))
+            yield itype, body[pos + 4 : end]
+            return
+        yield itype, body[pos + 4 : pos + 4 + length]
         pos += 4 + length
-    return items
 
 
 def _context_rq(v: bytes, out: _Collect) -> None:
     """0x20: context-id(1) reserved(3) then 0x30 abstract syntax and 0x40 transfer syntaxes."""
     if len(v) < 4:
-        out.anomalies.append(("dicom_item_truncated", "presentation context item"))
+        out.note(("dicom_item_truncated", "presentation context item"))
         return
     abstract: str | None = None
     transfers: list[str] = []
@@ -182,9 +201,7 @@ def _context_rq(v: bytes, out: _Collect) -> None:
         elif itype == ItemType.TRANSFER_SYNTAX:
             transfers.append(text(value))
         else:
-            out.anomalies.append(
-                ("dicom_item_unknown", f"sub-item {itype:#04x} in presentation context")
-            )
+            out.note(("dicom_item_unknown", f"sub-item {itype:#04x} in presentation context"))
     out.contexts.append(
         PresentationContext(
             context_id=v[0], abstract_syntax=abstract, transfer_syntaxes=tuple(transfers)
@@ -195,7 +212,7 @@ def _context_rq(v: bytes, out: _Collect) -> None:
 def _context_ac(v: bytes, out: _Collect) -> None:
     """0x21: context-id(1) reserved(1) result(1) reserved(1) then one 0x40 transfer syntax."""
     if len(v) < 4:
-        out.anomalies.append(("dicom_item_truncated", "presentation context item"))
+        out.note(("dicom_item_truncated", "presentation context item"))
         return
     transfers = [
         text(value)
@@ -211,7 +228,7 @@ def _user_information(v: bytes, out: _Collect) -> None:
     for itype, value in _items(v, 0, len(v), out, "user information"):
         decoder = SUB_ITEMS.get(itype)
         if decoder is None:
-            out.anomalies.append(("dicom_item_unknown", f"user information sub-item {itype:#04x}"))
+            out.note(("dicom_item_unknown", f"user information sub-item {itype:#04x}"))
         else:
             decoder(value, out)
 
@@ -220,7 +237,7 @@ def _max_length(v: bytes, out: _Collect) -> None:
     if len(v) >= 4:
         out.max_pdu_length = int.from_bytes(v[:4], "big")
     else:
-        out.anomalies.append(("dicom_item_truncated", "maximum length sub-item"))
+        out.note(("dicom_item_truncated", "maximum length sub-item"))
 
 
 def _impl_class(v: bytes, out: _Collect) -> None:
@@ -239,7 +256,7 @@ def _async(v: bytes, out: _Collect) -> None:
 def _role(v: bytes, out: _Collect) -> None:
     """0x54: uid-length(2) uid scu-role(1) scp-role(1)."""
     if len(v) < 2 or len(v) < 2 + _u16(v, 0) + 2:
-        out.anomalies.append(("dicom_item_truncated", "role selection sub-item"))
+        out.note(("dicom_item_truncated", "role selection sub-item"))
         return
     n = _u16(v, 0)
     out.roles.append(
@@ -250,7 +267,7 @@ def _role(v: bytes, out: _Collect) -> None:
 def _extended(v: bytes, out: _Collect) -> None:
     """0x56: uid-length(2) uid service-class-application-information."""
     if len(v) < 2 or len(v) < 2 + _u16(v, 0):
-        out.anomalies.append(("dicom_item_truncated", "extended negotiation sub-item"))
+        out.note(("dicom_item_truncated", "extended negotiation sub-item"))
         return
     n = _u16(v, 0)
     out.extended.append(
@@ -276,7 +293,7 @@ def _common_extended(v: bytes, out: _Collect) -> None:
             related.append(text(v[p + 2 : p + 2 + k]))
             p += 2 + k
     except IndexError:
-        out.anomalies.append(("dicom_item_truncated", "common extended negotiation sub-item"))
+        out.note(("dicom_item_truncated", "common extended negotiation sub-item"))
         return
     out.common_extended.append(
         CommonExtendedNegotiation(
@@ -288,15 +305,13 @@ def _common_extended(v: bytes, out: _Collect) -> None:
 def _user_identity_rq(v: bytes, out: _Collect) -> None:
     """0x58: type(1) response-requested(1) primary-length(2) primary secondary-length(2) secondary."""
     if len(v) < 4:
-        out.anomalies.append(("dicom_item_truncated", "user identity sub-item"))
+        out.note(("dicom_item_truncated", "user identity sub-item"))
         return
     n = _u16(v, 2)
     primary = bytes(v[4 : 4 + n])
     secondary = _u16(v, 4 + n) if len(v) >= 6 + n else 0
     if len(v) < 4 + n or len(v) < 6 + n:
-        out.anomalies.append(
-            ("dicom_item_truncated", "user identity field lengths overrun the item")
-        )
+        out.note(("dicom_item_truncated", "user identity field lengths overrun the item"))
     out.user_identity = UserIdentity(
         identity_type=v[0],
         response_requested=v[1] == 1,
@@ -338,22 +353,22 @@ ITEMS: dict[int, Callable[[bytes, _Collect], None]] = {
 def decode_associate(pdu_type: int, body: bytes) -> Associate:
     out = _Collect()
     if len(body) < FIXED_PART:
-        out.anomalies.append(("dicom_pdu_truncated", f"associate PDU body of {len(body)} bytes"))
+        out.note(("dicom_pdu_truncated", f"associate PDU body of {len(body)} bytes"))
         body = body + bytes(FIXED_PART - len(body))
     version = _u16(body, 0)
     if not version & 1:
-        out.anomalies.append(("dicom_protocol_version", f"protocol version {version:#06x}"))
+        out.note(("dicom_protocol_version", f"protocol version {version:#06x}"))
     wrong_context = (
         ItemType.PRESENTATION_CONTEXT_AC if pdu_type == 1 else ItemType.PRESENTATION_CONTEXT_RQ
     )
     for itype, value in _items(body, FIXED_PART, len(body), out, "associate PDU"):
         decoder = ITEMS.get(itype)
         if decoder is None or itype == wrong_context:
-            out.anomalies.append(
-                ("dicom_item_unknown", f"item {itype:#04x} in PDU type {pdu_type}")
-            )
+            out.note(("dicom_item_unknown", f"item {itype:#04x} in PDU type {pdu_type}"))
             continue
         decoder(value, out)
+    if out.more:
+        out.anomalies.append(("dicom_item_anomalies_suppressed", f"{out.more} more in this PDU"))
     called_raw, calling_raw = bytes(body[4:20]), bytes(body[20:36])
     return Associate(
         pdu_type=pdu_type,

@@ -37,8 +37,9 @@ MAX_VOCABULARY = 1 << 16
 
 
 class Vocabulary:
-    """Every distinct value once, numbered: an endpoint keeps a bit mask per column instead of
-    a set of strings (a client that negotiated 128 SOP classes costs 32 bytes, not 2 KB)."""
+    """Every distinct value once, numbered: an endpoint keeps the numbers of its values per
+    column (at most ``max_values``), not the strings. Numbers, not bit masks: a mask grows with
+    the highest number in it, which an attacker who floods the vocabulary first controls."""
 
     __slots__ = ("ids", "values")
 
@@ -46,23 +47,18 @@ class Vocabulary:
         self.ids: dict[str, int] = {}
         self.values: list[str] = []
 
-    def bit(self, value: str) -> int:
-        """The bit of ``value`` (0 when the vocabulary is full and the value is new)."""
+    def number(self, value: str) -> int:
+        """The number of ``value`` (-1 when the vocabulary is full and the value is new)."""
         i = self.ids.get(value)
         if i is None:
             if len(self.values) >= MAX_VOCABULARY:
-                return 0
+                return -1
             i = self.ids[value] = len(self.values)
             self.values.append(value)
-        return 1 << i
+        return i
 
-    def decode(self, mask: int) -> list[str]:
-        out = []
-        while mask:
-            low = mask & -mask
-            out.append(self.values[low.bit_length() - 1])
-            mask ^= low
-        return sorted(out)
+    def decode(self, numbers: tuple[int, ...]) -> list[str]:
+        return sorted(self.values[i] for i in numbers)
 
 
 COLUMNS = (
@@ -87,16 +83,19 @@ class Endpoint:
     last_seen: float
     n_associations: int = 0
     max_pdu: int | None = None
-    masks: list[int] = field(default_factory=lambda: [0] * len(COLUMNS))
+    values: list[tuple[int, ...]] = field(default_factory=lambda: [()] * len(COLUMNS))
+    """Per column, the vocabulary numbers of its values (the empty tuple is shared)."""
 
     def add(
         self, vocabulary: Vocabulary, column: str, value: str | None, limit: int = MAX_VALUES
     ) -> None:
         if value:
             i = COLUMN_INDEX[column]
-            mask = self.masks[i]
-            if mask.bit_count() < limit:
-                self.masks[i] = mask | vocabulary.bit(value)
+            have = self.values[i]
+            if len(have) < limit:
+                n = vocabulary.number(value)
+                if n >= 0 and n not in have:
+                    self.values[i] = (*have, n)
 
 
 class AssetFact(NamedTuple):
@@ -283,9 +282,9 @@ class Inventory:
         for (ip, port, role), ep in sorted(
             self.endpoints.items(), key=lambda kv: (kv[1].first_seen, kv[0][0])
         ):
-            m = ep.masks
+            m = ep.values
 
-            def col(name: str, m: list[int] = m) -> list[str]:
+            def col(name: str, m: list[tuple[int, ...]] = m) -> list[str]:
                 return decode(m[COLUMN_INDEX[name]])
 
             sink.add(

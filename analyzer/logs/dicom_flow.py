@@ -33,6 +33,7 @@ from analyzer.dicom.messages import (
 from analyzer.logs.asset import DEVICE_KEYWORDS
 from analyzer.logs.observer import DicomObserver, MessageInfo
 from analyzer.logs.views import AssocOutcome, AssocView, QueryState
+from analyzer.memory import QUERY, SMALL_ENTRY
 from analyzer.privacy import PhiPolicy, PhiSummary
 from analyzer.tcp.events import Direction
 from analyzer.tcp.flow import Flow
@@ -99,6 +100,15 @@ class DicomFlow:
 
     def data(self, direction: int, ts: float, data: bytes) -> None:
         self._events(self.parser.feed(direction, data, ts))
+
+    def footprint(self) -> int:
+        o = self.outcome
+        return (
+            self.parser.footprint()
+            + len(o.queries) * QUERY
+            + sum(len(q.patients) for q in o.queries.values()) * SMALL_ENTRY
+            + (len(o.patients) + len(o.phi_counts) + len(self.requests)) * SMALL_ENTRY
+        )
 
     def gap(self, direction: int, ts: float, length: int) -> None:
         self._events(self.parser.gap(direction, ts, length))
@@ -196,18 +206,12 @@ class DicomFlow:
         queries = self.outcome.queries
         direction = Direction(m.direction)
         if cf in QUERY_RETRIEVE and c.message_id is not None:
-            if len(queries) < self.max_queries:
-                keys = (
-                    {e.keyword: e.value or "" for e in m.dataset.elements if e.depth == 0}
-                    if m.dataset
-                    else {}
-                )
+            if len(queries) < self.max_queries:  # the identifier itself is not kept
                 queries[(direction, c.message_id)] = QueryState(
                     command=cf,
                     message_id=c.message_id,
                     sop_class_uid=c.affected_sop_class_uid,
                     ts=m.ts,
-                    keys=keys,
                     move_destination=c.move_destination,
                 )
         elif cf is not None and is_response(cf) and request_of(cf) in QUERY_RETRIEVE:

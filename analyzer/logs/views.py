@@ -34,7 +34,6 @@ class QueryState:
     message_id: int
     sop_class_uid: str | None
     ts: float
-    keys: dict[str, str] = field(default_factory=dict)
     pending: int = 0
     final_status: int | None = None
     patients: set[str] = field(default_factory=set)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from analyzer.config import Config
 from analyzer.dicom.framing import HeaderRule
+from analyzer.memory import BUFFERED_PIECE
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
 
@@ -102,6 +103,9 @@ class ServiceSniffer:
         self.held[direction] += keep
         lim.held_total += len(keep)
         self._decide()
+
+    def footprint(self) -> int:
+        return len(self.held[0]) + len(self.held[1]) + len(self.order) * BUFFERED_PIECE
 
     def gap(self, direction: int, ts: float, length: int) -> None:
         self.order.append((direction, ts, length))

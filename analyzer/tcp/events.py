@@ -45,6 +45,10 @@ class StreamSink(Protocol):
 
     def close(self, ts: float, reason: str) -> None: ...
 
+    def footprint(self) -> int:
+        """Bytes of state this consumer holds (``analyzer/memory.py``)."""
+        ...
+
     unread: list[int]
     """Per direction: an in-order segment of fewer bytes than this would only be counted,
     its content read by nothing (the body of a dataset past the kept head). Its checksum is

@@ -11,6 +11,7 @@ import re
 from typing import TYPE_CHECKING
 
 from analyzer.config import Limits
+from analyzer.memory import TCP_FLOW
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.stream import Stream
 
@@ -55,6 +56,7 @@ class Flow:
         "end_reason",
         "syn_seq",
         "ck_full",
+        "mem",
     )
 
     def __init__(
@@ -97,6 +99,8 @@ class Flow:
         self.end_reason: str | None = None
         self.syn_seq: int | None = None
         self.ck_full = 0
+        self.mem = 0
+        """The estimate of what this flow holds, as last counted in the table's total."""
         """Bit per direction: a segment with a correct checksum was seen (auto mode)."""
 
     # -- history ----------------------------------------------------------------
@@ -140,6 +144,13 @@ class Flow:
         for stream in self.streams:
             stream.flow = placeholder
             stream.peer = None
+
+    def footprint(self) -> int:
+        """Bytes this flow holds (``analyzer/memory.py``): itself, its buffers, its decoder."""
+        s0, s1 = self.streams
+        n = TCP_FLOW + s0.buffered() + s1.buffered()
+        sink = self.sink
+        return n + sink.footprint() if sink is not None else n
 
     def set_sink(self, sink: StreamSink | None) -> None:
         self.sink = sink

@@ -19,6 +19,7 @@ from collections import deque
 from typing import Protocol
 
 from analyzer.config import Limits
+from analyzer.memory import BUFFERED_PIECE
 from analyzer.tcp.events import StreamSink
 
 
@@ -108,6 +109,12 @@ class Stream:
         if d >= HALF:
             d -= WRAP
         return self.noff + d
+
+    def buffered(self) -> int:
+        """Bytes this direction holds: out of order, recently delivered, held back."""
+        pieces = (len(self.ooo) if self.ooo else 0) + (len(self.held) if self.held else 0)
+        pieces += len(self.recent) if self.recent else 0
+        return self.ooo_bytes + self.recent_bytes + self.held_bytes + pieces * BUFFERED_PIECE
 
     def in_order(self, seq: int) -> bool:
         """A segment at ``seq`` would be handed to the sink now, nothing before it waiting."""

@@ -16,13 +16,17 @@ from collections.abc import Callable
 
 from analyzer.config import Config
 from analyzer.logs.weird import WeirdLog
+from analyzer.memory import budget_of
 from analyzer.net.checksum import Checksums, Verdict
 from analyzer.tcp.events import CloseReason, StreamSink
 from analyzer.tcp.flow import ACK, ACTIVE, ATTEMPT, CLOSING, ESTABLISHED, FIN, RESET, RST, SYN, Flow
 
 FlowKey = tuple[bytes, int, bytes, int]
 SinkFactory = Callable[[Flow], StreamSink | None]
+PROTECTED_SERVICE = "dicom"
+"""Flows of this service are shed last."""
 EXPIRE_EVERY = 1.0
+UID_MAP_MAX = 1 << 16
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -74,11 +78,18 @@ class FlowTable:
         self.evicted = 0
         self._uid_ts = -1.0
         self._uid_seen: dict[FlowKey, int] = {}
+        """Flows opened per 4-tuple at the current timestamp (uids stay distinct); bounded:
+        past ``UID_MAP_MAX`` it starts over in a new epoch that is part of the uid."""
+        self._uid_epoch = 0
         self.verdict: Callable[[], Verdict] | None = None
         """The checksums of the segment being handed over (set by the pipeline unless
         checksums are ignored); asked only where a segment's content or flags matter."""
         self.bad_checksums = 0
         self.offloaded_checksums = 0
+        self.mem = 0
+        """Estimated bytes all open flows hold (each flow's ``mem``, kept current)."""
+        self.mem_limit = budget_of(self.limits).flows
+        self.shed_flows = 0
         self.flowless: Callable[[float, str, str], None] = weirds.capture
         """Where a segment with no flow reports (a bad SYN): per shard, never deduplicated."""
         self._placeholder = Flow(
@@ -131,12 +142,13 @@ class FlowTable:
         flow = self.flows.get(key)
         d = 0 if flow is None or (sport == flow.orig_p and src == flow.orig_h) else 1
         correct = False
+        unread = bool(n) and flow is not None and self._unread(flow, d, seq, n)
         # SYN, FIN, RST and data are verified, except bytes nothing reads (``_unread``: the
         # common segment, in order inside a dataset past its head)
         if (
             self.verdict is not None
             and (flags & (SYN | FIN | RST) or n)
-            and (flow is None or flags & (SYN | FIN | RST) or not self._unread(flow, d, seq, n))
+            and (flow is None or flags & (SYN | FIN | RST) or not unread)
         ):
             verdict = self._checksum(ts, flow, d, key, seq, n)
             if verdict is None:
@@ -174,6 +186,13 @@ class FlowTable:
             flow.bucket = bucket
         else:
             lru[bucket].move_to_end(flow.id)
+        if n and flow.end_reason is None and not (flow.sink is not None and unread):
+            # only bytes something reads can make a flow hold more
+            size = flow.footprint()
+            self.mem += size - flow.mem
+            flow.mem = size
+            if self.mem > self.mem_limit:
+                self.shed(ts)
 
     @staticmethod
     def _unread(flow: Flow, d: int, seq: int, n: int) -> bool:
@@ -248,12 +267,16 @@ class FlowTable:
             self._evict(ts)
         if ts != self._uid_ts:
             self._uid_ts = ts
+            self._uid_epoch = 0
+            self._uid_seen.clear()
+        elif len(self._uid_seen) >= UID_MAP_MAX:  # a flood of flows sharing one timestamp
+            self._uid_epoch += 1
             self._uid_seen.clear()
         nth = self._uid_seen.get(okey, 0)
         self._uid_seen[okey] = nth + 1
         self.created += 1
         flow = Flow(
-            uid=make_uid(ts, okey, nth),
+            uid=make_uid(ts, okey, nth + (self._uid_epoch << 20)),
             flow_id=self.created,
             ts=ts,
             orig_h=okey[0],
@@ -334,7 +357,32 @@ class FlowTable:
         if sink is not None:
             sink.close(ts, _end_reason(flow, CloseReason.FIN))
 
+    def shed(self, ts: float) -> None:
+        """Over the memory budget: end the flows that hold the most, those not decoded as
+        DICOM first (TLS, unknown, undecided), until the total is back under 90% of the
+        budget. Each is logged as evicted with a ``memory_budget_shed`` row; what it had
+        decoded is written as for any flow that ends."""
+        target = self.mem_limit * 9 // 10
+        victims = sorted(
+            {id(f): f for f in self.flows.values()}.values(),
+            key=lambda f: (f.service == PROTECTED_SERVICE, -f.mem),
+        )
+        for flow in victims:
+            if self.mem <= target:
+                break
+            self.shed_flows += 1
+            flow.weird(
+                ts,
+                "memory_budget_shed",
+                f"held about {flow.mem:,} bytes ({flow.service or 'no service'}); ended to keep "
+                f"open flows under {self.mem_limit >> 20} MB (limits.memory_budget)",
+            )
+            self.evicted += 1
+            self._finish(flow, ts, CloseReason.EVICTED)
+
     def _finish(self, flow: Flow, ts: float, reason: str) -> None:
+        self.mem -= flow.mem
+        flow.mem = 0
         del self.lru[flow.bucket][flow.id]
         for k in flow.keys:
             if self.flows.get(k) is flow:

@@ -1,0 +1,84 @@
+"""Every hostile capture class, scaled down: no exit 1 (the run is strict), no lost table, the
+ordinary association among the attack identical to a clean run of it alone. Peak memory at
+full scale is ``benchmarks/hostile.py``'s to prove, not a test's."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from analyzer.config import Config, Limits
+from tests import hostile
+from tests.helpers import analyze
+
+SCALE = {
+    "assoc_flood": 0.02,
+    "control_pdu_flood": 0.02,
+    "ooo_flood": 0.02,
+    "inventory_poison": 0.02,
+    "query_key_flood": 0.02,
+    "syn_flood": 0.02,
+    "history_flood": 0.01,
+    "tiny_fragments": 1.0,
+    "release_recursion": 1.0,
+}
+TABLES = ("conn", "dicom_assoc", "dicom_context", "dimse", "dicom_object", "phi")
+TIGHT = dataclasses.replace(Config(), limits=dataclasses.replace(Limits(), memory_budget=1))
+"""The smallest budget: open flows get the floor (4 MB), so the scaled floods must shed."""
+
+
+def ordinary_rows(outdir: Path, uid: str) -> dict[str, list[dict[str, object]]]:
+    rows = {}
+    for table in TABLES:
+        frame = pl.read_parquet(outdir / f"{table}.parquet").filter(pl.col("uid") == uid)
+        rows[table] = frame.to_dicts()
+    return rows
+
+
+def ordinary_uid(outdir: Path) -> str:
+    conn = pl.read_parquet(outdir / "conn.parquet")
+    mine = conn.filter(pl.col("orig_p") == hostile.ORDINARY_PORT)
+    assert mine.height == 1
+    return str(mine["uid"][0])
+
+
+@pytest.mark.parametrize("name", sorted(hostile.ATTACKS))
+def test_ordinary_association_survives(name: str, tmp_path: Path) -> None:
+    scale = SCALE[name]
+    attacked = hostile.build(name, tmp_path / f"{name}.pcap", scale)
+    alone = hostile.build_ordinary(tmp_path / "alone.pcap", hostile.middle_ts(name, scale))
+    config = TIGHT if name in ("assoc_flood", "control_pdu_flood", "ooo_flood") else None
+    analyze(alone, tmp_path / "alone", config)
+    result = analyze(attacked, tmp_path / "attacked", config)
+    uid = ordinary_uid(tmp_path / "attacked")
+    assert uid == ordinary_uid(tmp_path / "alone")
+    assert ordinary_rows(tmp_path / "attacked", uid) == ordinary_rows(tmp_path / "alone", uid)
+    weird = result.weird
+    assert "analyzer_internal_error" not in weird["name"].to_list()
+    if config is TIGHT:  # the budget was reached, and the flows that hold the most went first
+        shed = weird.filter(pl.col("name") == "memory_budget_shed")
+        assert shed.height > 0 and uid not in shed["uid"].to_list()
+
+
+def test_attack_specific_bounds(tmp_path: Path) -> None:
+    """History stays short, uids stay distinct under a one-timestamp SYN flood, a 1 MiB RQ
+    that never ends costs a few anomalies and is still recorded with its AE titles, the
+    fragmented RQ is reassembled."""
+    out = {}
+    for name in ("history_flood", "syn_flood", "control_pdu_flood", "tiny_fragments"):
+        path = hostile.build(name, tmp_path / f"{name}.pcap", SCALE[name])
+        out[name] = analyze(path, tmp_path / name)
+    history = out["history_flood"].conn["history"].str.len_chars().max()
+    assert isinstance(history, int) and history < 64
+    syn = out["syn_flood"].conn
+    assert syn["uid"].n_unique() == syn.height > 5000
+    weird = out["control_pdu_flood"].weird
+    per_flow = weird.filter(pl.col("name") == "dicom_item_unknown").group_by("uid").len()
+    assert per_flow["len"].max() <= 16  # type: ignore[operator]
+    flood = pl.read_parquet(tmp_path / "control_pdu_flood" / "dicom_assoc.parquet")
+    assert (flood["calling_ae"] == "FLOOD").sum() == out["control_pdu_flood"].conn.height - 1
+    assoc = pl.read_parquet(tmp_path / "tiny_fragments" / "dicom_assoc.parquet")
+    assert "FLOOD" in assoc["calling_ae"].to_list()
