@@ -269,7 +269,68 @@ def release_recursion(scale: float) -> Iterator[Frame]:
     yield from c.out
 
 
+def garbage_on_dicom_ports(scale: float) -> Iterator[Frame]:
+    """Flows to port 104 and 11112 carrying random bytes, HTTP and an SSH banner."""
+    import random
+
+    rnd = random.Random(104)
+    n = max(int(2000 * scale), 20)
+    texts = [b"GET / HTTP/1.1\r\nHost: pacs\r\n\r\n", b"SSH-2.0-OpenSSH_9.2\r\n"]
+    for i in range(n):
+        c = Conn(_client(i), 37000 + i % 20000, 1000.0 + i * 1e-3, 104 if i % 2 else 11112)
+        c.open().send(0, texts[i % 2] if i % 3 == 0 else rnd.randbytes(rnd.randint(1, 3000)))
+        yield from c.close().out
+
+
+def malformed_pdus(scale: float) -> Iterator[Frame]:
+    """Associations that go wrong after the AC: an undefined PDU type, a PDV on an even
+    context, a P-DATA longer than its bytes, a PDU length of 4 GB, an RQ cut short."""
+    from tests.dicom import fixtures as fx
+
+    bad = [
+        fx.PDU_UNKNOWN_TYPE,
+        fx.P_DATA_EVEN_CONTEXT,
+        fx.P_DATA_PDV_OVERRUN,
+        fx.A_RELEASE_RQ_HUGE,
+        fx.A_ASSOCIATE_RQ_ITEM_OVERRUN,
+    ]
+    n = max(int(1000 * scale), len(bad))
+    for i in range(n):
+        c = Conn(_client(i), 38000 + i % 20000, 1000.0 + i * 1e-3).open()
+        c.send(0, fx.A_ASSOCIATE_RQ_PLAIN).send(1, fx.A_ASSOCIATE_AC_PLAIN)
+        yield from c.send(0, bad[i % len(bad)]).close().out
+
+
+def overlapping_copies(scale: float) -> Iterator[Frame]:
+    """The A-ASSOCIATE-RQ sent twice with different bytes: as overlapping IPv4 fragments and
+    as a TCP retransmission (the first copy wins; the disagreement is an anomaly)."""
+    from tests.dicom import fixtures as fx
+
+    n = max(int(1000 * scale), 10)
+    for i in range(n):
+        c = Conn(_client(i), 39000 + i % 20000, 1000.0 + i * 1e-3).open()
+        rq = fx.A_ASSOCIATE_RQ_PLAIN
+        forged = rq[:26] + b"FORGED".ljust(16) + rq[42:]
+        if i % 2:
+            c.put(0, 0x18, rq)
+            c.put(0, 0x18, forged, seq_offset=-len(rq))  # the retransmission disagrees
+        else:
+            seg = frame(c.c, SERVER, c.cp, c.sp, c.seq[0], c.seq[1], 0x18, rq)[34:]
+            alt = frame(c.c, SERVER, c.cp, c.sp, c.seq[0], c.seq[1], 0x18, forged)[34:]
+            c.seq[0] += len(rq)
+            for off, piece, more in ((0, seg[:64], 1), (32, alt[32:], 0), (64, seg[64:], 0)):
+                ip = _ipv4(
+                    c.c, SERVER, piece, ident=i & 0xFFFF, frag=(off >> 3) | (0x2000 if more else 0)
+                )
+                c.ts += 1e-5
+                c.out.append((c.ts, _eth(ip)))
+        yield from c.out
+
+
 ATTACKS: dict[str, Callable[[float], Iterator[Frame]]] = {
+    "garbage_on_dicom_ports": garbage_on_dicom_ports,
+    "malformed_pdus": malformed_pdus,
+    "overlapping_copies": overlapping_copies,
     "assoc_flood": assoc_flood,
     "control_pdu_flood": control_pdu_flood,
     "ooo_flood": ooo_flood,

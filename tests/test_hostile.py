@@ -24,6 +24,9 @@ SCALE = {
     "history_flood": 0.01,
     "tiny_fragments": 1.0,
     "release_recursion": 1.0,
+    "garbage_on_dicom_ports": 0.05,
+    "malformed_pdus": 0.02,
+    "overlapping_copies": 0.02,
 }
 TABLES = ("conn", "dicom_assoc", "dicom_context", "dimse", "dicom_object", "phi")
 TIGHT = dataclasses.replace(Config(), limits=dataclasses.replace(Limits(), memory_budget=1))
@@ -82,3 +85,18 @@ def test_attack_specific_bounds(tmp_path: Path) -> None:
     assert (flood["calling_ae"] == "FLOOD").sum() == out["control_pdu_flood"].conn.height - 1
     assoc = pl.read_parquet(tmp_path / "tiny_fragments" / "dicom_assoc.parquet")
     assert "FLOOD" in assoc["calling_ae"].to_list()
+
+
+def test_overlapping_copies_keep_the_first(tmp_path: Path) -> None:
+    """A forged second copy, as overlapping fragments or a disagreeing retransmission, never
+    replaces the calling AE title of the first copy; each disagreement is a weird row."""
+    path = hostile.build("overlapping_copies", tmp_path / "o.pcap", SCALE["overlapping_copies"])
+    result = analyze(path, tmp_path / "out")
+    assoc = pl.read_parquet(tmp_path / "out" / "dicom_assoc.parquet")
+    assert "FORGED" not in assoc["calling_ae"].to_list()
+    names = result.weird["name"].to_list()
+    flows = result.conn.height - 1
+    assert (
+        names.count("ip_fragment_overlap_mismatch") + names.count("tcp_retransmission_inconsistent")
+        == flows
+    )
