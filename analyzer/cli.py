@@ -346,12 +346,14 @@ def _capture_problems(outdir: Path, most: int = 10) -> list[str]:
 
 def _rules() -> int:
     from analyzer.findings.catalog import RULES
+    from analyzer.findings.references import references
 
     for rid, cls in sorted(RULES.items()):
         opts = ", ".join(f"{k}={v}" for k, v in cls.options.items()) or "-"
         print(f"{rid:<26} {cls.severity.label:<8} {cls.title}")
         print(f"{'':<26} {cls.description}")
         print(f"{'':<26} stage: {cls.stage}; options: {opts}")
+        print(f"{'':<26} references: {'; '.join(references(rid)) or '-'}")
     return EXIT_OK
 
 

@@ -76,7 +76,7 @@ def main() -> int:
     config = Path(tempfile.mkstemp(suffix=".toml")[1])
     # a fixed salt: hashed values must compare across the two runs
     config.write_text(
-        f"[limits]\nmemory_budget = {a.budget_mb << 20}\n[privacy]\nsalt = \"hostile-bench\"\n"
+        f'[limits]\nmemory_budget = {a.budget_mb << 20}\n[privacy]\nsalt = "hostile-bench"\n'
     )
     failed = False
     print(f"64 KB datagram in 8-byte fragments, last first: {fragment_seconds():.3f} s")
@@ -86,7 +86,9 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     for name in a.only or sorted(hostile.ATTACKS):
         pcap = hostile.build(name, data / f"{name}.pcap", a.scale)
-        alone = hostile.build_ordinary(data / f"{name}-alone.pcap", hostile.middle_ts(name, a.scale))
+        alone = hostile.build_ordinary(
+            data / f"{name}-alone.pcap", hostile.middle_ts(name, a.scale)
+        )
         out, out_alone = data / f"{name}.out", data / f"{name}-alone.out"
         run = ["-m", "analyzer", "analyze", "-q", "--workers", "1", "--config", str(config)]
         m = measure([sys.executable, *run, str(pcap), "-o", str(out)])

@@ -844,6 +844,23 @@ def scenario_malformed(data: Path, store: Path) -> None:
         sh(PY, str(LAB / "peers.py"), "churn", SRV_IP, "11112", "30")
 
 
+def scenario_path_traversal(data: Path, store: Path) -> None:
+    """A store whose Patient ID climbs directories and whose Study ID carries a shell command
+    (SCPs have built file names from both), sent by pynetdicom to the pynetdicom SCP."""
+    import pydicom
+
+    ds = pydicom.dcmread(data / "small_1.dcm")
+    ds.PatientID = "../../../../tmp/pwned"
+    ds.StudyID = "1;id"
+    crafted = store / "traversal.dcm"
+    ds.save_as(crafted)
+    with (
+        lab_servers(NS, SRV_IP, store, dcmtk_scp=False),
+        capture(HERE / "path_traversal.pcap", "-i", HOST_IF, "port", "4242"),
+    ):
+        peer("store", SRV_IP, "4242", "PYSCP", str(crafted))
+
+
 SCENARIOS = {
     "lab": scenario_lab,
     "loopback": scenario_loopback,
@@ -862,6 +879,7 @@ SCENARIOS = {
     "scan": scenario_scan,
     "harvest": scenario_harvest,
     "malformed": scenario_malformed,
+    "path_traversal": scenario_path_traversal,
 }
 
 

@@ -35,6 +35,8 @@ from pydicom.dataelem import RawDataElement, convert_raw_data_element
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 
+from analyzer.dicom.items import wire_text
+
 UNDEFINED = 0xFFFFFFFF
 ITEM = 0xFFFEE000
 ITEM_END = 0xFFFEE00D
@@ -318,9 +320,18 @@ class _Walker:
             if tag == SPECIFIC_CHARACTER_SET or (group & 1 and 0x10 <= elem <= 0xFF):
                 value = self._value(tag, vr, data[vpos:vend], level)
                 if tag == SPECIFIC_CHARACTER_SET:
-                    level.encodings = convert_encodings(
-                        (value or "").split("\\") if value and "\\" in value else value or ""
-                    )
+                    try:
+                        level.encodings = convert_encodings(
+                            (value or "").split("\\") if value and "\\" in value else value or ""
+                        )
+                    except (ValueError, LookupError):  # pydicom warns of unknown names; a NUL
+                        # in one makes the codec lookup raise (found by the fuzzer)
+                        level.encodings = [default_encoding]
+                        self._anomaly(
+                            "dicom_charset_invalid",
+                            f"Specific Character Set {wire_text((value or '').encode('utf-8', 'replace'))[:80]}; "
+                            "decoded as the default repertoire",
+                        )
                 else:
                     level.creators[tag] = value or ""
             elif tag == PIXEL_REPRESENTATION and length == 2 and vend <= n:

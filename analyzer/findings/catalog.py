@@ -10,6 +10,7 @@ from analyzer.findings.rules import (
     patient_data,
     query,
     scan,
+    session,
     transport,
 )
 
@@ -25,14 +26,21 @@ FLOW_RULES: tuple[type[FlowRule], ...] = (
     malformed.MalformedAeTitle,
     malformed.PduFramingError,
     malformed.ProviderAbort,
+    malformed.PathTraversalValue,
     patient_data.CleartextPhi,
+    patient_data.PhiToUntrustedHost,
     query.WildcardQuery,
     query.LargeResultSet,
+    query.WorklistQuery,
     scan.AssociationProbe,
     scan.ServiceEnumeration,
     transport.CleartextAssociation,
     transport.CleartextOnTlsPort,
     transport.TlsOnDicomPort,
+    session.NonstandardPort,
+    session.AssociationRejected,
+    session.AssociationAborted,
+    session.NonDicomOnDicomPort,
 )
 """Rules over one association or flow at a time (the per-flow stage)."""
 

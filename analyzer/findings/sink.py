@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from analyzer.findings.model import Finding
+from analyzer.findings.references import references
 from analyzer.findings.summary import Candidate, dedup_json, evidence_json
 from analyzer.logs.records import FindingRow
 from analyzer.logs.sinks import RowSink
@@ -182,4 +183,5 @@ def _row(
         last_ts=ts,
         uids=[uid] if uid else [],
         uids_omitted=0,
+        references=references(rule),
     )

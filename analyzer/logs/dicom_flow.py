@@ -117,6 +117,7 @@ class DicomFlow:
         if self.ended:
             return
         self.ended = True
+        self.outcome.close_reason = reason
         try:
             self._events(self.parser.close(ts))
         except Exception as exc:

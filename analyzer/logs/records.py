@@ -230,6 +230,8 @@ class FindingRow(NamedTuple):
     uids: list[str]
     """The flows of those occurrences (at most 20; ``uids_omitted`` counts the rest)."""
     uids_omitted: int
+    references: list[str]
+    """What the rule rests on: PS3 sections, CVE ids, ATT&CK techniques."""
 
 
 class Asset(NamedTuple):

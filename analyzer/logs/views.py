@@ -52,6 +52,8 @@ class AssocOutcome:
     phi_counts: dict[str, int] = field(default_factory=dict)
     patients: set[str] = field(default_factory=set)
     store_bytes: int = 0
+    close_reason: str | None = None
+    """How the flow ended (fin, rst, timeout, evicted, end_of_capture), once it has."""
 
 
 class AssocView:
@@ -130,6 +132,11 @@ class AssocView:
         return self._parser.pdu_counts
 
     @property
+    def close_reason(self) -> str | None:
+        """How the TCP flow ended (``CloseReason``); None while it is open."""
+        return self._outcome.close_reason
+
+    @property
     def midstream(self) -> bool:
         return self._parser.midstream
 
@@ -189,6 +196,7 @@ class FlowView:
     resp_bytes: int
     had_association: bool
     tls: TlsInfo | None
+    protocol_guess: str | None = None
 
     def wireshark_filter(self) -> str:
         return flow_filter(self.orig_h, self.orig_p, self.resp_h, self.resp_p)

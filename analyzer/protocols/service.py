@@ -62,6 +62,32 @@ def looks_like_associate_rq(head: bytes, rule: HeaderRule) -> bool:
     return len(head) >= 10 and head[0] == 0x01 and rule.verdict(head, 0) is True
 
 
+def looks_like_pdu(head: bytes) -> bool:
+    """A PDU-shaped header of any type: reserved byte 0, a length under 16 MiB. On a DICOM
+    port that is malformed DICOM (an undefined PDU type, a PDU other than the RQ first), not
+    some other protocol."""
+    return len(head) >= 6 and head[1] == 0 and head[2] == 0 and 0 < head[0] < 0x80
+
+
+def guess_protocol(head: bytes) -> str:
+    """What the first bytes of a flow that is neither DICOM nor TLS look like."""
+    if head[:4] in (b"GET ", b"POST", b"PUT ", b"HEAD", b"OPTI", b"DELE", b"PATC", b"CONN"):
+        return "http"
+    if head.startswith(b"HTTP/"):
+        return "http"
+    if head.startswith(b"SSH-"):
+        return "ssh"
+    if head[:4] in (b"220 ", b"220-", b"EHLO", b"HELO"):
+        return "smtp/ftp"
+    if head[:2] == b"\x03\x00":
+        return "rdp"
+    if head[4:8] in (b"\xffSMB", b"\xfeSMB"):
+        return "smb"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head[:64]):
+        return "text"
+    return "binary"
+
+
 def looks_like_tls(head: bytes) -> bool:
     """A TLS handshake record: content type 22, version 3.x."""
     return len(head) >= 3 and head[0] == 0x16 and head[1] == 0x03 and head[2] <= 0x04
@@ -119,8 +145,11 @@ class ServiceSniffer:
         if sink is not None and sink is not self:
             sink.close(ts, reason)
 
+    def _on_dicom_port(self) -> bool:
+        return self.flow.resp_p in self.dicom_ports or self.flow.orig_p in self.dicom_ports
+
     def _midstream(self, final: bool) -> tuple[bool, str | None]:
-        on_port = self.flow.resp_p in self.dicom_ports or self.flow.orig_p in self.dicom_ports
+        on_port = self._on_dicom_port()
         lim = self.limits
         plausible = lim.midstream_header.plausible
         hold = lim.midstream_hold
@@ -160,12 +189,16 @@ class ServiceSniffer:
                 service = DICOM
             elif looks_like_tls(bytes(orig)):
                 service = TLS
+            elif self._on_dicom_port() and looks_like_pdu(bytes(orig)):
+                service = DICOM
         elif resp and not orig:
             decided = True  # the server spoke first: not DICOM
         elif final or len(self.order) > MAX_HELD_EVENTS:
             decided = True
         if not decided:
             return
+        if service is None and (orig or resp) and self._on_dicom_port():
+            flow.guess = guess_protocol(bytes(orig or resp))
         self.limits.held_total -= len(orig) + len(resp)
         self.held = [bytearray(), bytearray()]
         flow.service = service

@@ -203,6 +203,7 @@ class Pipeline:
                 resp_bytes=r.noff,
                 had_association=svc == DICOM,
                 tls=self._tls.pop(flow.uid, None),
+                protocol_guess=flow.guess,
             )
         )
 

@@ -57,6 +57,7 @@ class Flow:
         "syn_seq",
         "ck_full",
         "mem",
+        "guess",
     )
 
     def __init__(
@@ -100,6 +101,8 @@ class Flow:
         self.syn_seq: int | None = None
         self.ck_full = 0
         self.mem = 0
+        self.guess: str | None = None
+        """On a DICOM port, what a flow that is neither DICOM nor TLS looks like."""
         """The estimate of what this flow holds, as last counted in the table's total."""
         """Bit per direction: a segment with a correct checksum was seen (auto mode)."""
 

@@ -111,6 +111,8 @@ class FakeAssoc:
     orig_p: int = 50000
     resp_h: str = SERVER
     resp_p: int = 104
+    abort_direction: Any = None
+    close_reason: str | None = None
 
     @property
     def calling_ae(self) -> str | None:

@@ -21,6 +21,7 @@ from analyzer.findings.rules import (
     patient_data,
     query,
     scan,
+    session,
     transport,
 )
 from analyzer.findings.sink import FindingSink
@@ -54,7 +55,7 @@ def test_every_rule_has_a_threshold_test_here() -> None:
         name.removeprefix("test_").split("__")[0] for name in globals() if name.startswith("test_")
     }
     assert set(RULES) <= tested, sorted(set(RULES) - tested)
-    assert len(FLOW_RULES) + len(CROSS_FLOW_RULES) == len(RULES) == 29
+    assert len(FLOW_RULES) + len(CROSS_FLOW_RULES) == len(RULES) == 36
 
 
 # -- transport ---------------------------------------------------------------------------
@@ -614,3 +615,148 @@ def test_ae_title_bruteforce__rejects_without_a_title() -> None:
         h.rule.on_association(rejected(7, called_ae=title, ts=100.0 + i))
     assert h.severities == ["high"]
     assert h.findings[0].evidence["titles_sample"] == ["", "A", "B", "C"]
+
+
+# -- session events, worklists, untrusted hosts, file-name attacks -------------------------
+
+
+def test_nonstandard_port() -> None:
+    h = RuleHarness(session.NonstandardPort)
+    for port in (104, 11112, 2761, 2762):
+        h.rule.on_association_end(FakeAssoc(resp_p=port))
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(resp_p=4242))  # Orthanc's default is not IANA's
+    assert h.severities == ["info"] and h.findings[0].evidence == {"port": 4242}
+    h2 = RuleHarness(session.NonstandardPort, standard_ports=[4242])
+    h2.rule.on_association_end(FakeAssoc(resp_p=4242))
+    assert h2.findings == []
+
+
+def test_association_rejected() -> None:
+    h = RuleHarness(session.AssociationRejected)
+    h.rule.on_association_end(FakeAssoc())
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(reject=Reject(result=2, source=3, reason=1)))
+    h.rule.on_association_end(FakeAssoc(reject=Reject(result=1, source=1, reason=7)))
+    assert h.severities == ["info", "low"]
+    assert h.findings[1].evidence == {
+        "result": "rejected-permanent",
+        "source": "service-user",
+        "reason": "called-ae-title-not-recognized",
+    }
+
+
+def test_association_aborted() -> None:
+    from analyzer.tcp.events import Direction
+
+    h = RuleHarness(session.AssociationAborted)
+    h.rule.on_association_end(FakeAssoc())
+    assert h.findings == []
+    h.rule.on_association_end(
+        FakeAssoc(abort=Abort(source=0, reason=0), abort_direction=Direction.ORIG)
+    )
+    h.rule.on_association_end(
+        FakeAssoc(abort=Abort(source=2, reason=2), abort_direction=Direction.RESP)
+    )
+    assert h.severities == ["info", "info"]
+    assert [f.evidence["sent_by"] for f in h.findings] == ["orig", "resp"]
+    assert h.findings[1].evidence["reason"] == "unexpected-pdu"
+
+
+def test_non_dicom_on_dicom_port() -> None:
+    h = RuleHarness(session.NonDicomOnDicomPort)
+    h.rule.on_flow_end(flow_view(service="dicom"))
+    h.rule.on_flow_end(flow_view(service=None, protocol_guess=None))  # not on a DICOM port
+    assert h.findings == []
+    h.rule.on_flow_end(flow_view(service=None, protocol_guess="http"))
+    assert h.severities == ["low"] and "http on DICOM port 104" in h.findings[0].detail
+
+
+def test_guess_protocol() -> None:
+    from analyzer.protocols.service import guess_protocol, looks_like_pdu
+
+    assert guess_protocol(b"GET / HTTP/1.1\r\n") == "http"
+    assert guess_protocol(b"SSH-2.0-OpenSSH_9.2\r\n") == "ssh"
+    assert guess_protocol(b"220 mail ESMTP") == "smtp/ftp"
+    assert guess_protocol(b"hello there") == "text"
+    assert guess_protocol(bytes([0x9F, 0x00, 0x13, 0x37])) == "binary"
+    assert looks_like_pdu(bytes.fromhex("0a0000000004"))  # PDU type 0x0A: malformed DICOM
+    assert not looks_like_pdu(b"GET / ")
+
+
+def test_worklist_query() -> None:
+    h = RuleHarness(query.WorklistQuery)
+    a = FakeAssoc()
+    wl = "1.2.840.10008.5.1.4.31"
+
+    def rq(message_id: int, **keys: str) -> object:
+        return message(
+            CF.C_FIND_RQ, message_id=message_id, affected_sop_class_uid=wl, ds=dataset(**keys)
+        )
+
+    def rsp(message_id: int, status: int = 0xFF00, **keys: str) -> object:
+        return message(
+            CF.C_FIND_RSP,
+            direction=1,
+            message_id_responded=message_id,
+            status=status,
+            ds=dataset(**keys) if keys else None,
+        )
+
+    h.rule.on_message(a, rq(1, PatientName="*"))
+    h.rule.on_message(a, rq(2, PatientName="*", Modality="CT"))
+    h.rule.on_message(a, rq(3, PatientName="*"))
+    h.rule.on_message(a, rsp(1, PatientName="DOE^JANE", PatientID="P1"))
+    h.rule.on_message(a, rsp(1, PatientName="ROE^RICHARD", PatientID="P2"))
+    h.rule.on_message(a, rsp(2, PatientID="P3"))
+    h.rule.on_message(a, rsp(3, Modality="CT"))  # no identifier in the answer
+    h.rule.on_message(a, rsp(1, status=0))
+    assert h.findings == []  # reported when the association ends
+    h.rule.on_association_end(a)
+    assert [f.evidence["entries"] for f in h.findings] == [2, 1]
+    assert [f.evidence["narrowing_keys"] for f in h.findings] == [[], ["Modality"]]
+    assert "not narrowed" in h.findings[0].detail and h.rule.queries == {}
+
+
+def test_phi_to_untrusted_host() -> None:
+    h = RuleHarness(patient_data.PhiToUntrustedHost)
+    h.rule.on_association_end(FakeAssoc(phi_counts={"PatientName": 1}))  # both trusted
+    h.rule.on_association_end(FakeAssoc(resp_h=OUTSIDE))  # no PHI
+    assert h.findings == []
+    h.rule.on_association_end(FakeAssoc(phi_counts={"PatientName": 2}, resp_h=OUTSIDE))
+    assert h.severities == ["critical"] and h.findings[0].evidence["untrusted_hosts"] == [OUTSIDE]
+
+
+def test_path_traversal_value() -> None:
+    h = RuleHarness(malformed.PathTraversalValue)
+    a = FakeAssoc()
+    ok = message(
+        CF.C_STORE_RQ,
+        affected_sop_instance_uid="1.2.3.4",
+        ds=dataset(PatientID="MRN:1234", StudyID="S-1", AccessionNumber="A&B"[:1]),
+    )
+    h.rule.on_message(a, ok)
+    assert h.findings == []
+    h.rule.on_message(a, message(CF.C_STORE_RQ, affected_sop_instance_uid="1.2/../../etc"))
+    h.rule.on_message(a, message(CF.C_STORE_RQ, direction=1, ds=dataset(PatientID="x;rm -rf /")))
+    h.rule.on_message(a, message(CF.C_STORE_RQ, ds=dataset(StudyID="C:\\Windows")))
+    assert h.severities == ["high"] * 3
+    assert [
+        (f.evidence["attribute"], f.evidence["danger"], f.evidence["sent_by"]) for f in h.findings
+    ] == [
+        ("AffectedSOPInstanceUID", "path traversal", "orig"),
+        ("PatientID", "shell metacharacter", "resp"),
+        ("StudyID", "absolute path", "orig"),
+    ]
+    assert all("rm -rf" not in f.detail + str(f.evidence) for f in h.findings)
+
+
+def test_pdu_framing_error__cut_short_only_when_the_peer_closed() -> None:
+    h = RuleHarness(malformed.PduFramingError)
+    h.rule.on_anomaly(FakeAssoc(close_reason="end_of_capture"), anomaly("dicom_pdu_incomplete"))
+    h.rule.on_anomaly(FakeAssoc(close_reason="timeout"), anomaly("dicom_pdu_truncated"))
+    assert h.findings == []
+    h.rule.on_anomaly(FakeAssoc(close_reason="fin"), anomaly("dicom_pdu_incomplete"))
+    h.rule.on_anomaly(FakeAssoc(close_reason="rst"), anomaly("dicom_pdu_truncated"))
+    h.rule.on_anomaly(FakeAssoc(), anomaly("dicom_item_unknown"))
+    assert h.severities == ["medium"] * 3

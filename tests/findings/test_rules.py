@@ -54,6 +54,17 @@ MUST_FIRE: dict[str, tuple[str, str, dict[str, object]]] = {
         "high",
         {"known_ae_titles": {"MODALITY_CT1": frozenset({"10.9.9.9"})}},
     ),
+    "nonstandard_port": ("nonstandard_port.pcap", "info", {}),
+    "association_rejected": ("reject_abort.pcap", "low", {}),
+    "association_aborted": ("reject_abort.pcap", "info", {}),
+    "non_dicom_on_dicom_port": ("malformed.pcap", "low", {}),
+    "worklist_query": ("worklist.pcap", "medium", {}),
+    "phi_to_untrusted_host": (
+        "dicom_lab.pcap",
+        "critical",
+        {"trusted_networks": (ipaddress.ip_network("192.0.2.0/24"),)},
+    ),
+    "path_traversal_value": ("path_traversal.pcap", "high", {}),
 }
 ATTACK_RULES = {
     "ae_title_bruteforce",
@@ -79,6 +90,9 @@ ATTACK_RULES = {
     "third_party_move",
     "tls_on_dicom_port",
     "cleartext_on_tls_port",
+    "non_dicom_on_dicom_port",
+    "phi_to_untrusted_host",
+    "path_traversal_value",
 }
 BENIGN = [
     "dicom_lab.pcap",

@@ -26,8 +26,12 @@ FRAMING = frozenset(
         "dicom_context_not_negotiated",
         "dicom_pdu_too_large",
         "dicom_pdu_reserved_nonzero",
+        "dicom_item_unknown",
     }
 )
+CUT_SHORT = frozenset({"dicom_pdu_incomplete", "dicom_pdu_truncated"})
+"""Malformed when the peer closed the connection on them (FIN or RST); not when the capture
+or our timeout cut the flow."""
 
 
 def _bad_uid(value: str) -> bool:
@@ -123,14 +127,15 @@ class PduFramingError(FlowRule):
     id = "pdu_framing_error"
     title = "DICOM framing error"
     description = (
-        "PDU type outside 1..7, an item overrunning its parent, an even or unnegotiated presentation "
-        "context, a PDV length out of range, reserved bits set, a PDU over the peer's maximum."
+        "PDU type outside 1..7, an item overrunning its parent or of an undefined type, an even or "
+        "unnegotiated presentation context, a PDV length out of range, reserved bits set, a PDU "
+        "over the peer's maximum, a PDU the peer closed the connection in the middle of."
     )
     severity = Severity.MEDIUM
     options = {"dedup_window": 3600.0}
 
     def on_anomaly(self, a: AssocView, an: Anomaly) -> None:
-        if an.name in FRAMING:
+        if an.name in FRAMING or (an.name in CUT_SHORT and a.close_reason in ("fin", "rst")):
             self.ctx.emit(
                 assoc_finding(
                     self.id,
@@ -228,4 +233,68 @@ class ConnectionChurn(CrossFlowRule):
                     wireshark_filter=f"{'ipv6' if ':' in f.orig_h else 'ip'}.src=={f.orig_h} && tcp.flags.syn==1",
                 ),
                 dedup=f.orig_h,
+            )
+
+
+TRAVERSAL = ("../", "..\\", "/..", "\\..")
+SHELL = frozenset(";|&$`<>\n\r")
+FILE_NAME_KEYWORDS = frozenset(
+    {"PatientID", "StudyID", "AccessionNumber", "SeriesNumber", "InstanceNumber"}
+)
+"""Besides every UI: attributes real SCPs have built file and directory names from."""
+
+
+def _path_danger(value: str) -> str | None:
+    if any(t in value for t in TRAVERSAL):
+        return "path traversal"
+    if value.startswith(("/", "\\")) or value[1:3] in (":\\", ":/"):
+        return "absolute path"
+    if any(ch in SHELL for ch in value):
+        return "shell metacharacter"
+    return None
+
+
+class PathTraversalValue(FlowRule):
+    id = "path_traversal_value"
+    title = "File-name attack in a DICOM value"
+    description = (
+        "A UID, Patient ID, Study ID or accession number holding ../, an absolute path or a "
+        "shell metacharacter: SCPs have built file names from these (path traversal, command "
+        "injection). Datasets in both directions are checked (a malicious server sends objects "
+        "to the client in C-GET). The value itself is not written, only the attribute."
+    )
+    severity = Severity.HIGH
+    options = {"dedup_window": 3600.0}
+
+    def on_message(self, a: AssocView, m: Message) -> None:
+        c = m.command
+        where = [
+            ("AffectedSOPInstanceUID", c.affected_sop_instance_uid),
+            ("RequestedSOPInstanceUID", c.requested_sop_instance_uid),
+        ]
+        if m.dataset is not None:
+            where += [
+                (e.keyword or f"{e.tag:08X}", e.value)
+                for e in m.dataset.elements
+                if e.value and (e.vr == "UI" or e.keyword in FILE_NAME_KEYWORDS)
+            ]
+        for keyword, value in where:
+            danger = _path_danger(value) if value else None
+            if danger is None:
+                continue
+            self.ctx.emit(
+                assoc_finding(
+                    self.id,
+                    a,
+                    self.severity,
+                    self.title,
+                    f"{danger} in {keyword} sent by the {Direction(m.direction).label}",
+                    {
+                        "attribute": keyword,
+                        "danger": danger,
+                        "sent_by": Direction(m.direction).label,
+                    },
+                    ts=m.ts,
+                ),
+                dedup=(a.uid, keyword, danger),
             )

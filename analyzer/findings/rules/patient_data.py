@@ -38,3 +38,37 @@ class CleartextPhi(FlowRule):
                 },
             )
         )
+
+
+class PhiToUntrustedHost(FlowRule):
+    id = "phi_to_untrusted_host"
+    title = "Patient data to or from an untrusted host"
+    description = (
+        "Identifying values (PS3.15 Table E.1-1) crossed the wire on an association with a host "
+        "outside the trusted networks ([networks] trusted): patient data leaving, or arriving "
+        "from, somewhere it should not."
+    )
+    severity = Severity.CRITICAL
+
+    def on_association_end(self, a: AssocView) -> None:
+        if not a.phi_counts:
+            return
+        outside = [h for h in (a.orig_h, a.resp_h) if not self.ctx.trusted(h)]
+        if not outside:
+            return
+        total = sum(a.phi_counts.values())
+        self.ctx.emit(
+            assoc_finding(
+                self.id,
+                a,
+                self.severity,
+                self.title,
+                f"{total} identifying values of {a.n_patients} patient(s) with "
+                f"{', '.join(outside)} outside the trusted networks",
+                {
+                    "untrusted_hosts": outside,
+                    "attributes": dict(sorted(a.phi_counts.items())),
+                    "patients": a.n_patients,
+                },
+            )
+        )

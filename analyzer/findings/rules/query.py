@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from analyzer.dicom.consts import CommandField, Status
+from dataclasses import dataclass
+
+from analyzer.dicom.consts import CommandField, Status, is_pending
 from analyzer.dicom.messages import Message
 from analyzer.findings.model import CrossFlowRule, FlowRule, Severity
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import DimseFact, FactKind
 from analyzer.findings.windows import SummingWindows, Windows
 from analyzer.logs.views import AssocView
+from analyzer.privacy import DIRECT_KEYWORDS
 
 FIND_MODELS = {
     "1.2.840.10008.5.1.4.1.2.1.1": "patient-root",
@@ -291,3 +294,71 @@ class BulkRetrieve(CrossFlowRule):
                     ),
                     dedup=f.receiver,
                 )
+
+
+WORKLIST = "1.2.840.10008.5.1.4.31"
+
+
+@dataclass(slots=True)
+class _Worklist:
+    narrowing: list[str]
+    answered: int = 0
+
+
+class WorklistQuery(FlowRule):
+    id = "worklist_query"
+    title = "Modality worklist answered with patient data"
+    description = (
+        "A Modality Worklist C-FIND whose pending responses carry patient identifiers: the day's "
+        "schedule of patients, names and IDs in cleartext. Says whether the query was narrowed "
+        "(a key besides the patient's name or ID restricts it) or asked for everyone."
+    )
+    severity = Severity.MEDIUM
+    options = {"dedup_window": 3600.0}
+
+    def setup(self) -> None:
+        self.queries: dict[str, dict[int, _Worklist]] = {}
+        """Association uid -> message id -> the query (dropped when the association ends)."""
+
+    def on_message(self, a: AssocView, m: Message) -> None:
+        c, ds = m.command, m.dataset
+        cf = c.command_field
+        if cf == CommandField.C_FIND_RQ and c.affected_sop_class_uid == WORKLIST:
+            narrowing = (
+                sorted(
+                    {
+                        e.keyword
+                        for e in ds.elements
+                        if (e.depth > 0 or e.keyword not in NOT_NARROWING)
+                        and e.vr != "SQ"
+                        and _narrows(e.value)
+                    }
+                )
+                if ds is not None
+                else []
+            )
+            per = self.queries.setdefault(a.uid, {})
+            if len(per) < 1024 and c.message_id is not None:
+                per[c.message_id] = _Worklist(narrowing)
+        elif cf == CommandField.C_FIND_RSP and ds is not None and is_pending(c.status):
+            q = self.queries.get(a.uid, {}).get(c.message_id_responded or -1)
+            if q is not None and any(e.value and e.keyword in DIRECT_KEYWORDS for e in ds.elements):
+                q.answered += 1
+
+    def on_association_end(self, a: AssocView) -> None:
+        for message_id, q in self.queries.pop(a.uid, {}).items():
+            answered, keys = q.answered, q.narrowing
+            if not answered:
+                continue
+            how = f"narrowed by {', '.join(keys)}" if keys else "not narrowed"
+            self.ctx.emit(
+                assoc_finding(
+                    self.id,
+                    a,
+                    self.severity,
+                    self.title,
+                    f"{answered} worklist entries with patient identifiers ({how})",
+                    {"message_id": message_id, "entries": answered, "narrowing_keys": keys},
+                ),
+                dedup=(a.orig_h, a.resp_h),
+            )
