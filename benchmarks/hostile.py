@@ -41,7 +41,8 @@ def ordinary(outdir: Path) -> dict[str, list[dict[str, object]]]:
     import polars as pl
 
     conn = pl.read_parquet(outdir / "conn.parquet")
-    uid = conn.filter(pl.col("orig_p") == hostile.ORDINARY_PORT)["uid"][0]
+    mine = (pl.col("orig_p") == hostile.ORDINARY_PORT) & (pl.col("orig_h") == hostile.ORDINARY_IP)
+    uid = conn.filter(mine)["uid"][0]
     return {
         t: pl.read_parquet(outdir / f"{t}.parquet").filter(pl.col("uid") == uid).to_dicts()
         for t in TABLES

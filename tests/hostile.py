@@ -17,6 +17,7 @@ Frame = tuple[float, bytes]
 SERVER = bytes([10, 9, 0, 2])
 ORDINARY_CLIENT = bytes([10, 8, 0, 1])
 ORDINARY_PORT = 40404
+ORDINARY_IP = "10.8.0.1"
 MSS = 1448
 
 

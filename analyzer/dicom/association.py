@@ -214,6 +214,12 @@ class AssociationParser:
                     "dicom_pdu_incomplete",
                     f"{self.framers[direction].buffered} bytes of an unfinished PDU at close",
                 )
+        for framer in self.framers:
+            # the framers' ``acceptable`` closes over this parser: without this, parser and
+            # framers form a cycle that only the cyclic collector frees, buffers and all (a
+            # flood of shed flows held hundreds of megabytes that way)
+            framer.acceptable = None
+            framer.buf = bytearray()
         if self.n_anomalies > MAX_ANOMALIES:
             self._out.append(
                 Anomaly(
