@@ -254,15 +254,36 @@ def test_association_probe() -> None:
     rj = Reject(result=1, source=1, reason=7)
     h.rule.on_association_end(FakeAssoc(accept=None, reject=rj, state=State.REJECTED))
     h.rule.on_association_end(FakeAssoc(state=State.ESTABLISHED))
-    nmap = associate(
-        "ECHOSCU",
-        "ANY-SCP",
-        implementation_class_uid="1.2.276.0.7230010.3.0.3.6.2",
-        version="OFFIS_DCMTK_362",
+    verification = (
+        PresentationContext(
+            context_id=1,
+            abstract_syntax="1.2.840.10008.1.1",
+            transfer_syntaxes=("1.2.840.10008.1.2",),
+        ),
     )
-    h.rule.on_association_end(FakeAssoc(request=nmap, accept=None, reject=rj, state=State.REJECTED))
-    assert h.severities == ["low", "medium", "medium"]
-    assert [f.evidence["nmap"] for f in h.findings] == [False, False, True]
+
+    def nmap(called: str) -> object:
+        return associate(
+            "ECHOSCU",
+            called,
+            contexts=verification,
+            implementation_class_uid="1.2.276.0.7230010.3.0.3.6.2",
+            version="OFFIS_DCMTK_362",
+        )
+
+    for called in ("ANY-SCP", "PACS", "ORTHANC"):  # dicom-brute tries titles: one tool, one row
+        h.rule.on_association_end(
+            FakeAssoc(request=nmap(called), accept=None, reject=rj, state=State.REJECTED)
+        )
+    assert h.severities == ["low", "medium", "medium", "medium", "medium"]
+    assert [f.evidence["nmap"] for f in h.findings] == [False, False, True, True, True]
+    nmap_keys = {d for f, d in h.emitted if f.evidence["nmap"]}
+    assert len(nmap_keys) == 1  # folded together, apart from the other tool's probes
+    assert len({d for _, d in h.emitted}) == 2
+    # a login refused is identity_rejected's, not a probe
+    login = associate(identity=identity(2, secondary=8))
+    h.rule.on_association_end(FakeAssoc(request=login, accept=None, reject=rj))
+    assert len(h.findings) == 5
 
 
 def test_dicom_scan() -> None:

@@ -12,10 +12,13 @@ from analyzer.logs.views import AssocView
 
 NMAP_SIGNATURE = {
     "calling_ae": "ECHOSCU",
-    "called_ae": "ANY-SCP",
     "implementation_class_uid": "1.2.276.0.7230010.3.0.3.6.2",
     "implementation_version_name": "OFFIS_DCMTK_362",
+    "max_pdu": 16384,
+    "contexts": (("1.2.840.10008.1.1", ("1.2.840.10008.1.2",)),),
 }
+"""What nmap's dicom-ping and dicom-brute send, whatever the called AE title (dicom-brute
+varies it): DCMTK 3.6.2's identity, one Verification context with Implicit VR LE only."""
 PLACEHOLDER_TITLES = frozenset({"ANY-SCP", "ANYSCP", "ANY", "*", "DEFAULT"})
 
 
@@ -123,13 +126,22 @@ class AssociationProbe(FlowRule):
         ):
             return
         rq = a.request
+        if rq.user_identity is not None and a.reject is not None:
+            return  # a login that was refused: identity_rejected, not a probe
+        fingerprint = {
+            "calling_ae": rq.calling_ae,
+            "implementation_class_uid": rq.implementation_class_uid,
+            "implementation_version_name": rq.implementation_version_name,
+            "max_pdu": rq.max_pdu_length,
+            "contexts": tuple((c.abstract_syntax, c.transfer_syntaxes) for c in rq.contexts),
+        }
+        nmap = fingerprint == NMAP_SIGNATURE
         facts = {
             "calling_ae": rq.calling_ae,
             "called_ae": rq.called_ae,
             "implementation_class_uid": rq.implementation_class_uid,
             "implementation_version_name": rq.implementation_version_name,
         }
-        nmap = facts == NMAP_SIGNATURE
         sev = Severity.MEDIUM if nmap or a.accept is not None else self.severity
         detail = (
             "matches nmap's dicom-ping/dicom-brute"
@@ -145,7 +157,15 @@ class AssociationProbe(FlowRule):
                 detail,
                 {**facts, "nmap": nmap, "answer": "accepted" if a.accept else "rejected"},
             ),
-            dedup=(a.orig_h, a.resp_h, a.resp_p, rq.called_ae),
+            # one row per tool (never two tools folded together), whatever titles it tries
+            dedup=(
+                a.orig_h,
+                a.resp_h,
+                a.resp_p,
+                rq.calling_ae,
+                rq.implementation_class_uid,
+                rq.implementation_version_name,
+            ),
         )
 
 
