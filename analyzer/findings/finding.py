@@ -35,3 +35,7 @@ class Finding:
     called_ae: str | None = None
     evidence: dict[str, object] = field(default_factory=dict)
     wireshark_filter: str | None = None
+    """Works as printed in a default Wireshark."""
+    tshark: str | None = None
+    """The exact tshark command for the finding's frames (decode-as and preferences included;
+    CAPTURE stands for the capture file)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -86,7 +87,7 @@ class FindingSink:
         """A finding of a cross-flow rule."""
         row = _row(
             f.uid, f.ts, f.rule, f.severity.label, f.title, f.detail, f.orig_h, f.resp_h,
-            f.calling_ae, f.called_ae, evidence_json(f.evidence), f.wireshark_filter,
+            f.calling_ae, f.called_ae, evidence_json(f.evidence), f.wireshark_filter, f.tshark,
         )  # fmt: skip
         self._write(row, dedup_json(dedup), f.evidence)
 
@@ -94,7 +95,7 @@ class FindingSink:
         """A finding of a per-flow rule."""
         row = _row(
             c.uid or None, c.ts, c.rule, c.severity, c.title, c.detail, c.orig_h, c.resp_h,
-            c.calling_ae, c.called_ae, c.evidence, c.wireshark_filter,
+            c.calling_ae, c.called_ae, c.evidence, c.wireshark_filter, c.tshark,
         )  # fmt: skip
         self._write(row, c.dedup, None)
 
@@ -163,7 +164,7 @@ class FindingSink:
 def _row(
     uid: str | None, ts: float, rule: str, severity: str, title: str, detail: str,
     orig_h: str | None, resp_h: str | None, calling_ae: str | None, called_ae: str | None,
-    evidence: str, wireshark_filter: str | None,
+    evidence: str, wireshark_filter: str | None, tshark: str | None,
 ) -> FindingRow:  # fmt: skip
     return FindingRow(
         uid=uid,
@@ -184,4 +185,8 @@ def _row(
         uids=[uid] if uid else [],
         uids_omitted=0,
         references=references(rule),
+        tshark_command=tshark
+        or (
+            f"tshark -n -r CAPTURE -Y {shlex.quote(wireshark_filter)}" if wireshark_filter else None
+        ),
     )

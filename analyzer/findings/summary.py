@@ -149,6 +149,7 @@ class Candidate(NamedTuple):
     wireshark_filter: str | None
     dedup: str | None
     """JSON of the rule's de-duplication key (None: every occurrence counts)."""
+    tshark: str | None
 
 
 SummaryRecord = AssocSummary | FlowSummary | DimseFact | Candidate | AssetFact
@@ -222,6 +223,7 @@ class Stamper:
                 evidence=evidence_json(f.evidence),
                 wireshark_filter=f.wireshark_filter,
                 dedup=dedup_json(dedup),
+                tshark=f.tshark,
             )
         )
 

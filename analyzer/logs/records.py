@@ -232,6 +232,8 @@ class FindingRow(NamedTuple):
     uids_omitted: int
     references: list[str]
     """What the rule rests on: PS3 sections, CVE ids, ATT&CK techniques."""
+    tshark_command: str | None
+    """The exact tshark command for the finding's frames (CAPTURE: the capture file)."""
 
 
 class Asset(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Protocol
 
 from analyzer.findings.finding import Finding, Severity
@@ -24,7 +25,30 @@ class AssocRef(Protocol):
     def calling_ae(self) -> str | None: ...
     @property
     def called_ae(self) -> str | None: ...
+    @property
+    def resp_p(self) -> int: ...
     def wireshark_filter(self) -> str: ...
+
+
+WIRESHARK_DICOM_PORT = 104
+"""The one port a default Wireshark decodes as DICOM (its DICOM heuristic is off by default)."""
+
+
+def filters(flow: str, port: int, clause: str = "") -> tuple[str, str]:
+    """(a display filter that works as printed in a default Wireshark, the exact tshark command
+    for all of it). A ``dicom.*`` clause needs the flow decoded as DICOM (``-d`` off port 104),
+    and ``dicom.tag.*`` fields need the tag tree preference; without them the clause matches
+    nothing, so the default filter keeps only what it can match."""
+    needs_tree = "dicom.tag" in clause
+    decoded = port == WIRESHARK_DICOM_PORT
+    default = flow + (f" && {clause}" if clause and decoded and not needs_tree else "")
+    command = ["tshark", "-n", "-r", "CAPTURE"]
+    if not decoded:
+        command += ["-d", f"tcp.port=={port},dicom"]
+    if needs_tree:
+        command += ["-o", "dicom.tag_tree:TRUE"]
+    full = flow + (f" && {clause}" if clause else "")
+    return default, " ".join([*command, "-Y", shlex.quote(full)])
 
 
 def assoc_finding(
@@ -37,7 +61,7 @@ def assoc_finding(
     ts: float | None = None,
     dicom_filter: str = "",
 ) -> Finding:
-    wf = a.wireshark_filter() + (f" && {dicom_filter}" if dicom_filter else "")
+    wf, tshark = filters(a.wireshark_filter(), a.resp_p, dicom_filter)
     return Finding(
         rule=rule,
         severity=severity,
@@ -51,6 +75,7 @@ def assoc_finding(
         called_ae=a.called_ae,
         evidence=evidence,
         wireshark_filter=wf,
+        tshark=tshark,
     )
 
 
