@@ -844,6 +844,15 @@ def scenario_malformed(data: Path, store: Path) -> None:
         sh(PY, str(LAB / "peers.py"), "churn", SRV_IP, "11112", "30")
 
 
+def scenario_malformed_pdus(data: Path, store: Path) -> None:
+    """Five malformed connections from a raw socket to a real storescp (each must be a finding)."""
+    with (
+        storescp(store, 11112),
+        capture(HERE / "malformed_pdus.pcap", "-i", HOST_IF, "port", "11112"),
+    ):
+        sh(PY, str(LAB / "peers.py"), "malformed-pdus", SRV_IP, "11112", check=False)
+
+
 def scenario_path_traversal(data: Path, store: Path) -> None:
     """A store whose Patient ID climbs directories and whose Study ID carries a shell command
     (SCPs have built file names from both), sent by pynetdicom to the pynetdicom SCP."""
@@ -880,6 +889,7 @@ SCENARIOS = {
     "harvest": scenario_harvest,
     "malformed": scenario_malformed,
     "path_traversal": scenario_path_traversal,
+    "malformed_pdus": scenario_malformed_pdus,
 }
 
 

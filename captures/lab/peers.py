@@ -257,6 +257,25 @@ def malformed(host: str, port: int) -> None:
     _send(host, port, _raw_rq(b" " * 16, b"STORESCP", b"1.2.840.10008.1.1"))
 
 
+def malformed_pdus(host: str, port: int) -> None:
+    """Five connections a raw-socket attacker makes, each closed on the server."""
+    import struct
+
+    rq = _raw_rq(b"WORKSTATION9", b"STORESCP", b"1.2.840.10008.1.1")
+    # 1: a P-DATA-TF whose length claims more than is sent, then the connection closes
+    _send(host, port, rq, b"\x04\x00\x00\x00\x10\x00\x00\x00\x00\x06\x01\x03\x00\x00\x00\x00")
+    # 2: a PDV longer than its PDU
+    _send(host, port, rq, b"\x04\x00\x00\x00\x00\x0a\x00\x00\x01\x00\x01\x03\x00\x00\x00\x00")
+    # 3: a connection that opens with PDU type 0x0A (undefined)
+    _send(host, port, b"\x0a\x00\x00\x00\x00\x04\x00\x00\x00\x00")
+    # 4: an A-ASSOCIATE-RQ carrying an item of undefined type 0x7F
+    junk = struct.pack(">BBH", 0x7F, 0, 4) + b"JUNK"
+    body = rq[6:] + junk
+    _send(host, port, struct.pack(">BBI", 1, 0, len(body)) + body)
+    # 5: an A-ASSOCIATE-RQ cut short: its length claims more bytes than come before the close
+    _send(host, port, rq[:80])
+
+
 def deflate_bomb(host: str, port: int, called: str) -> None:
     import zlib
     from io import BytesIO
@@ -334,6 +353,8 @@ if __name__ == "__main__":
         find_prefixes(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5:])
     elif cmd == "malformed":
         malformed(sys.argv[2], int(sys.argv[3]))
+    elif cmd == "malformed-pdus":
+        malformed_pdus(sys.argv[2], int(sys.argv[3]))
     elif cmd == "deflate-bomb":
         deflate_bomb(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif cmd == "churn":

@@ -285,3 +285,16 @@ def test_credentials_in_a_truncated_request_are_found() -> None:
     assert len(assoc) == 1 and assoc[0].calling_ae and assoc[0].passcode_present
     assert assoc[0].user_identity_type == 2
     assert "cleartext_credentials" in {r.rule for r in rows["finding"]}
+
+
+def test_every_malformed_connection_is_a_finding(tmp_path: Path) -> None:
+    """Five connections a raw-socket attacker made to a real storescp (P-DATA longer than its
+    bytes, a PDV longer than its PDU, PDU type 0x0A first, an undefined item in an RQ, an RQ cut
+    short): each is decoded as DICOM and raises pdu_framing_error."""
+    result = analyze(CAPTURES / "malformed_pdus.pcap", tmp_path)
+    dicom = set(result.conn.filter(pl.col("service") == "dicom")["uid"].to_list())
+    assert len(dicom) == 5
+    f = pl.read_parquet(tmp_path / "finding.parquet")
+    framing = f.filter(pl.col("rule") == "pdu_framing_error")
+    covered = {u for us in framing["uids"].to_list() for u in us}
+    assert covered == dicom
