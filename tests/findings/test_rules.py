@@ -298,3 +298,15 @@ def test_every_malformed_connection_is_a_finding(tmp_path: Path) -> None:
     framing = f.filter(pl.col("rule") == "pdu_framing_error")
     covered = {u for us in framing["uids"].to_list() for u in us}
     assert covered == dicom
+
+
+def test_nmap_probes_are_recognised_whatever_the_called_title(tmp_path: Path) -> None:
+    """nmap --script dicom-ping,dicom-brute: dicom-brute tries called titles; every probe is
+    recognised by the tool's fingerprint and folded per tool, the counts adding up."""
+    analyze(CAPTURES / "nmap_scan.pcap", tmp_path)
+    f = pl.read_parquet(tmp_path / "finding.parquet").filter(pl.col("rule") == "association_probe")
+    assoc = pl.read_parquet(tmp_path / "dicom_assoc.parquet")
+    probes = assoc.filter(pl.col("n_dimse") == 0)
+    assert f.height > 0 and all(json.loads(e)["nmap"] for e in f["evidence"])
+    assert f["count"].sum() == probes.height
+    assert probes["called_ae"].n_unique() > 5  # many titles, few rows
