@@ -58,7 +58,8 @@ def run_target(target: str, runs: int, seconds: int, workdir: Path) -> dict[str,
         text=True,
     )
     log = proc.stderr
-    (workdir / f"{target}.log").write_text(log)
+    # atheris prints an uncaught exception's traceback on stdout
+    (workdir / f"{target}.log").write_text(log + "\n--- stdout ---\n" + proc.stdout)
     done = re.findall(r"#(\d+)\s+(?:DONE|pulse|NEW|REDUCE)\s+cov: (\d+) ft: (\d+) corp: (\d+)", log)
     last = done[-1] if done else ("0", "0", "0", "0")
     executed = re.search(r"stat::number_of_executed_units:\s+(\d+)", log)
