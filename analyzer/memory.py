@@ -1,6 +1,6 @@
 """The memory budget: what traffic can make the analyzer hold, estimated where it is held.
 
-Sizes are measured with ``tracemalloc`` on this code (``benchmarks/hostile.py --sizes``
+Sizes are measured with ``tracemalloc`` on this code (``benchmarks/flow_sizes.py``
 repeats the measurement) and rounded up. The budget (``[limits] memory_budget``) covers the
 whole process: a fixed part is set aside for the interpreter and libraries and for the
 structures whose own caps bound them (inventory, vocabulary, rule windows, finding keys,
@@ -13,18 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from analyzer.dicom.sizes import CONTEXT, DICOM_FLOW, PENDING_MESSAGE
+
 if TYPE_CHECKING:
     from analyzer.config import Limits
 
 TCP_FLOW = 2_600
 """A flow with its two streams, table entries and service sniffer (measured 2,503)."""
-DICOM_FLOW = 4_300
-"""The DICOM decoder of a flow: parser, framers, association view and outcome (measured
-about 4,100 above the TCP flow)."""
-CONTEXT = 480
-"""One presentation context: its proposal, its state and its answer (measured 460)."""
-PENDING_MESSAGE = 300
-"""One message being reassembled, besides its command and dataset head bytes."""
 QUERY = 400
 """One query or retrieve remembered with its patients (besides them)."""
 SMALL_ENTRY = 120
@@ -41,6 +36,8 @@ DEDUP_KEY = 250
 WINDOWED_RULES = 8
 """Cross-flow rules with sliding windows, each capped at ``max_window_keys`` keys."""
 MIN_FLOWS = 4 << 20
+
+__all__ = ["CONTEXT", "DICOM_FLOW", "PENDING_MESSAGE", "Budget", "budget_of"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,8 +45,8 @@ from analyzer.dicom.messages import (
     ReleaseReplied,
     ReleaseRequested,
 )
+from analyzer.dicom.sizes import CONTEXT, DICOM_FLOW, PENDING_MESSAGE
 from analyzer.dicom.states import State, next_state
-from analyzer.memory import CONTEXT, DICOM_FLOW, PENDING_MESSAGE
 
 
 @dataclass(slots=True)
@@ -249,6 +249,8 @@ class AssociationParser:
             elif isinstance(ev, ControlPdu):
                 self._control(direction, ev)
             elif isinstance(ev, FramingAnomaly):
+                if ev.pdu_type is not None:
+                    self._transition(ev.ts, direction, ev.pdu_type)
                 self._anomaly(ev.ts, direction, ev.name, ev.detail)
             elif isinstance(ev, Resynchronized):
                 if self.midstream and not self._midstream_said:

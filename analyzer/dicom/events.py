@@ -38,6 +38,9 @@ class FramingAnomaly:
     ts: float
     name: str
     detail: str
+    pdu_type: int | None = None
+    """A PDU of this type began (its header was sound) but nothing of it could be handed on:
+    it still counts as a PDU of the association, as Wireshark counts it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

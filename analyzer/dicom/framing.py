@@ -171,8 +171,8 @@ class PduFramer:
                 self.state = S_HEADER
         return self.events
 
-    def _anomaly(self, name: str, detail: str) -> None:
-        self.events.append(FramingAnomaly(ts=self.ts, name=name, detail=detail))
+    def _anomaly(self, name: str, detail: str, pdu_type: int | None = None) -> None:
+        self.events.append(FramingAnomaly(ts=self.ts, name=name, detail=detail, pdu_type=pdu_type))
 
     def _header(self, h: bytes) -> None:
         ptype, length = h[0], int.from_bytes(h[2:6], "big")
@@ -209,7 +209,9 @@ class PduFramer:
             self._anomaly(
                 "dicom_pdv_length_invalid",
                 f"PDV of {length} bytes in {self.pdu_left} left of the PDU",
+                P_DATA if self.pdu_start else None,
             )
+            self.pdu_start = False
             self._rescan(h)
             return
         if mch & 0xFC:
