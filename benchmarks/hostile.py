@@ -65,6 +65,19 @@ def fragment_seconds() -> float:
     return time.perf_counter() - start
 
 
+def junk_items_seconds(megabytes: int = 1) -> float:
+    """An A-ASSOCIATE-RQ body of runs of zeros alternating with junk items (linear, not
+    quadratic, in its size)."""
+    from analyzer.dicom.items import decode_associate
+    from tests.dicom import fixtures as fx
+
+    rq = fx.A_ASSOCIATE_RQ_PLAIN
+    body = rq[6:74] + (b"\x00" * 4 + b"\x7f\x00\x00\x00") * (megabytes * 131072)
+    start = time.perf_counter()
+    decode_associate(1, body)
+    return time.perf_counter() - start
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=1.0)
@@ -81,6 +94,8 @@ def main() -> int:
     )
     failed = False
     print(f"64 KB datagram in 8-byte fragments, last first: {fragment_seconds():.3f} s")
+    one, four = junk_items_seconds(1), junk_items_seconds(4)
+    print(f"A-ASSOCIATE-RQ of zero runs and junk items: 1 MB {one:.2f} s, 4 MB {four:.2f} s")
     print(
         "| attack | capture | packets | seconds | peak RSS | budget | ordinary association | exit |"
     )

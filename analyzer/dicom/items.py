@@ -17,6 +17,7 @@ A-ASSOCIATE-RQ/AC body (PS3.8 Tables 9-11, 9-17), after the 6-byte PDU header:
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from analyzer.dicom.consts import ItemType
 
 FIXED_PART = 68
+NONZERO = re.compile(b"[^\x00]")
 MAX_ANOMALIES = 16
 """Anomalies kept per decoded PDU; one more row says how many were not."""
 
@@ -174,7 +176,8 @@ def _items(
         itype, length = body[pos], _u16(body, pos + 2)
         if itype == 0 and length == 0 and body[pos + 1] == 0:
             # a run of zeros is a run of empty items of no type: one step, one anomaly
-            run = end - pos - len(bytes(body[pos:end]).lstrip(b"\x00"))
+            nonzero = NONZERO.search(body, pos, end)
+            run = (nonzero.start() if nonzero else end) - pos
             pos += run - run % 4
             yield 0, b""
             continue
