@@ -62,11 +62,16 @@ def looks_like_associate_rq(head: bytes, rule: HeaderRule) -> bool:
     return len(head) >= 10 and head[0] == 0x01 and rule.verdict(head, 0) is True
 
 
-def looks_like_pdu(head: bytes) -> bool:
-    """A PDU-shaped header of any type: reserved byte 0, a length under 16 MiB. On a DICOM
-    port that is malformed DICOM (an undefined PDU type, a PDU other than the RQ first), not
-    some other protocol."""
-    return len(head) >= 6 and head[1] == 0 and head[2] == 0 and 0 < head[0] < 0x80
+def looks_like_pdu(head: bytes, rule: HeaderRule | None = None) -> bool:
+    """A PDU header other than the RQ's as the first bytes: a defined type with a consistent
+    header (``rule``), or an undefined type (8 to 0x7F) with reserved byte 0 and a length
+    under 1 MiB. On a DICOM port that is malformed DICOM, not some other protocol (RDP's
+    ``03 00 00 13`` is no A-ASSOCIATE-RJ: an RJ is 4 bytes long)."""
+    if len(head) < 6 or head[1] != 0:
+        return False
+    if 1 <= head[0] <= 7:
+        return rule is not None and rule.verdict(head, 0) is True
+    return 8 <= head[0] < 0x80 and int.from_bytes(head[2:6], "big") < 1 << 20
 
 
 def guess_protocol(head: bytes) -> str:
@@ -189,7 +194,7 @@ class ServiceSniffer:
                 service = DICOM
             elif looks_like_tls(bytes(orig)):
                 service = TLS
-            elif self._on_dicom_port() and looks_like_pdu(bytes(orig)):
+            elif self._on_dicom_port() and looks_like_pdu(bytes(orig), self.limits.header):
                 service = DICOM
         elif resp and not orig:
             decided = True  # the server spoke first: not DICOM

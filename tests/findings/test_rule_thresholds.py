@@ -703,6 +703,12 @@ def test_guess_protocol() -> None:
     assert guess_protocol(bytes([0x9F, 0x00, 0x13, 0x37])) == "binary"
     assert looks_like_pdu(bytes.fromhex("0a0000000004"))  # PDU type 0x0A: malformed DICOM
     assert not looks_like_pdu(b"GET / ")
+    rdp = bytes.fromhex("0300001333e00000000000")  # an RDP connection request (TPKT)
+    from analyzer.dicom.framing import HeaderRule
+
+    assert not looks_like_pdu(rdp, HeaderRule(1 << 20)) and guess_protocol(rdp) == "rdp"
+    release = bytes.fromhex("05000000000400000000")  # a release request first: still DICOM
+    assert looks_like_pdu(release, HeaderRule(1 << 20))
 
 
 def test_worklist_query() -> None:
