@@ -140,16 +140,28 @@ class FlowTable:
                 self.expire(ts)
         key = (src, sport, dst, dport)
         flow = self.flows.get(key)
-        d = 0 if flow is None or (sport == flow.orig_p and src == flow.orig_h) else 1
+        unread = False
+        if flow is None:
+            d = 0
+        else:
+            d = 0 if (sport == flow.orig_p and src == flow.orig_h) else 1
+            if n:  # nothing reads these bytes? (inline: this is the common segment)
+                sink = flow.sink
+                if sink is None:
+                    unread = True
+                elif n < sink.unread[d]:
+                    s = flow.streams[d]
+                    unread = (
+                        s.nseq == seq
+                        and not s.ooo
+                        and s.fin_off is None
+                        and not s.hold
+                        and not s.held
+                    )
         correct = False
-        unread = bool(n) and flow is not None and self._unread(flow, d, seq, n)
-        # SYN, FIN, RST and data are verified, except bytes nothing reads (``_unread``: the
-        # common segment, in order inside a dataset past its head)
-        if (
-            self.verdict is not None
-            and (flags & (SYN | FIN | RST) or n)
-            and (flow is None or flags & (SYN | FIN | RST) or not unread)
-        ):
+        # SYN, FIN, RST and data are verified, except bytes nothing reads: a flow with no
+        # decoder, or in order inside a dataset past its kept head (the sink's ``unread``)
+        if self.verdict is not None and (flags & (SYN | FIN | RST) or (n and not unread)):
             verdict = self._checksum(ts, flow, d, key, seq, n)
             if verdict is None:
                 return
@@ -194,24 +206,12 @@ class FlowTable:
             if self.mem > self.mem_limit:
                 self.shed(ts)
 
-    @staticmethod
-    def _unread(flow: Flow, d: int, seq: int, n: int) -> bool:
-        """Nothing reads these bytes: the flow has no decoder, or they come in order inside a
-        dataset past its kept head (the sink's ``unread``)."""
-        sink = flow.sink
-        if sink is None:
-            return True
-        if n >= sink.unread[d]:
-            return False
-        s = flow.streams[d]
-        return s.nseq == seq and not s.ooo and s.fin_off is None and not s.hold and not s.held
-
     def _checksum(
         self, ts: float, flow: Flow | None, d: int, key: FlowKey, seq: int, n: int
     ) -> Verdict | None:
         """Verify a segment's checksums where they matter: SYN, FIN and RST always; data unless
-        nothing reads it (``_unread``). Pure ACKs are not verified: a forged one needs no bad
-        checksum. None: drop it."""
+        nothing reads it. Pure ACKs are not verified: a forged one needs no bad checksum.
+        None: drop it."""
         assert self.verdict is not None
         verdict = self.verdict()
         if verdict == Verdict.GOOD or verdict == Verdict.UNPROVEN:

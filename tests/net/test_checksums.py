@@ -208,30 +208,21 @@ def test_bad_ip_header_and_bad_syn(tmp_path: Path) -> None:
     assert bad.filter(pl.col("name") == "tcp_checksum_bad")["uid"].to_list() == [None]
 
 
-def counted_only_timestamps(
+def verified_timestamps(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config: Config
 ) -> set[float]:
-    """Timestamps of the DICOM segments the flow table found unread (only counted)."""
-    from analyzer.tcp.flow import Flow
+    """Timestamps of the segments whose checksums the flow table computed."""
     from analyzer.tcp.table import FlowTable
 
-    now: list[float] = [0.0]
     seen: set[float] = set()
-    on_tcp, unread = FlowTable.on_tcp, FlowTable._unread
+    checksum = FlowTable._checksum
 
-    def tracking_on_tcp(self: FlowTable, ts: float, *rest: object) -> None:
-        now[0] = ts
-        on_tcp(self, ts, *rest)  # type: ignore[arg-type]
-
-    def recording(flow: Flow, d: int, seq: int, n: int) -> bool:
-        result = unread(flow, d, seq, n)
-        if result and flow.service == "dicom":
-            seen.add(now[0])
-        return result
+    def recording(self: FlowTable, ts: float, *rest: object) -> object:
+        seen.add(ts)
+        return checksum(self, ts, *rest)  # type: ignore[arg-type]
 
     with monkeypatch.context() as m:
-        m.setattr(FlowTable, "on_tcp", tracking_on_tcp)
-        m.setattr(FlowTable, "_unread", staticmethod(recording))
+        m.setattr(FlowTable, "_checksum", recording)
         analyze(SAMPLE, tmp_path / "probe", config)
     return seen
 
@@ -246,13 +237,14 @@ def test_only_bytes_nothing_reads_skip_verification(
 
     frames = read(SAMPLE)
     config = dataclasses.replace(Config(), dicom=DicomLimits(max_dataset_head=1024))
-    counted = counted_only_timestamps(monkeypatch, tmp_path, config)
-    bulk = [i for i, (ts, _) in enumerate(frames) if ts in counted]
-    read_ = [
+    verified = verified_timestamps(monkeypatch, tmp_path, config)
+    stores = [
         i
-        for i, (ts, buf) in enumerate(frames)
-        if ts not in counted and len(tcp_of(buf).data) > 100 and tcp_of(buf).dport == 11112
+        for i, (_, buf) in enumerate(frames)
+        if len(tcp_of(buf).data) > 100 and tcp_of(buf).dport == 11112
     ]
+    bulk = [i for i in stores if frames[i][0] not in verified]
+    read_ = [i for i in stores if frames[i][0] in verified]
     assert bulk and read_
     clean = analyze(SAMPLE, tmp_path / "clean", config)
 
