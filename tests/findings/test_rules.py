@@ -310,3 +310,23 @@ def test_nmap_probes_are_recognised_whatever_the_called_title(tmp_path: Path) ->
     assert f.height > 0 and all(json.loads(e)["nmap"] for e in f["evidence"])
     assert f["count"].sum() == probes.height
     assert probes["called_ae"].n_unique() > 5  # many titles, few rows
+
+
+SINGLE_FILE_SAMPLES = sorted(p for p in CAPTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
+
+
+@pytest.mark.parametrize("capture", SINGLE_FILE_SAMPLES, ids=[p.name for p in SINGLE_FILE_SAMPLES])
+def test_folded_counts_add_up_to_every_occurrence(capture: Path, tmp_path: Path) -> None:
+    """Folding loses nothing: per rule, the counts of the folded rows equal the rows of the
+    same run with every dedup window set to zero (each occurrence its own row)."""
+    folded = findings(capture.name, tmp_path / "folded")
+    unfold = {
+        # below any difference of timestamps (rows need not come in timestamp order)
+        rid: {"dedup_window": -1e18}
+        for rid, cls in RULES.items()
+        if "dedup_window" in cls.options
+    }
+    every = findings(capture.name, tmp_path / "every", rule_options=unfold)
+    got = dict(folded.group_by("rule").agg(pl.col("count").sum()).iter_rows())
+    want = dict(every.group_by("rule").len().iter_rows())
+    assert got == want
