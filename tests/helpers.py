@@ -21,6 +21,8 @@ from analyzer.tcp.table import FlowTable
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = ROOT / "captures"
 SAMPLE = CAPTURES / "dicom_lab.pcap"
+SAMPLE_FILES = sorted(p for p in CAPTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
+"""Every single-file sample capture (``captures/rotated`` is a directory of them)."""
 TEST_SALT = b"golden-test-salt"
 """Fixed so that hashes in golden tables are stable; real runs use a random in-memory salt."""
 

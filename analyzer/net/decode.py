@@ -28,6 +28,7 @@ TCP = struct.Struct("!HHIIBBH")
 IP6_FRAG_ID = struct.Struct("!I")
 
 IPPROTO_TCP = 6
+REASSEMBLED = -2
 IPPROTO_UDP = 17
 IPPROTO_ESP = 50
 IP6_EXT_GENERIC = frozenset({0, 43, 60, 135, 139, 140, 253, 254})
@@ -83,9 +84,8 @@ class Decoder:
         self.ck: tuple[bytes, int, int, bytes, bytes, int, int] = (b"", -1, 0, b"", b"", -1, 0)
         """The segment being handed to ``on_tcp``: frame, TCP header offset (-1: cut by the
         snaplen, not verifiable), TCP end, source, destination, IPv4 header offset (-1: none
-        to verify; -2: a reassembled datagram) and length. ``verdict`` reads it when the flow
-        table asks."""
-        self._ip: tuple[int, int] = (-1, 0)
+        to verify; ``REASSEMBLED``: a reassembled datagram) and length. ``verdict`` reads it
+        when the flow table asks."""
 
     def verdict(self) -> Verdict:
         """The checksums of the segment being handed over (computed only when asked)."""
@@ -95,7 +95,7 @@ class Decoder:
         if t < 0:
             return Verdict.UNPROVEN
         verdict = tcp_verdict(buf, t, end, src, dst)
-        if verdict == Verdict.GOOD and io == -2:
+        if verdict == Verdict.GOOD and io == REASSEMBLED:
             return Verdict.UNPROVEN
         return verdict
 
@@ -242,13 +242,12 @@ class Decoder:
             )
             if whole is None:
                 return None
-            self._ip = (-2, 0)
-            return self._l4(ts, proto, whole, 0, len(whole), src, dst, ihl + len(whole), vlan)
-        self._ip = (o, ihl)
-        return self._l4(ts, proto, buf, o + ihl, end, src, dst, total, vlan)
+            return self._l4(
+                ts, proto, whole, 0, len(whole), src, dst, ihl + len(whole), vlan, REASSEMBLED
+            )
+        return self._l4(ts, proto, buf, o + ihl, end, src, dst, total, vlan, o, ihl)
 
     def ipv6(self, ts: float, buf: bytes, o: int, cut: int, vlan: int | None) -> None:
-        self._ip = (-1, 0)
         if len(buf) - o < 40:
             return self._malformed(ts, "ip_truncated", "IPv6 header cut off")
         vtf, plen, nh, _hlim, src, dst = IP6.unpack_from(buf, o)
@@ -293,8 +292,9 @@ class Decoder:
                 whole = self.fragments.add(ts, (src, dst, ident, nh), offset, more, data)
                 if whole is None:
                     return None
-                self._ip = (-2, 0)
-                return self._l4(ts, nh, whole, 0, len(whole), src, dst, 40 + len(whole), vlan)
+                return self._l4(
+                    ts, nh, whole, 0, len(whole), src, dst, 40 + len(whole), vlan, REASSEMBLED
+                )
         return self._l4(ts, nh, buf, p, end, src, dst, end - o, vlan)
 
     def _l4(
@@ -308,7 +308,11 @@ class Decoder:
         dst: bytes,
         ip_len: int,
         vlan: int | None,
+        io: int = -1,
+        ihl: int = 0,
     ) -> None:
+        """``io``, ``ihl``: the IPv4 header to verify with the segment (-1: none, IPv6;
+        ``REASSEMBLED``: a reassembled datagram, its fragments' headers checked on arrival)."""
         st = self.stats
         if proto != IPPROTO_TCP:
             if proto == IPPROTO_UDP:
@@ -328,7 +332,6 @@ class Decoder:
         cap_end = end if end <= len(buf) else len(buf)
         if start > cap_end:
             cap_end = start
-        io, ihl = self._ip
         self.ck = (buf, t if end <= len(buf) else -1, end, src, dst, io, ihl)
         self.on_tcp(
             ts,

@@ -116,17 +116,6 @@ class Stream:
         pieces += len(self.recent) if self.recent else 0
         return self.ooo_bytes + self.recent_bytes + self.held_bytes + pieces * BUFFERED_PIECE
 
-    def in_order(self, seq: int) -> bool:
-        """A segment at ``seq`` would be handed to the sink now, nothing before it waiting."""
-        return (
-            self.started
-            and self.offset_of(seq) == self.noff
-            and not self.ooo
-            and self.fin_off is None
-            and not self.hold
-            and not self.held
-        )
-
     # -- segments ---------------------------------------------------------------
 
     def segment(self, ts: float, seq: int, data: bytes | None, cap: int, n: int) -> None:

@@ -145,7 +145,7 @@ class FlowTable:
             d = 0
         else:
             d = 0 if (sport == flow.orig_p and src == flow.orig_h) else 1
-            if n:  # nothing reads these bytes? (inline: this is the common segment)
+            if n:  # nothing reads these bytes? (inline, not a Stream method: the common segment)
                 sink = flow.sink
                 if sink is None:
                     unread = True

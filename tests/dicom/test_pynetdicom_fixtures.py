@@ -41,6 +41,7 @@ from analyzer.dicom.consts import (
     label,
 )
 from tests.helpers import analyze
+from tests.hostile import Conn
 
 CLIENT, SERVER = 0, 1
 Session = list[tuple[int, bytes]]
@@ -165,64 +166,23 @@ CHOPS: dict[str, Callable[[Session], Session]] = {
     "bytewise": bytewise,
     "coalesced": coalesced,
 }
-CLIENT_IP, SERVER_IP = bytes([10, 1, 0, 1]), bytes([10, 1, 0, 2])
+CLIENT_IP = bytes([10, 1, 0, 1])
 BASE_PORT = 41000
 
 
-def frame(src_port: int, dst_port: int, seq: int, ack: int, flags: int, data: bytes) -> bytes:
-    to_server = dst_port == 11112
-    tcp = dpkt.tcp.TCP(
-        sport=src_port, dport=dst_port, seq=seq, ack=ack, flags=flags, win=65535, data=data
-    )
-    ip = dpkt.ip.IP(
-        src=CLIENT_IP if to_server else SERVER_IP,
-        dst=SERVER_IP if to_server else CLIENT_IP,
-        p=dpkt.ip.IP_PROTO_TCP,
-        ttl=64,
-        data=tcp,
-    )
-    ip.len = 20 + len(bytes(tcp))
-    eth = dpkt.ethernet.Ethernet(
-        src=b"\x02\x00\x00\x00\x00\x01" if to_server else b"\x02\x00\x00\x00\x00\x02",
-        dst=b"\x02\x00\x00\x00\x00\x02" if to_server else b"\x02\x00\x00\x00\x00\x01",
-        type=dpkt.ethernet.ETH_TYPE_IP,
-        data=ip,
-    )
-    return bytes(eth)
-
-
-class Connection:
-    """One TCP connection to 10.1.0.2:11112, written segment by segment with sequence numbers
-    and acknowledgements that follow the bytes."""
-
-    def __init__(self, writer: Any, port: int, ts: float) -> None:
-        self.writer, self.port, self.ts = writer, port, ts
-        self.next_seq = [1000, 5000]
-
-    def put(self, sender: int, flags: int, data: bytes = b"") -> None:
-        self.ts += 0.001
-        me, peer = self.next_seq[sender], self.next_seq[1 - sender]
-        ports = (self.port, 11112) if sender == CLIENT else (11112, self.port)
-        self.writer.writepkt(frame(*ports, me, peer, flags, data), self.ts)
-        grows = 1 if flags & (dpkt.tcp.TH_SYN | dpkt.tcp.TH_FIN) else 0
-        self.next_seq[sender] = (me + len(data) + grows) % (1 << 32)
-
-
 def write_sessions(path: Path, replays: list[Session]) -> None:
-    """Each replay as one TCP connection (client port BASE_PORT + index), one after another."""
-    syn, ack, fin, psh = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_FIN, dpkt.tcp.TH_PUSH
+    """Each replay as one TCP connection to port 11112 (client port BASE_PORT + index), one
+    after another, each of its segments as it is (not cut to an MSS)."""
+    frames = []
+    for n, segments in enumerate(replays):
+        c = Conn(CLIENT_IP, BASE_PORT + n, 1000.0 + n * 10, server_port=11112).open()
+        for sender, data in segments:
+            c.put(sender, 0x18, data)
+        frames += c.close().out
     with path.open("wb") as fh:
         w = dpkt.pcap.Writer(fh, snaplen=262144, linktype=1)
-        for n, segments in enumerate(replays):
-            c = Connection(w, BASE_PORT + n, 1000.0 + n * 10)
-            c.put(CLIENT, syn)
-            c.put(SERVER, syn | ack)
-            c.put(CLIENT, ack)
-            for sender, data in segments:
-                c.put(sender, ack | psh, data)
-            c.put(CLIENT, fin | ack)
-            c.put(SERVER, fin | ack)
-            c.put(CLIENT, ack)
+        for ts, buf in frames:
+            w.writepkt(buf, ts)
 
 
 def run(tmp_path: Path, replays: list[Session]) -> dict[str, pl.DataFrame]:

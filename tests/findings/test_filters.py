@@ -11,9 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.helpers import CAPTURES, analyze
+from tests.helpers import SAMPLE_FILES, analyze
 
-SAMPLES = sorted(p for p in CAPTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
 FIELDS = ["ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport"]
 
 
@@ -33,7 +32,7 @@ def frames(args: list[str]) -> set[tuple[str, int, str, int]]:
     return seen
 
 
-@pytest.mark.parametrize("capture", SAMPLES, ids=[p.name for p in SAMPLES])
+@pytest.mark.parametrize("capture", SAMPLE_FILES, ids=[p.name for p in SAMPLE_FILES])
 def test_filters_select_the_findings_frames(capture: Path, tmp_path: Path) -> None:
     analyze(capture, tmp_path)
     findings = pl.read_parquet(tmp_path / "finding.parquet")

@@ -13,7 +13,7 @@ import pytest
 
 from analyzer.config import Config
 from analyzer.findings.catalog import RULES
-from tests.helpers import CAPTURES, analyze
+from tests.helpers import CAPTURES, SAMPLE_FILES, analyze
 
 # rule -> (capture, least severity it must reach there, extra config)
 MUST_FIRE: dict[str, tuple[str, str, dict[str, object]]] = {
@@ -312,10 +312,7 @@ def test_nmap_probes_are_recognised_whatever_the_called_title(tmp_path: Path) ->
     assert probes["called_ae"].n_unique() > 5  # many titles, few rows
 
 
-SINGLE_FILE_SAMPLES = sorted(p for p in CAPTURES.iterdir() if p.suffix in (".pcap", ".pcapng"))
-
-
-@pytest.mark.parametrize("capture", SINGLE_FILE_SAMPLES, ids=[p.name for p in SINGLE_FILE_SAMPLES])
+@pytest.mark.parametrize("capture", SAMPLE_FILES, ids=[p.name for p in SAMPLE_FILES])
 def test_folded_counts_add_up_to_every_occurrence(capture: Path, tmp_path: Path) -> None:
     """Folding loses nothing: per rule, the counts of the folded rows equal the rows of the
     same run with every dedup window set to zero (each occurrence its own row)."""
