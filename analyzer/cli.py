@@ -35,6 +35,7 @@ from analyzer.output.writer import FORMATS
 from analyzer.run.progress import Progress
 
 if TYPE_CHECKING:
+    from analyzer.capture import CaptureReader
     from analyzer.run.pipeline import RunSummary
 
 
@@ -102,6 +103,54 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes for the per-flow stage (default: the usable cores, 1 for inputs under "
         f"{SMALL_INPUT // 1_000_000} MB)",
+    )
+    e = sub.add_parser(
+        "export",
+        help="write every object carried by C-STORE as a DICOM file, with a manifest",
+    )
+    e.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="pcap/pcapng files (gzip ok), directories of them, or - for stdin",
+    )
+    e.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="directory for the objects (DIR/objects/), the exported manifest and the tables",
+    )
+    e.add_argument(
+        "--format", choices=FORMATS, default="parquet", help="table format (default parquet)"
+    )
+    e.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    e.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    _checksum_options(e)
+    e.add_argument("--uid", action="append", default=[], metavar="FLOW", help="only this flow")
+    e.add_argument(
+        "--sop-instance", action="append", default=[], metavar="UID", help="only this object"
+    )
+    e.add_argument(
+        "--sop-class", action="append", default=[], metavar="UID", help="only this SOP class"
+    )
+    e.add_argument(
+        "--patient-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="only this patient (the patient_key of the phi table; needs the same [privacy] salt)",
+    )
+    e.add_argument(
+        "--complete-only",
+        action="store_true",
+        help="skip objects with missing bytes (default: written as NAME.partial.dcm)",
+    )
+    e.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="apply the PS3.15 Basic Application Level Confidentiality Profile before writing",
     )
     sub.add_parser("rules", help="list the detection rules, their severity and options")
     lv = sub.add_parser(
@@ -255,18 +304,22 @@ def _with_checksums(config: Config, args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, checksums=Checksums(mode)) if mode else config
 
 
-def _analyze(args: argparse.Namespace) -> int:
-    _without_numpy()
-    from analyzer.capture import open_inputs
-    from analyzer.run.pipeline import run_analysis
-
+def _run_config(args: argparse.Namespace) -> Config:
     config = _with_checksums(load_config(args.config), args)
-    if args.strict or args.capture_phi:
+    capture_phi = getattr(args, "capture_phi", False)
+    if args.strict or capture_phi:
         config = dataclasses.replace(
             config,
             strict=config.strict or args.strict,
-            capture_phi=config.capture_phi or args.capture_phi,
+            capture_phi=config.capture_phi or capture_phi,
         )
+    return config
+
+
+def _open_run(args: argparse.Namespace) -> tuple[list[CaptureReader], Path, Progress, int | None]:
+    """Inputs, the output directory (created 0700) and the progress bar of a run."""
+    from analyzer.capture import open_inputs
+
     readers, warnings = open_inputs(args.inputs)
     outdir = Path(args.output)
     warnings += _prepare_outdir(outdir, args.format)
@@ -274,6 +327,46 @@ def _analyze(args: argparse.Namespace) -> int:
     progress = Progress(total, enabled=not args.quiet and sys.stderr.isatty())
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
+    return readers, outdir, progress, total
+
+
+def _export(args: argparse.Namespace) -> int:
+    _without_numpy()
+    from analyzer.export.run import run_export
+    from analyzer.export.tap import ExportFilter
+
+    config = _run_config(args)
+    select = ExportFilter(
+        uids=frozenset(args.uid),
+        sop_instances=frozenset(args.sop_instance),
+        sop_classes=frozenset(args.sop_class),
+        patient_keys=frozenset(args.patient_key),
+        complete_only=args.complete_only,
+    )
+    readers, outdir, progress, _ = _open_run(args)
+    result = run_export(
+        config, readers, outdir, args.format, progress, select, deidentify=args.deidentify
+    )
+    summary, t = result.summary, result.totals
+    if not args.quiet:
+        _print_summary(summary, outdir, args.format)
+        print(
+            f"exported {t.written:,} complete and {t.partial:,} partial object(s), "
+            f"{t.bytes / 1e6:,.1f} MB, into {result.directory}; {t.skipped:,} not written "
+            "(see the exported table)",
+            file=sys.stderr,
+        )
+    for line in _capture_problems(outdir) if summary.rows.get("weird", 0) else []:
+        print(f"warning: {line}", file=sys.stderr)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    _without_numpy()
+    from analyzer.run.pipeline import run_analysis
+
+    config = _run_config(args)
+    readers, outdir, progress, total = _open_run(args)
     workers = _workers(args.workers, args.inputs, total)
     if workers > 1:
         from analyzer.run.workers import run_parallel
@@ -429,6 +522,8 @@ def main(argv: list[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "crosscheck":
             return _crosscheck(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "live":
             return _live(args)
         if args.command == "report":

@@ -47,6 +47,7 @@ from analyzer.dicom.messages import (
 )
 from analyzer.dicom.sizes import CONTEXT, DICOM_FLOW, PENDING_MESSAGE
 from analyzer.dicom.states import State, next_state
+from analyzer.dicom.tap import DatasetTap
 
 
 @dataclass(slots=True)
@@ -110,6 +111,8 @@ class AssociationParser:
         self.unread = [0, 0]
         """Per direction: ``feed`` of fewer bytes than this would only count them (the sink's
         ``unread``)."""
+        self.tap: DatasetTap | None = None
+        """Hears every dataset byte (``dicom/tap.py``); set before the first ``feed``."""
         for d, framer in enumerate(self.framers):
             framer.acceptable = lambda ptype, d=d: next_state(self.state, ptype, d) is not None
 
@@ -132,6 +135,8 @@ class AssociationParser:
                 else:
                     self.unread[direction] = fr.pdv_left
                 p.dataset_bytes += n
+                if self.tap is not None:
+                    self.tap.data(direction, p.context_id, data)
                 return []
         self._out = []
         self._handle(direction, fr.feed(data, ts), ts)
@@ -142,7 +147,7 @@ class AssociationParser:
         """``feed`` would only count the next bytes (fewer than the PDV has left): inside a
         dataset PDV, past its first bytes, the dataset head already complete."""
         fr = self.framers[direction]
-        if fr.state != S_PDV_VALUE or fr.pdv_first or fr.pdv_mch & 1:
+        if fr.state != S_PDV_VALUE or fr.pdv_first or fr.pdv_mch & 1 or self.tap is not None:
             return False
         p = self.pending[direction].get(fr.pdv_ctx)
         return (
@@ -165,8 +170,14 @@ class AssociationParser:
     def gap(self, direction: int, ts: float, length: int) -> list[DicomEvent]:
         self._out = []
         self.unread[direction] = 0
+        tap = self.tap
         for p in self.pending[direction].values():
             p.truncated = True
+            if tap is not None and p.command is not None and p.command.has_dataset:
+                if p.head is None:  # its dataset may have begun in the lost bytes
+                    p.head = bytearray()
+                    tap.begin(direction, p.context_id, p.command, ts)
+                tap.lost(direction, p.context_id, length, ts)
         self._anomaly(ts, direction, "dicom_stream_gap", f"{length} bytes lost; resynchronising")
         self._handle(direction, self.framers[direction].gap(ts), ts)
         return self._out
@@ -414,7 +425,9 @@ class AssociationParser:
                     self._anomaly(
                         ev.ts, direction, "dicom_too_many_pending", "oldest message dropped"
                     )
-                    pending.pop(next(iter(pending)))
+                    dropped = pending.pop(next(iter(pending)))
+                    if self.tap is not None and dropped.head is not None:
+                        self.tap.end(direction, dropped.context_id, None)
                 p = pending[ev.context_id] = _Pending(ev.ts, ev.context_id, bytearray())
             if len(p.command_raw) + len(ev.data) > self.limits.max_command:
                 self._anomaly(
@@ -446,6 +459,10 @@ class AssociationParser:
             return  # the command's own last fragment is still to come (or was lost)
         if p.head is None:
             p.head = bytearray()
+            if self.tap is not None:
+                self.tap.begin(direction, p.context_id, p.command, ev.ts)
+        if self.tap is not None:
+            self.tap.data(direction, p.context_id, ev.data)
         if p.summary is None and len(p.head) < self.limits.max_dataset_head:
             self._add_head(p, ev.data)
         p.dataset_bytes += len(ev.data)
@@ -505,17 +522,18 @@ class AssociationParser:
             for name, detail in dataset.anomalies:
                 self._anomaly(ts, direction, name, detail)
         self.n_dimse += 1
-        self._out.append(
-            Message(
-                ts=p.ts,
-                direction=direction,
-                context_id=p.context_id,
-                command=command,
-                dataset=dataset,
-                dataset_bytes=p.dataset_bytes,
-                truncated=p.truncated,
-            )
+        message = Message(
+            ts=p.ts,
+            direction=direction,
+            context_id=p.context_id,
+            command=command,
+            dataset=dataset,
+            dataset_bytes=p.dataset_bytes,
+            truncated=p.truncated,
         )
+        if self.tap is not None and p.head is not None:
+            self.tap.end(direction, p.context_id, message)
+        self._out.append(message)
 
 
 MAX_ANOMALIES = 1000

@@ -81,6 +81,8 @@ class Walk:
     truncated: bool
     """The bytes ended inside an element, an item or a sequence."""
     anomalies: tuple[tuple[str, str], ...]
+    stop_at: int = -1
+    """Where the top-level element of group 7FE0 begins, when ``stopped``."""
 
 
 _DICT: dict[int, tuple[str, str]] = {}
@@ -197,6 +199,7 @@ class _Walker:
         self.anomalies: list[tuple[str, str]] = []
         self.truncated = False
         self.stopped = False
+        self.stop_at = -1
         self.full = False
 
     # -- values -----------------------------------------------------------------
@@ -298,6 +301,7 @@ class _Walker:
                     vpos = pos + 8
             if depth == 0 and group == PIXEL_GROUP:
                 self.stopped = True
+                self.stop_at = pos
                 return pos
             if length == UNDEFINED:
                 pos = self._undefined(tag, wire_vr, vpos, depth, level)
@@ -456,6 +460,7 @@ def walk(
         stopped=w.stopped,
         truncated=w.truncated,
         anomalies=tuple(w.anomalies),
+        stop_at=w.stop_at,
     )
 
 

@@ -269,6 +269,30 @@ class Weird(NamedTuple):
     source: str
 
 
+class Exported(NamedTuple):
+    """One object written by ``export`` (its manifest); ``uid`` + ``message_id`` join ``dimse``.
+    ``reason`` says why an object is partial; ``missing`` where its bytes are missing, as
+    ``<dataset offset>+<stream bytes lost>`` (gaps are never filled)."""
+
+    uid: str
+    ts: float
+    message_id: I32 | None
+    direction: str
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    transfer_syntax: str | None
+    source_ae: str | None
+    patient_key: str | None
+    path: str | None
+    file_bytes: int
+    dataset_bytes: int
+    sha256: str | None
+    complete: bool
+    reason: str | None
+    missing: list[str]
+    deidentified: bool
+
+
 class Stats(NamedTuple):
     """One live stats interval. ``packets``/``wire_bytes``/``lag`` (the largest delay between a
     packet's capture and its decoding) cover the interval; ``dumpcap_*`` are cumulative and
@@ -313,4 +337,6 @@ RECORDS: dict[str, type[tuple[Any, ...]]] = {
 TABLES: dict[str, Schema] = {name: schema_of(rec) for name, rec in RECORDS.items()}
 STATS: Schema = schema_of(Stats)
 LIVE_TABLES: dict[str, Schema] = {"stats": STATS}
+EXPORT_TABLES: dict[str, Schema] = {"exported": schema_of(Exported)}
+"""Tables only ``export`` writes (beside every table of ``analyze``)."""
 """Tables only ``live`` writes (as part files)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from analyzer.capture import CaptureReader, Record, merged_records
 from analyzer.config import Config
+from analyzer.dicom.tap import DatasetTap
 from analyzer.findings.engine import RuleEngine
 from analyzer.findings.summary import SummaryFeed
 from analyzer.logs.asset import AssetFacts, Inventory
@@ -28,7 +29,7 @@ from analyzer.logs.observer import DicomObserver
 from analyzer.logs.phi_log import PhiLog
 from analyzer.logs.records import TABLES, Conn, Weird
 from analyzer.logs.sinks import LogSet, RowSink
-from analyzer.logs.views import FlowView
+from analyzer.logs.views import AssocView, FlowView
 from analyzer.logs.weird import WeirdLog
 from analyzer.net.checksum import Checksums
 from analyzer.net.decode import Decoder, DecodeStats, TcpHandler
@@ -97,8 +98,9 @@ class Pipeline:
         observers: Sequence[DicomObserver] = (),
         shard: tuple[int, int] | None = None,
         summaries: SummaryFeed | None = None,
+        taps: Callable[[Flow, AssocView], DatasetTap | None] | None = None,
     ) -> None:
-        """``on_service`` hears of every flow whose protocol was recognised (live mode uses it
+        """``taps`` gives a DICOM flow's parser a dataset tap (``export``). ``on_service`` hears of every flow whose protocol was recognised (live mode uses it
         to follow the DICOM ports in use); ``observers`` are added after the standard ones
         (tools such as crosscheck)."""
         self.config = config
@@ -141,6 +143,7 @@ class Pipeline:
             self.engine.emitter,
             *observers,
         )
+        self._taps = taps
         self._tls: dict[str, TlsInfo] = {}
         self._on_service = on_service
         ports = config.dicom_ports
@@ -167,7 +170,7 @@ class Pipeline:
             self._on_service(flow, service)
         if service == DICOM:
             lim = self.config.limits
-            return DicomFlow(
+            dicom = DicomFlow(
                 flow,
                 self._dicom_limits,
                 self.phi,
@@ -176,6 +179,9 @@ class Pipeline:
                 lim.max_queries,
                 self.config.strict,
             )
+            if self._taps is not None:
+                dicom.parser.tap = self._taps(flow, dicom.view)
+            return dicom
         if service == TLS:
             uid = flow.uid
             return TlsSink(lambda info: self._tls.__setitem__(uid, info))
@@ -382,13 +388,17 @@ def run_analysis(
     progress: Progress,
     observers: Sequence[DicomObserver] = (),
     shard: tuple[int, int] | None = None,
+    taps: Callable[[Flow, AssocView], DatasetTap | None] | None = None,
+    extra_writers: Mapping[str, TableWriter] | None = None,
 ) -> RunSummary:
-    """Analyze ``readers`` into tables in ``outdir``. ``observers`` (tools such as
+    """Analyze ``readers`` into tables in ``outdir``; ``taps`` and ``extra_writers``: the
+    ``export`` command's dataset taps and its manifest. ``observers`` (tools such as
     crosscheck) see every association's events after the standard ones. With ``shard``, only
     that shard's flows are analysed and the cross-flow stage is left to ``findings.replay``:
     the summary records go to ``outdir/summary/``."""
     started = time.monotonic()
     writers = table_writers(outdir, fmt)
+    writers.update(extra_writers or {})
     summaries = None
     if shard is not None:
         from analyzer.findings.replay import SummaryLog
@@ -401,6 +411,7 @@ def run_analysis(
         observers=observers,
         shard=shard,
         summaries=summaries,
+        taps=taps,
     )
     pipe.summary.inputs = len(readers)
 
