@@ -47,6 +47,7 @@ MAX_HEAD = 64 << 20
 """Bytes of a dataset before its Pixel Data held for de-identification; an object with more
 is not exported (``reason``)."""
 FIRST_TRY = 16 << 10
+INFLATE_CHUNK = 1 << 20
 PIXEL_GROUP = 0x7FE0
 ITEM = (0xFFFE, 0xE000)
 SEQUENCE_END = (0xFFFE, 0xE0DD)
@@ -139,10 +140,7 @@ class Deidentify:
                     self._apply(item, actions, depth + 1)
 
 
-def _text(element: Any) -> str | None:
-    if element is None:
-        return None
-    value = element.value
+def _text(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
@@ -173,12 +171,17 @@ class DatasetStream:
         self.u16 = struct.Struct(e + "H").unpack_from
 
     def feed(self, data: bytes) -> bytes:
-        if self.inflater is not None:
+        if self.inflater is None:
+            return self._plain(data)
+        out = bytearray()
+        while data:  # inflated a piece at a time: a deflate bomb never sits in memory whole
             try:
-                data = self.inflater.decompress(data)
+                chunk = self.inflater.decompress(data, INFLATE_CHUNK)
             except zlib.error as exc:
                 raise DeidentifyError(f"deflated dataset does not inflate: {exc}") from None
-        return self._out(self._plain(data))
+            out += self._out(self._plain(chunk))
+            data = self.inflater.unconsumed_tail
+        return bytes(out)
 
     def finish(self) -> bytes:
         out = b""

@@ -142,7 +142,7 @@ class FlowTap:
                 sop_class_uid=c.affected_sop_class_uid or "",
                 sop_instance_uid=instance,
                 transfer_syntax=obj.syntax,
-                source_ae=obj.source_ae,
+                source_ae=obj.source_ae if deid is None else None,  # an E.1-1 attribute
             )
 
         return head
