@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from analyzer import __version__
 from analyzer.config import Config, load_config
-from analyzer.errors import AnalyzerError, ConfigError, OutputError
+from analyzer.errors import AnalyzerError, ConfigError, InputError, OutputError
 from analyzer.net.checksum import Checksums
 from analyzer.output.writer import FORMATS
 from analyzer.run.progress import Progress
@@ -57,6 +57,7 @@ SMALL_INPUT = 64_000_000
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 3
 EXIT_DISAGREE = 5
 EXIT_INTERRUPTED = 130
 
@@ -152,6 +153,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="apply the PS3.15 Basic Application Level Confidentiality Profile before writing",
     )
+    cv = sub.add_parser("carve", help="write every frame of the given flows to one pcapng")
+    cv.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="pcap/pcapng files (gzip ok) or directories"
+    )
+    cv.add_argument("-o", "--output", required=True, metavar="OUT.pcapng", help="file to write")
+    cv.add_argument(
+        "--uid",
+        action="append",
+        required=True,
+        metavar="UID",
+        help="a flow uid from the tables (repeat for more flows)",
+    )
+    cv.add_argument(
+        "--finding",
+        metavar="FILE",
+        help="a finding table or alerts.jsonl: its findings on these flows go in the comment",
+    )
+    cv.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    _checksum_options(cv)
     sub.add_parser("rules", help="list the detection rules, their severity and options")
     lv = sub.add_parser(
         "live",
@@ -361,6 +381,24 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
+def _carve(args: argparse.Namespace) -> int:
+    _without_numpy()
+    from analyzer.export.carve import carve
+
+    config = _with_checksums(load_config(args.config), args)
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise OutputError(f"{out.parent}: no such directory")
+    finding = Path(args.finding) if args.finding else None
+    if finding is not None and not finding.is_file():
+        raise InputError(f"{finding}: no such file")
+    result = carve(config, args.inputs, out, args.uid, finding)
+    for uid, n in result.flows.items():
+        print(f"{uid}: {n:,} frames" if n else f"{uid}: no such flow in the input", file=sys.stderr)
+    print(f"{result.frames:,} frames written to {out}", file=sys.stderr)
+    return EXIT_OK if all(result.flows.values()) else EXIT_BAD_INPUT
+
+
 def _analyze(args: argparse.Namespace) -> int:
     _without_numpy()
     from analyzer.run.pipeline import run_analysis
@@ -524,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
             return _crosscheck(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "carve":
+            return _carve(args)
         if args.command == "live":
             return _live(args)
         if args.command == "report":

@@ -51,7 +51,16 @@ class _Fold:
             last_ts=self.last_ts,
             uids=self.uids,
             uids_omitted=self.omitted,
+            carve_command=carve_command(self.uids),
         )
+
+
+def carve_command(uids: list[str]) -> str | None:
+    """``dicom-analyzer carve`` for these flows (CAPTURE: the capture files analysed)."""
+    if not uids:
+        return None
+    flows = " ".join(f"--uid {u}" for u in uids)
+    return f"dicom-analyzer carve CAPTURE -o {uids[0]}.pcapng {flows}"
 
 
 class FindingSink:
@@ -189,4 +198,5 @@ def _row(
         or (
             f"tshark -n -r CAPTURE -Y {shlex.quote(wireshark_filter)}" if wireshark_filter else None
         ),
+        carve_command=carve_command([uid] if uid else []),
     )

@@ -234,6 +234,8 @@ class FindingRow(NamedTuple):
     """What the rule rests on: PS3 sections, CVE ids, ATT&CK techniques."""
     tshark_command: str | None
     """The exact tshark command for the finding's frames (CAPTURE: the capture file)."""
+    carve_command: str | None
+    """The command that writes every frame of the finding's flows to one pcapng."""
 
 
 class Asset(NamedTuple):

@@ -153,6 +153,7 @@ def _findings(finding: pl.DataFrame) -> dict[str, Any]:
                 "when": _when(r["ts"]),
                 "severity": _severity(r["severity"]),
                 "evidence": evidence,
+                "carve_command": _cell(r.get("carve_command")),
                 **{k: _cell(r[k]) for k in (
                     "rule", "title", "detail", "orig_h", "resp_h", "calling_ae", "called_ae",
                     "wireshark_filter",
