@@ -230,3 +230,20 @@ def test_deidentify_leaves_no_phi_value_in_any_file(tmp_path: Path) -> None:
         assert len(ds.PixelData) > 0
     bomb = m.filter(pl.col("path").is_null())
     assert bomb["reason"].to_list() == ["more than 64 MiB before Pixel Data"]
+
+
+def test_standard_input_works_like_a_file(tmp_path: Path) -> None:
+    lab = CAPTURES / "dicom_lab.pcap"
+    piped = tmp_path / "piped"
+    result = subprocess.run(
+        [sys.executable, "-m", "analyzer", "export", "-", "-o", str(piped), "-q"],
+        input=lab.read_bytes(),
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    named = tmp_path / "named"
+    assert export(named, lab).returncode == 0
+    a = pl.read_parquet(piped / "exported.parquet").sort("uid", "message_id")
+    b = pl.read_parquet(named / "exported.parquet").sort("uid", "message_id")
+    assert a.drop("patient_key").equals(b.drop("patient_key")) and a.height == 4
