@@ -153,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="apply the PS3.15 Basic Application Level Confidentiality Profile before writing",
     )
+    e.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes, as for analyze (each writes the objects of its flows)",
+    )
     cv = sub.add_parser("carve", help="write every frame of the given flows to one pcapng")
     cv.add_argument(
         "inputs", nargs="+", metavar="INPUT", help="pcap/pcapng files (gzip ok) or directories"
@@ -363,9 +369,17 @@ def _export(args: argparse.Namespace) -> int:
         patient_keys=frozenset(args.patient_key),
         complete_only=args.complete_only,
     )
-    readers, outdir, progress, _ = _open_run(args)
+    readers, outdir, progress, total = _open_run(args)
     result = run_export(
-        config, readers, outdir, args.format, progress, select, deidentify=args.deidentify
+        config,
+        args.inputs,
+        readers,
+        outdir,
+        args.format,
+        progress,
+        select,
+        deidentify=args.deidentify,
+        workers=_workers(args.workers, args.inputs, total),
     )
     summary, t = result.summary, result.totals
     if not args.quiet:

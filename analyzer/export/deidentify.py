@@ -152,7 +152,7 @@ class DatasetStream:
         self.policy = policy
         self.implicit, self.little, deflated = syntax_flags(transfer_syntax)
         self.inflater = zlib.decompressobj(-zlib.MAX_WBITS) if deflated else None
-        self.deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS) if deflated else None
+        self.deflater = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS) if deflated else None
         self.head = bytearray()
         self.next_try = FIRST_TRY
         self.marker = b"\x7f\xe0" if not self.little else b"\xe0\x7f"

@@ -15,11 +15,7 @@ from pathlib import Path
 from analyzer.capture import CaptureReader
 from analyzer.config import Config
 from analyzer.errors import OutputError
-from analyzer.export.deidentify import Deidentify
-from analyzer.export.tap import Exporter, ExportFilter, Totals
-from analyzer.logs.records import EXPORT_TABLES
-from analyzer.output.writer import TableWriter
-from analyzer.privacy import Hasher, PhiPolicy
+from analyzer.export.tap import ExportFilter, ExportJob, Totals, export_taps
 from analyzer.run.pipeline import RunSummary, run_analysis
 from analyzer.run.progress import Progress
 
@@ -43,42 +39,49 @@ def objects_dir(outdir: Path) -> Path:
     return path
 
 
+def totals_of(outdir: Path) -> Totals:
+    """The objects written, from the manifest (one or many processes wrote it)."""
+    import polars as pl
+
+    from analyzer.report.load import load_table
+
+    m = load_table(outdir, "exported")
+    written = m.filter(pl.col("path").is_not_null())
+    return Totals(
+        written=written.filter(pl.col("complete")).height,
+        partial=written.filter(~pl.col("complete")).height,
+        skipped=m.height - written.height,
+        bytes=int(written["file_bytes"].sum() or 0),
+    )
+
+
 def run_export(
     config: Config,
+    inputs: list[str],
     readers: list[CaptureReader],
     outdir: Path,
     fmt: str,
     progress: Progress,
     select: ExportFilter,
     deidentify: bool,
+    workers: int = 1,
 ) -> ExportResult:
-    directory = objects_dir(outdir)
+    job = ExportJob(objects_dir(outdir), select, deidentify)
     if config.salt is None:  # one random salt for the tables and the pseudonyms, never written
         config = dataclasses.replace(config, salt=secrets.token_bytes(32))
-    manifest = TableWriter("exported", EXPORT_TABLES["exported"], outdir, fmt)
-    # the run's hasher: the same salt names patients in the tables and in pseudonyms
-    hasher = Hasher(config.salt)
-    phi = PhiPolicy(hasher, False, config.capture_phi)
-    exporter = Exporter(
-        directory,
-        manifest,
-        phi,
-        select,
-        Deidentify(hasher) if deidentify else None,
-    )
     if not deidentify:
         print(
             "dicom-analyzer: export writes the objects as they crossed the wire, patient data "
-            f"included, into {directory} (owner only); --deidentify removes it",
+            f"included, into {job.directory} (owner only); --deidentify removes it",
             file=sys.stderr,
         )
-    summary = run_analysis(
-        config,
-        readers,
-        outdir,
-        fmt,
-        progress,
-        taps=exporter.tap,
-        extra_writers={"exported": manifest},
-    )
-    return ExportResult(summary, exporter.totals, directory)
+    if workers > 1:
+        from analyzer.run.workers import run_parallel
+
+        summary = run_parallel(config, inputs, readers, outdir, fmt, progress, workers, export=job)
+    else:
+        taps, extra = export_taps(config, job, outdir, fmt)
+        summary = run_analysis(
+            config, readers, outdir, fmt, progress, taps=taps, extra_writers=extra
+        )
+    return ExportResult(summary, totals_of(outdir), job.directory)

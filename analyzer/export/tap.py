@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from analyzer.config import Config
 from analyzer.dicom.association import infer_syntax
 from analyzer.dicom.consts import CommandField
 from analyzer.dicom.dimse import Command
@@ -20,10 +21,11 @@ from analyzer.dicom.messages import Message
 from analyzer.export.deidentify import DatasetStream, Deidentify, DeidentifyError
 from analyzer.export.objects import ObjectFile, safe_stem
 from analyzer.export.part10 import file_meta
-from analyzer.logs.records import Exported
+from analyzer.logs.records import EXPORT_TABLES, Exported
 from analyzer.logs.sinks import RowSink
 from analyzer.logs.views import AssocView
-from analyzer.privacy import PhiPolicy
+from analyzer.output.writer import TableWriter
+from analyzer.privacy import Hasher, PhiPolicy
 from analyzer.tcp.flow import Flow
 
 PARTIAL = ".partial.dcm"
@@ -249,3 +251,25 @@ class FlowTap:
                 deidentified=ex.deidentify is not None,
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ExportJob:
+    """What to export and where (picklable: it travels to ``--workers`` processes)."""
+
+    directory: Path
+    select: ExportFilter
+    deidentify: bool
+
+
+def export_taps(
+    config: Config, job: ExportJob, tables: Path, fmt: str
+) -> tuple[Callable[[Flow, AssocView], FlowTap | None], dict[str, TableWriter]]:
+    """The dataset taps of one process and its manifest writer (into ``tables``)."""
+    manifest = TableWriter("exported", EXPORT_TABLES["exported"], tables, fmt)
+    hasher = Hasher(config.salt)  # the run's salt: patient keys as in the phi table
+    phi = PhiPolicy(hasher, False, config.capture_phi)
+    exporter = Exporter(
+        job.directory, manifest, phi, job.select, Deidentify(hasher) if job.deidentify else None
+    )
+    return exporter.tap, {"exported": manifest}

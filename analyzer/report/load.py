@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from analyzer.errors import InputError
-from analyzer.logs.records import LIVE_TABLES, TABLES, Schema
+from analyzer.logs.records import EXPORT_TABLES, LIVE_TABLES, TABLES, Schema
 from analyzer.output.writer import GUARDED
 
 
@@ -91,7 +91,7 @@ def _read_one(outdir: Path, name: str, schema: Schema) -> tuple[pl.DataFrame, st
 
 def load_table(outdir: str | Path, name: str) -> pl.DataFrame:
     """One table of ``outdir`` in whatever format it was written; empty when it is missing."""
-    schema = {**TABLES, **LIVE_TABLES}[name]
+    schema = {**TABLES, **LIVE_TABLES, **EXPORT_TABLES}[name]
     got = _read_one(Path(outdir), name, schema)
     return _empty(schema) if got is None else got[0]
 

@@ -45,8 +45,9 @@ import polars as pl
 from analyzer.capture import CaptureReader, open_inputs
 from analyzer.config import Config
 from analyzer.findings.replay import replay
-from analyzer.logs.records import TABLES, Weird
+from analyzer.logs.records import EXPORT_TABLES, TABLES, Weird
 from analyzer.logs.weird import source_of
+from analyzer.output.writer import TableWriter
 from analyzer.run.pipeline import RunSummary, run_analysis, table_writers
 from analyzer.run.progress import Progress
 
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from multiprocessing.queues import Queue
 
     from _typeshed import WriteableBuffer
+
+    from analyzer.export.tap import ExportJob
 
 INTERRUPTED = "interrupted"
 PER_FLOW_TABLES = ("conn", "dicom_assoc", "dicom_context", "dimse", "dicom_object", "phi", "weird")
@@ -116,6 +119,7 @@ def _worker(
     done: Synchronized[int],
     packets: Synchronized[int],
     results: Queue[tuple[int, RunSummary | None, str | None]],
+    export: ExportJob | None = None,
 ) -> None:
     sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
     signal.signal(signal.SIGINT, _interrupt_once)
@@ -125,14 +129,33 @@ def _worker(
             readers = [CaptureReader("<stdin>", None, None, None, stream)]
         else:
             readers, _ = open_inputs(inputs)
-        summary = run_analysis(
-            config, readers, Path(outdir), "parquet", SharedProgress(done, packets), shard=(k, n)
+        summary = _shard(
+            config, readers, Path(outdir), SharedProgress(done, packets), (k, n), export
         )
         results.put((k, summary, None))
     except KeyboardInterrupt:
         results.put((k, None, INTERRUPTED))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
         results.put((k, None, f"{type(exc).__name__}: {exc}"))
+
+
+def _shard(
+    config: Config,
+    readers: list[CaptureReader],
+    outdir: Path,
+    progress: Progress,
+    shard: tuple[int, int],
+    export: ExportJob | None,
+) -> RunSummary:
+    """One shard's per-flow stage into ``outdir`` (with ``export``: its objects too)."""
+    if export is None:
+        return run_analysis(config, readers, outdir, "parquet", progress, shard=shard)
+    from analyzer.export.tap import export_taps
+
+    taps, extra = export_taps(config, export, outdir, "parquet")
+    return run_analysis(
+        config, readers, outdir, "parquet", progress, shard=shard, taps=taps, extra_writers=extra
+    )
 
 
 def _interrupt_once(signum: int, frame: FrameType | None) -> None:
@@ -167,8 +190,10 @@ def run_parallel(
     fmt: str,
     progress: Progress,
     workers: int,
+    export: ExportJob | None = None,
 ) -> RunSummary:
-    """Analyze ``inputs`` with ``workers`` processes into tables in ``outdir``."""
+    """Analyze ``inputs`` with ``workers`` processes into tables in ``outdir``; with
+    ``export``, each process writes its flows' objects and the manifests are merged."""
     started = time.monotonic()
     if config.salt is None:
         config = dataclasses.replace(config, salt=secrets.token_bytes(32))
@@ -196,6 +221,7 @@ def run_parallel(
                 done[k],
                 packets[k],
                 results,
+                export,
             ),  # fmt: skip
             name=f"dicom-analyzer-worker-{k}",
         )
@@ -241,9 +267,7 @@ def run_parallel(
             threading.Thread(target=_tee_stdin, args=([w for _, w in pipes],), daemon=True).start()
             own_stream: IO[bytes] = io.BufferedReader(PipeStream(pipes[0][0]), STDIN_CHUNK)
             own_readers = [CaptureReader("<stdin>", None, None, None, own_stream)]
-        summaries[0] = run_analysis(
-            config, own_readers, dirs[0], "parquet", Overall(), shard=(0, workers)
-        )
+        summaries[0] = _shard(config, own_readers, dirs[0], Overall(), (0, workers), export)
         if summaries[0].interrupted:
             interrupt_children()
         while len(summaries) + len(errors) + len(missing) < workers:
@@ -271,7 +295,9 @@ def run_parallel(
         shutil.rmtree(scratch, ignore_errors=True)
         raise RuntimeError("; ".join(errors))
     try:
-        summary = _merge(config, [dirs[k] for k in sorted(summaries)], outdir, fmt)
+        summary = _merge(
+            config, [dirs[k] for k in sorted(summaries)], outdir, fmt, export is not None
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     parts = [summaries[k] for k in sorted(summaries)]
@@ -291,9 +317,13 @@ def run_parallel(
     return summary
 
 
-def _merge(config: Config, dirs: list[Path], outdir: Path, fmt: str) -> RunSummary:
+def _merge(
+    config: Config, dirs: list[Path], outdir: Path, fmt: str, exported: bool = False
+) -> RunSummary:
     """The workers' per-flow tables as one, then the cross-flow stage over their summaries."""
     writers = table_writers(outdir, fmt)
+    if exported:
+        writers["exported"] = TableWriter("exported", EXPORT_TABLES["exported"], outdir, fmt)
     summary = RunSummary()
     internal: list[Weird] = []
 
@@ -308,7 +338,7 @@ def _merge(config: Config, dirs: list[Path], outdir: Path, fmt: str) -> RunSumma
         alerts=outdir / "alerts.jsonl",
         asset_table=writers["asset"],
     )
-    for name in PER_FLOW_TABLES:
+    for name in (*PER_FLOW_TABLES, "exported") if exported else PER_FLOW_TABLES:
         # streamed, worker by worker: rows come grouped by worker, never all in memory
         for d in dirs:
             if (d / f"{name}.parquet").exists():

@@ -247,3 +247,20 @@ def test_standard_input_works_like_a_file(tmp_path: Path) -> None:
     a = pl.read_parquet(piped / "exported.parquet").sort("uid", "message_id")
     b = pl.read_parquet(named / "exported.parquet").sort("uid", "message_id")
     assert a.drop("patient_key").equals(b.drop("patient_key")) and a.height == 4
+
+
+def test_workers_export_the_same_objects(everything: Path, tmp_path: Path) -> None:
+    """Two processes, each writing its own flows' objects: the same manifest and the same
+    files, byte for byte, as one process (``everything``)."""
+    out = tmp_path / "two"
+    result = export(out, *SAMPLE_FILES, ROTATED, "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    key = ["uid", "message_id", "ts"]
+    one = pl.read_parquet(everything / "exported.parquet").drop("patient_key").sort(key)
+    two = pl.read_parquet(out / "exported.parquet").drop("patient_key").sort(key)
+    assert one.equals(two)
+    for path in one["path"].drop_nulls():
+        assert (out / path).read_bytes() == (everything / path).read_bytes()
+    assert sorted(p.name for p in (out / "objects").iterdir()) == sorted(
+        p.name for p in (everything / "objects").iterdir()
+    )
