@@ -82,6 +82,8 @@ def test_report_from_every_format(fmt: str, sample_out: dict[str, Path], tmp_pat
     assert html.count("<img ") == 7
     for filt in tables["finding"]["wireshark_filter"].unique():
         assert str(markupsafe.escape(filt)) in html  # as the template engine escapes it
+    for command in tables["finding"]["carve_command"].drop_nulls().unique():
+        assert str(markupsafe.escape(command)) in html  # next to the filter
 
 
 def test_formats_load_the_same_tables(sample_out: dict[str, Path]) -> None:
