@@ -149,7 +149,7 @@ def main() -> None:
     args = ap.parse_args()
     DATA.mkdir(exist_ok=True)
     print(
-        "| object | capture | command | seconds | peak RSS (tree) | dataset equal to storescp's |"
+        "| pixel data | capture | command (one process) | seconds | peak RSS | dataset equal to storescp's |"
     )
     print("|---|---|---|---|---|---|")
     for size in (int(s) for s in args.sizes_mb.split(",")):
@@ -162,7 +162,7 @@ def main() -> None:
             mb = capture.stat().st_size / 1e6
             runs = {
                 "analyze": ["analyze", str(capture), "-o", str(work / "a"), "-q", "--workers", "1"],
-                "export": ["export", str(capture), "-o", str(work / "e"), "-q"],
+                "export": ["export", str(capture), "-o", str(work / "e"), "-q", "--workers", "1"],
                 "export --deidentify": [
                     "export",
                     str(capture),
@@ -180,7 +180,7 @@ def main() -> None:
                     same = "yes" if dataset_digest(ours) == theirs else f"NO ({ours.name})"
                 print(
                     f"| {size} MB | {mb:,.0f} MB | `{name}` | {r['seconds']:.1f} | "
-                    f"{r['peak_rss_sum_mb']:.0f} MB | {same} |",
+                    f"{r['peak_rss_mb']:.0f} MB | {same} |",
                     flush=True,
                 )
             shutil.rmtree(work / "e", ignore_errors=True)
