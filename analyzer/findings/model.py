@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from analyzer.findings.context import RuleContext
     from analyzer.findings.summary import AssocSummary, DimseFact, FlowSummary
     from analyzer.findings.windows import Windows
+    from analyzer.logs.http_flow import Exchange
     from analyzer.logs.views import AssocView, FlowView
 
 
@@ -64,6 +65,9 @@ class FlowRule(Rule):
 
     def on_flow_end(self, flow: FlowView) -> None:
         """Any TCP flow ended (DICOM or not)."""
+
+    def on_http(self, exchange: Exchange) -> None:
+        """An HTTP request and its response (DICOMweb or not) ended."""
 
 
 class CrossFlowRule(Rule):

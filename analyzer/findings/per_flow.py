@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from analyzer.dicom.messages import Anomaly, Message
 from analyzer.findings.model import FlowRule, Rule
+from analyzer.logs.http_flow import Exchange
 from analyzer.logs.observer import DicomObserver, MessageInfo
 from analyzer.logs.views import AssocView, FlowView
 
@@ -62,6 +63,9 @@ class FlowRules(DicomObserver):
 
     def flow_ended(self, f: FlowView) -> None:
         self._each("on_flow_end", f.uid, f.last_ts, f)
+
+    def http(self, ex: Exchange) -> None:
+        self._each("on_http", ex.uid, ex.ts, ex)
 
     def finish(self) -> None:
         self._each("finish", None, 0.0)

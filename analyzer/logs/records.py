@@ -271,6 +271,56 @@ class Weird(NamedTuple):
     source: str
 
 
+class Http(NamedTuple):
+    """One HTTP request/response exchange (Zeek's http.log habit). Query values, passwords and
+    tokens are never written: query parameter names only, the username as a keyed hash."""
+
+    uid: str
+    ts: float
+    trans_depth: I32
+    """The exchange's number in its connection, from 1."""
+    method: str | None
+    host: str | None
+    uri: str | None
+    """The path, without the query."""
+    query_keys: list[str]
+    version: str | None
+    status: I32 | None
+    reason: str | None
+    request_body_bytes: int
+    response_body_bytes: int
+    request_content_type: str | None
+    response_content_type: str | None
+    user_agent: str | None
+    auth_scheme: str | None
+    username_hash: str | None
+    dicomweb: str | None
+    """The DICOMweb service (QIDO-RS, WADO-RS, WADO-URI, STOW-RS, UPS-RS, other) or null."""
+    complete: bool
+
+
+class DicomWeb(NamedTuple):
+    """One DICOMweb transaction (PS3.18); ``uid`` + ``trans_depth`` join ``http``."""
+
+    uid: str
+    ts: float
+    trans_depth: I32
+    service: str
+    level: str | None
+    study_instance_uid: str | None
+    series_instance_uid: str | None
+    sop_instance_uid: str | None
+    resource: str | None
+    query_attributes: list[str]
+    n_results: int | None
+    n_instances: int
+    instance_bytes: int
+    sop_classes: list[str]
+    transfer_syntaxes: list[str]
+    status: I32 | None
+    executable_preambles: I32
+
+
 class Exported(NamedTuple):
     """One object written by ``export`` (its manifest); ``uid`` + ``message_id`` join ``dimse``.
     ``reason`` says why an object is partial; ``missing`` where its bytes are missing, as
@@ -333,6 +383,8 @@ RECORDS: dict[str, type[tuple[Any, ...]]] = {
     "finding": FindingRow,
     "asset": Asset,
     "weird": Weird,
+    "http": Http,
+    "dicomweb": DicomWeb,
 }
 """The tables of every run, in output order."""
 

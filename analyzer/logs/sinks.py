@@ -12,8 +12,10 @@ from analyzer.logs.records import (
     DicomAssoc,
     DicomContext,
     DicomObject,
+    DicomWeb,
     Dimse,
     FindingRow,
+    Http,
     Phi,
     Weird,
 )
@@ -40,6 +42,8 @@ class LogSet:
     finding: RowSink[FindingRow]
     asset: RowSink[Asset]
     weird: RowSink[Weird]
+    http: RowSink[Http]
+    dicomweb: RowSink[DicomWeb]
 
     @classmethod
     def of(cls, sinks: Mapping[str, RowSink[Any]]) -> LogSet:

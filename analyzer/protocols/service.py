@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 from analyzer.config import Config
 from analyzer.dicom.framing import HeaderRule
+from analyzer.http.parser import looks_like_http_request
 from analyzer.memory import BUFFERED_PIECE
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
 
 DICOM = "dicom"
 TLS = "ssl"
+HTTP = "http"
 
 MAX_PDU_LENGTH_MIDSTREAM = 1 << 28
 """A P-DATA length beyond this is not taken as a header when scanning a mid-stream flow."""
@@ -196,13 +198,15 @@ class ServiceSniffer:
                 service = TLS
             elif self._on_dicom_port() and looks_like_pdu(bytes(orig), self.limits.header):
                 service = DICOM
+            elif looks_like_http_request(bytes(orig)):
+                service = HTTP
         elif resp and not orig:
             decided = True  # the server spoke first: not DICOM
         elif final or len(self.order) > MAX_HELD_EVENTS:
             decided = True
         if not decided:
             return
-        if service is None and (orig or resp) and self._on_dicom_port():
+        if service in (None, HTTP) and (orig or resp) and self._on_dicom_port():
             flow.guess = guess_protocol(bytes(orig or resp))
         self.limits.held_total -= len(orig) + len(resp)
         self.held = [bytearray(), bytearray()]

@@ -25,6 +25,7 @@ from analyzer.findings.summary import SummaryFeed
 from analyzer.logs.asset import AssetFacts, Inventory
 from analyzer.logs.dicom_flow import DicomFlow
 from analyzer.logs.dicom_tables import DicomTables
+from analyzer.logs.http_flow import HttpFlow
 from analyzer.logs.observer import DicomObserver
 from analyzer.logs.phi_log import PhiLog
 from analyzer.logs.records import TABLES, Conn, Weird
@@ -36,7 +37,7 @@ from analyzer.net.decode import Decoder, DecodeStats, TcpHandler
 from analyzer.net.fragments import FragmentReassembler
 from analyzer.output.writer import TableWriter
 from analyzer.privacy import PhiPolicy
-from analyzer.protocols.service import DICOM, TLS, ServiceSniffer, SniffLimits
+from analyzer.protocols.service import DICOM, HTTP, TLS, ServiceSniffer, SniffLimits
 from analyzer.protocols.tls import TlsInfo, TlsSink
 from analyzer.run.progress import Progress
 from analyzer.tcp.events import StreamSink
@@ -182,6 +183,17 @@ class Pipeline:
             if self._taps is not None:
                 dicom.parser.tap = self._taps(flow, dicom.view)
             return dicom
+        if service == HTTP:
+            logs = self.logs
+            return HttpFlow(
+                flow,
+                logs.http,
+                logs.dicomweb,
+                logs.phi,
+                self.phi,
+                self.engine.flow_rules.http,
+                self._dicom_limits.max_dataset_head,
+            )
         if service == TLS:
             uid = flow.uid
             return TlsSink(lambda info: self._tls.__setitem__(uid, info))

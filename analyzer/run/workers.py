@@ -59,7 +59,17 @@ if TYPE_CHECKING:
     from analyzer.export.tap import ExportJob
 
 INTERRUPTED = "interrupted"
-PER_FLOW_TABLES = ("conn", "dicom_assoc", "dicom_context", "dimse", "dicom_object", "phi", "weird")
+PER_FLOW_TABLES = (
+    "conn",
+    "dicom_assoc",
+    "dicom_context",
+    "dimse",
+    "dicom_object",
+    "phi",
+    "weird",
+    "http",
+    "dicomweb",
+)
 STDIN_CHUNK = 1 << 20
 
 

@@ -15,6 +15,7 @@ from analyzer.findings.model import Finding, FlowRule, Severity
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.logs.views import AssocView, FlowView
 
+DICOM_SERVICE, TLS_SERVICE = "dicom", "ssl"
 STANDARD_PORTS = [104, 11112, 2761, 2762]
 """IANA's DICOM ports: 104 (the well-known), 11112 (registered), 2761 and 2762 (DICOM over TLS
 and ISCL). Orthanc's 4242 is not among them."""
@@ -130,8 +131,8 @@ class NonDicomOnDicomPort(FlowRule):
     options = {"dedup_window": 3600.0}
 
     def on_flow_end(self, f: FlowView) -> None:
-        if f.protocol_guess is None or f.service is not None:
-            return
+        if f.protocol_guess is None or f.service in (DICOM_SERVICE, TLS_SERVICE):
+            return  # HTTP is decoded (its own tables) and still counts here
         self.ctx.emit(
             Finding(
                 rule=self.id,
