@@ -870,6 +870,37 @@ def scenario_path_traversal(data: Path, store: Path) -> None:
         peer("store", SRV_IP, "4242", "PYSCP", str(crafted))
 
 
+DICOMWEB_CONFIG = """{
+  "Name": "dcmlab-web-%(port)s", "StorageDirectory": "%(dir)s/db", "IndexDirectory": "%(dir)s/db",
+  "DicomServerEnabled": false, "HttpServerEnabled": true, "HttpPort": %(port)s,
+  "RemoteAccessAllowed": true, "AuthenticationEnabled": %(auth)s,
+  "RegisteredUsers": {"radiology": "synthetic-pass-1"}, "HttpCompressionEnabled": true,
+  "Plugins": ["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"],
+  "DicomWeb": {"Enable": true, "Root": "/dicom-web/", "EnableWado": true, "WadoRoot": "/wado"}
+}
+"""
+
+
+def scenario_dicomweb(data: Path, store: Path) -> None:
+    """Orthanc 1.10 with its DICOMweb plugin, with and without Basic auth: dicomweb-client and
+    curl (QIDO, WADO-RS, WADO-URI, STOW with a PE/DICOM polyglot, gzip, 401s, a bearer token)."""
+    configs = []
+    for port, auth in ((8042, "true"), (8043, "false")):
+        odir = store / f"orthanc_web_{port}"
+        odir.mkdir()
+        cfg = odir / "orthanc.json"
+        cfg.write_text(DICOMWEB_CONFIG % {"dir": odir, "port": port, "auth": auth})
+        configs.append(cfg)
+    work = store / "dicomweb_work"
+    work.mkdir()
+    with (
+        server("Orthanc", str(configs[0]), ns=NS, host=SRV_IP, port=8042),
+        server("Orthanc", str(configs[1]), ns=NS, host=SRV_IP, port=8043),
+        capture(HERE / "dicomweb.pcap", "-i", HOST_IF, "port", "8042 or port 8043"),
+    ):
+        sh(PY, str(LAB / "dicomweb_clients.py"), SRV_IP, str(data), str(work))
+
+
 SCENARIOS = {
     "lab": scenario_lab,
     "loopback": scenario_loopback,
@@ -889,6 +920,7 @@ SCENARIOS = {
     "harvest": scenario_harvest,
     "malformed": scenario_malformed,
     "path_traversal": scenario_path_traversal,
+    "dicomweb": scenario_dicomweb,
     "malformed_pdus": scenario_malformed_pdus,
 }
 
