@@ -5,6 +5,7 @@ from __future__ import annotations
 from analyzer.findings.model import CrossFlowRule, FlowRule, Rule
 from analyzer.findings.rules import (
     auth,
+    dicomweb,
     inventory_change,
     malformed,
     patient_data,
@@ -41,6 +42,7 @@ FLOW_RULES: tuple[type[FlowRule], ...] = (
     session.AssociationRejected,
     session.AssociationAborted,
     session.NonDicomOnDicomPort,
+    dicomweb.ExecutablePreamble,
 )
 """Rules over one association or flow at a time (the per-flow stage)."""
 

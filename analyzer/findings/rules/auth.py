@@ -5,9 +5,11 @@ from __future__ import annotations
 from analyzer.dicom.consts import COMMAND_FIELD, QUERY_RETRIEVE, USER_IDENTITY_TYPE, Status
 from analyzer.dicom.messages import Message
 from analyzer.findings.model import CrossFlowRule, FlowRule, Severity
+from analyzer.findings.rules import dicomweb
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import AssocSummary
 from analyzer.findings.windows import Windows
+from analyzer.logs.http_flow import Exchange
 from analyzer.logs.views import AssocView
 
 QUERIES: dict[int, str] = {c: COMMAND_FIELD[c].removesuffix("-RQ") for c in QUERY_RETRIEVE}
@@ -66,6 +68,9 @@ class CleartextCredentials(FlowRule):
     description = "User Identity type 2 on a cleartext association. The passcode is never stored, only its length."
     severity = Severity.HIGH
 
+    def on_http(self, ex: Exchange) -> None:
+        dicomweb.basic_credentials(self, ex)
+
     def on_association_end(self, a: AssocView) -> None:
         ui = a.identity
         if ui is None or ui.identity_type != 2:
@@ -94,6 +99,9 @@ class CleartextToken(FlowRule):
     title = "Authentication token sent in clear"
     description = "User Identity type 3 (Kerberos), 4 (SAML) or 5 (JWT) on a cleartext association: replayable."
     severity = Severity.HIGH
+
+    def on_http(self, ex: Exchange) -> None:
+        dicomweb.token(self, ex)
 
     def on_association_end(self, a: AssocView) -> None:
         ui = a.identity
@@ -210,6 +218,9 @@ class UnauthenticatedQuery(FlowRule):
         "pending or success responses: data was handed to anyone who asked."
     )
     severity = Severity.HIGH
+
+    def on_http(self, ex: Exchange) -> None:
+        dicomweb.answered_without_auth(self, ex)
 
     def on_association_end(self, a: AssocView) -> None:
         if a.identity is not None and a.identity.identity_type != 1:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from analyzer.findings.model import FlowRule, Severity
+from analyzer.findings.rules import dicomweb
 from analyzer.findings.rules.common import assoc_finding
+from analyzer.logs.http_flow import Exchange
 from analyzer.logs.views import AssocView
 
 
@@ -17,6 +19,9 @@ class CleartextPhi(FlowRule):
     )
     severity = Severity.HIGH
     options = {"include_uids": False}
+
+    def on_http(self, ex: Exchange) -> None:
+        dicomweb.phi(self, ex)
 
     def on_association_end(self, a: AssocView) -> None:
         if not a.phi_counts:

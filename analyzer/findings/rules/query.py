@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from analyzer.dicom.consts import CommandField, Status, is_pending
 from analyzer.dicom.messages import Message
 from analyzer.findings.model import CrossFlowRule, FlowRule, Severity
+from analyzer.findings.rules import dicomweb
 from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import DimseFact, FactKind
 from analyzer.findings.windows import SummingWindows, Windows
+from analyzer.logs.http_flow import Exchange
 from analyzer.logs.views import AssocView
 from analyzer.privacy import DIRECT_KEYWORDS
 
@@ -38,6 +40,9 @@ class WildcardQuery(FlowRule):
     )
     severity = Severity.MEDIUM
     options = {"dedup_window": 300.0}
+
+    def on_http(self, ex: Exchange) -> None:
+        dicomweb.wildcard(self, ex)
 
     def on_message(self, a: AssocView, m: Message) -> None:
         c, ds = m.command, m.dataset
@@ -117,6 +122,9 @@ class LargeResultSet(FlowRule):
     description = "More than M pending responses to one C-FIND; the number of distinct patients is reported (hashed)."
     severity = Severity.MEDIUM
     options = {"max_results": 10}
+
+    def on_http(self, ex: Exchange) -> None:
+        dicomweb.large_answer(self, ex)
 
     def on_association_end(self, a: AssocView) -> None:
         for q in a.queries.values():
