@@ -153,7 +153,7 @@ def test_rules_command_lists_every_rule() -> None:
     listed = {
         line.split()[0] for line in done.stdout.splitlines() if line and not line.startswith(" ")
     }
-    assert listed == set(RULES) and len(RULES) == 36
+    assert listed == set(RULES) and len(RULES) == 37
     assert done.stdout.count("references: ") == len(RULES)
     assert "ATT&CK T1110 Brute Force" in done.stdout
 

@@ -19,6 +19,8 @@ PS3 = {
     "ps3.5-6.2": "PS3.5 6.2 Value Representation (UI, AE)",
     "ps3.15-b": "PS3.15 Annex B Secure Transport Connection Profiles (TLS)",
     "ps3.15-e": "PS3.15 Annex E Attribute Confidentiality Profiles (Table E.1-1)",
+    "ps3.10-7.1": "PS3.10 7.1 DICOM File Meta Information (the 128-byte preamble)",
+    "ps3.18-10": "PS3.18 10 Transactions (QIDO-RS, WADO-RS, STOW-RS)",
 }
 ATTACK = {
     "T1040": "ATT&CK T1040 Network Sniffing",
@@ -34,6 +36,7 @@ CVE = {
     "CVE-2022-2119": "CVE-2022-2119 DCMTK SCP path traversal (file names from request values)",
     "CVE-2022-2120": "CVE-2022-2120 DCMTK SCU relative path traversal (C-GET from a server)",
     "CVE-2022-2121": "CVE-2022-2121 DCMTK NULL pointer dereference on malformed input",
+    "CVE-2019-11687": "CVE-2019-11687 DICOM preamble can hold an executable (PE/DICOM polyglot)",
 }
 SOURCES = {
     **{
@@ -84,6 +87,7 @@ RULE_REFERENCES: dict[str, tuple[str, ...]] = {
     "association_rejected": ("ps3.8-9.3.4",),
     "association_aborted": ("ps3.8-9.3.8",),
     "non_dicom_on_dicom_port": ("T1571",),
+    "executable_preamble": ("ps3.10-7.1", "ps3.18-10", "CVE-2019-11687", "T1190"),
 }
 
 

@@ -142,6 +142,11 @@ class _Multipart:
         self.buf += data
         while self.buf and not self.done:
             if self.state == "headers":
+                if self.buf.startswith(b"\r\n"):  # a part without headers
+                    self._start(b"")
+                    del self.buf[:2]
+                    self.state = "body"
+                    continue
                 end = self.buf.find(b"\r\n\r\n")
                 if end < 0:
                     if len(self.buf) > MAX_PART_HEADERS:

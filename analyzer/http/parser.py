@@ -140,7 +140,7 @@ class HttpParser:
     def close(self, ts: float) -> list[HttpEvent]:
         """The connection ended: a response read until close ends here."""
         self._out = []
-        if not self.lost[1] and self.client.our_state is h11.DONE:
+        if not self.lost[1] and self.client.our_state in (h11.DONE, h11.MUST_CLOSE):
             try:
                 self.client.receive_data(b"")
                 self._client_events(ts)
@@ -168,6 +168,7 @@ class HttpParser:
                     self._answer()
                     continue
                 if isinstance(ev, h11.Request):
+                    self._header_size(ts, 0, ev.headers)
                     self.requests_seen += 1
                     self.open[0] = True
                     self.requests.append(self._mirror(ev))
@@ -190,6 +191,9 @@ class HttpParser:
         except h11.RemoteProtocolError as exc:
             self._anomaly(ts, 0, "http_protocol_error", f"request: {exc}")
             self._lose(0, ts)
+            rest = self._resync(0, data[1:], ts)  # the next request may be in these bytes
+            if rest:
+                self._requests(rest, ts)
         finally:
             if self.waiting:
                 self._responses(ts)
@@ -236,7 +240,8 @@ class HttpParser:
             except h11.RemoteProtocolError as exc:
                 self._anomaly(ts, 1, "http_protocol_error", f"response: {exc}")
                 self._lose(1, ts)
-                return
+                self.waiting = bytearray(self._resync(1, data[1:], ts))
+                continue
 
     def _client_events(self, ts: float) -> bool:
         """Read the client side's events; True when a response ended and bytes for the next
@@ -254,6 +259,7 @@ class HttpParser:
             if isinstance(ev, h11.InformationalResponse):
                 self._out.append(self._head(ev, ts, informational=True))
             elif isinstance(ev, h11.Response):
+                self._header_size(ts, 1, ev.headers)
                 self.open[1] = True
                 self._out.append(self._head(ev, ts))
             elif isinstance(ev, h11.Data):
@@ -277,6 +283,11 @@ class HttpParser:
         )
 
     # -- damage -----------------------------------------------------------------------
+
+    def _header_size(self, ts: float, direction: int, headers: h11._headers.Headers) -> None:
+        size = sum(len(k) + len(v) + 4 for k, v in headers.raw_items())
+        if size > MAX_HEADERS:
+            self._anomaly(ts, direction, "http_headers_too_large", f"{size} bytes of headers")
 
     def _end(self, ts: float, direction: int, complete: bool = True) -> None:
         self.open[direction] = False

@@ -49,7 +49,11 @@ def multipart(files: list[Path], out: Path) -> str:
     boundary = uuid.uuid4().hex
     body = b""
     for f in files:
-        body += f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + f.read_bytes() + b"\r\n"
+        body += (
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            + f.read_bytes()
+            + b"\r\n"
+        )
     out.write_bytes(body + f"--{boundary}--\r\n".encode())
     return f'multipart/related; type="application/dicom"; boundary={boundary}'
 
@@ -86,7 +90,10 @@ def main(host: str, data: Path, work: Path) -> None:
         client.retrieve_instance_frames(study, series, sop, frame_numbers=[1])
     except requests.HTTPError:
         pass
-    curl(*("-u", f"{USER}:{PASSWORD}"), f"{base}/studies/{study}/series/{series}/instances/{sop}/frames/1")
+    curl(
+        *("-u", f"{USER}:{PASSWORD}"),
+        f"{base}/studies/{study}/series/{series}/instances/{sop}/frames/1",
+    )
     auth = ("-u", f"{USER}:{PASSWORD}")
     curl(*auth, "--compressed", f"{base}/studies?00100010=*&limit=1&offset=0&includefield=all")
     curl(*auth, "--compressed", f"{base}/studies?00100010=*&limit=1&offset=1&includefield=all")
