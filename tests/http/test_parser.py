@@ -201,3 +201,23 @@ def test_dicomweb_classification(
 def test_query_attributes_by_keyword() -> None:
     t = classify("GET", "/dicom-web/studies?00100010=*&PatientID=&limit=10&includefield=all")
     assert t.attributes == ("PatientName", "PatientID")
+
+
+def test_bogus_content_length_is_an_anomaly_and_the_connection_goes_on() -> None:
+    req = b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: lots\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"
+    got = run([(0, req)])
+    assert ("anomaly", 0, "http_protocol_error") in got and ("req", "GET", "/b") in got
+
+
+def test_endless_chunked_body_is_streamed_not_held() -> None:
+    """40 MB of chunks: handed on piece by piece; the parser holds no more than a chunk."""
+    p = HttpParser()
+    p.feed(0, b"POST /stow HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 0.0)
+    chunk = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"
+    seen = 0
+    for _ in range(640):
+        for ev in p.feed(0, chunk, 0.0):
+            if isinstance(ev, Body):
+                seen += len(ev.data)
+        assert len(p.server._receive_buffer) < 2 * len(chunk)
+    assert seen == 640 * 0x10000
