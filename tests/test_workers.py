@@ -64,9 +64,9 @@ def test_workers_split_the_flows(tmp_path: Path) -> None:
     seen: list[int] = []
     real = w._merge
 
-    def spy(config: Config, dirs: list[Path], outdir: Path, fmt: str):  # type: ignore[no-untyped-def]
+    def spy(config: Config, dirs: list[Path], outdir: Path, fmt: str, exported: bool = False):  # type: ignore[no-untyped-def]
         seen.extend(pl.read_parquet(d / "conn.parquet").height for d in dirs)
-        return real(config, dirs, outdir, fmt)
+        return real(config, dirs, outdir, fmt, exported)
 
     w._merge = spy  # type: ignore[assignment]
     try:

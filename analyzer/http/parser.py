@@ -111,6 +111,8 @@ class HttpParser:
         """A message of the direction began and did not end."""
         self._out: list[HttpEvent] = []
         self.requests_seen = 0
+        self.switched = False
+        """The connection switched protocols (CONNECT, Upgrade): nothing more is parsed."""
 
     @staticmethod
     def _conn(role: type[h11.CLIENT] | type[h11.SERVER]) -> h11.Connection:
@@ -120,6 +122,8 @@ class HttpParser:
 
     def feed(self, direction: int, data: bytes, ts: float) -> list[HttpEvent]:
         self._out = []
+        if self.switched:
+            return self._out
         if self.lost[direction]:
             data = self._resync(direction, data, ts)
             if not data:
@@ -133,6 +137,8 @@ class HttpParser:
 
     def gap(self, direction: int, ts: float, length: int) -> list[HttpEvent]:
         self._out = []
+        if self.switched:
+            return self._out
         self._anomaly(ts, direction, "http_stream_gap", f"{length} bytes lost; resynchronising")
         self._lose(direction, ts)
         return self._out
@@ -159,13 +165,26 @@ class HttpParser:
 
     def _requests(self, data: bytes, ts: float) -> None:
         try:
+            while data:  # each round after an error starts further on: it ends
+                data = self._request_bytes(data, ts)
+        finally:
+            if self.waiting:
+                self._responses(ts)
+
+    def _request_bytes(self, data: bytes, ts: float) -> bytes:
+        """Parse requests from ``data``; after an error, return the bytes to try again from."""
+        try:
             self.server.receive_data(data)
             while True:
                 ev = self.server.next_event()
                 if ev is h11.NEED_DATA:
-                    return
+                    return b""
                 if ev is h11.PAUSED:
+                    before = (self.server.our_state, self.server.their_state)
                     self._answer()
+                    if (self.server.our_state, self.server.their_state) == before:
+                        self._opaque(ts)  # CONNECT or Upgrade: what follows is not HTTP
+                        return b""
                     continue
                 if isinstance(ev, h11.Request):
                     self._header_size(ts, 0, ev.headers)
@@ -187,16 +206,11 @@ class HttpParser:
                     self._end(ts, 0)
                     self._answer()
                 elif isinstance(ev, h11.ConnectionClosed):
-                    return
+                    return b""
         except h11.RemoteProtocolError as exc:
             self._anomaly(ts, 0, "http_protocol_error", f"request: {exc}")
             self._lose(0, ts)
-            rest = self._resync(0, data[1:], ts)  # the next request may be in these bytes
-            if rest:
-                self._requests(rest, ts)
-        finally:
-            if self.waiting:
-                self._responses(ts)
+            return self._resync(0, data[1:], ts)  # the next request may be in these bytes
 
     def _answer(self) -> None:
         """The server side's stand-in answer, so that h11 reads the next request."""
@@ -292,6 +306,14 @@ class HttpParser:
     def _end(self, ts: float, direction: int, complete: bool = True) -> None:
         self.open[direction] = False
         self._out.append(MessageEnd(ts=ts, direction=direction, complete=complete))
+
+    def _opaque(self, ts: float) -> None:
+        self.switched = True
+        self._anomaly(ts, 0, "http_protocol_switch", "CONNECT or Upgrade: the rest is not read")
+        for d in (0, 1):
+            if self.open[d]:
+                self._end(ts, d, complete=False)
+        self.waiting.clear()
 
     def _anomaly(self, ts: float, direction: int, name: str, detail: str) -> None:
         self._out.append(HttpAnomaly(ts=ts, direction=direction, name=name, detail=detail[:200]))

@@ -221,3 +221,29 @@ def test_endless_chunked_body_is_streamed_not_held() -> None:
                 seen += len(ev.data)
         assert len(p.server._receive_buffer) < 2 * len(chunk)
     assert seen == 640 * 0x10000
+
+
+def test_damaged_conversations_never_raise_nor_hang() -> None:
+    """Random bytes changed, cut or repeated in a real conversation, in random pieces."""
+    rng = random.Random(5)
+    base = [(0, GET_PIPELINED), (1, ANSWERS)]
+    for _ in range(300):
+        chunks: list[tuple[int, bytes]] = []
+        for d, data in base:
+            b = bytearray(data * rng.randint(1, 3))
+            for _ in range(rng.randint(0, 6)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            chunks += [(d, piece) for piece in splits(bytes(b), rng)]
+        rng.shuffle(chunks)
+        p = HttpParser()
+        for d, piece in chunks:
+            p.feed(d, piece, 0.0)
+            if rng.random() < 0.05:
+                p.gap(d, 0.0, 10)
+        p.close(1.0)
+
+
+def test_many_bad_requests_in_one_segment_do_not_recurse() -> None:
+    bad = b"GET / HTTP/1.1\r\nBad Header\r\n\r\n" * 5000
+    got = run([(0, bad)])
+    assert got.count(("anomaly", 0, "http_protocol_error")) > 100
