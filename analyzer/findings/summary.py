@@ -30,7 +30,9 @@ from analyzer.dicom.consts import CommandField, is_pending
 from analyzer.dicom.messages import Message
 from analyzer.dicom.states import State
 from analyzer.findings.finding import Finding
+from analyzer.http.dicomweb import attribute_keyword
 from analyzer.logs.asset import AssetFact
+from analyzer.logs.http_flow import Exchange
 from analyzer.logs.observer import DicomObserver, MessageInfo
 from analyzer.logs.records import I32, schema_of
 from analyzer.logs.views import AssocView, FlowView, flow_filter
@@ -89,6 +91,8 @@ class FactKind:
     STORE = "store"
     RETRIEVE_RESPONSE = "retrieve_response"
     FIND_PREFIX = "find_prefix"
+    HTTP_REJECTED = "http_rejected"
+    """A 401 or 403 answer (``status``); ``ae`` holds the auth scheme tried, if any."""
 
 
 class DimseFact(NamedTuple):
@@ -332,6 +336,65 @@ class SummaryEmitter(DicomObserver):
                         attribute=key,
                         value_key=self.hasher(value.strip().upper()),
                     )
+
+    def http(self, ex: Exchange) -> None:
+        """The cross-flow facts of a DICOMweb/HTTP exchange: refusals (credential guessing),
+        QIDO prefix searches (enumeration), objects moved (bulk retrieve, STOW volume)."""
+        if ex.status in (401, 403):
+            self._http_fact(ex, FactKind.HTTP_REJECTED, ae=ex.auth.scheme)
+        if ex.service == "QIDO-RS" and ex.status is not None and ex.status < 400:
+            params = dict(ex.target.params)
+            for name, value in params.items():
+                key = attribute_keyword(name)
+                if key in ("PatientName", "PatientID") and PREFIX.match(value.strip()):
+                    self._http_fact(
+                        ex,
+                        FactKind.FIND_PREFIX,
+                        attribute=key,
+                        value_key=self.hasher(value.strip().upper()),
+                    )
+        for facts, from_server in ((ex.sent, False), (ex.received, True)):
+            size = sum(o.bytes for o in facts.objects)
+            if size:
+                self._http_fact(ex, FactKind.STORE, count=size, from_acceptor=from_server)
+
+    def _http_fact(
+        self,
+        ex: Exchange,
+        kind: str,
+        *,
+        count: int | None = None,
+        ae: str | None = None,
+        attribute: str | None = None,
+        value_key: str | None = None,
+        from_acceptor: bool = False,
+    ) -> None:
+        emit_ts, seq = self.stamper.stamp(ex.uid)
+        self.stamper.feed.put(
+            DimseFact(
+                emit_ts=emit_ts,
+                uid=ex.uid,
+                seq=seq,
+                ts=ex.ts,
+                orig_h=ex.orig_h,
+                orig_p=ex.orig_p,
+                resp_h=ex.resp_h,
+                resp_p=ex.resp_p,
+                calling_ae=None,
+                called_ae=None,
+                message_ts=ex.ts,
+                kind=kind,
+                command_field=None,
+                message_id=ex.depth,
+                status=ex.status,
+                amount=count,
+                ae=ae,
+                ae_message_id=None,
+                attribute=attribute,
+                value_key=value_key,
+                from_acceptor=from_acceptor,
+            )
+        )
 
     def ended(self, a: AssocView, reason: str) -> None:
         rq, ac, rj, ab = a.request, a.accept, a.reject, a.abort

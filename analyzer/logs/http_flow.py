@@ -58,6 +58,7 @@ class Exchange:
     uid: str
     ts: float
     orig_h: str
+    orig_p: int
     resp_h: str
     resp_p: int
     depth: int
@@ -204,6 +205,7 @@ class HttpFlow:
             uid=f.uid,
             ts=ev.ts,
             orig_h=ip_text(f.orig_h),
+            orig_p=f.orig_p,
             resp_h=ip_text(f.resp_h),
             resp_p=f.resp_p,
             depth=self.depth,

@@ -25,7 +25,7 @@ from analyzer.findings.summary import SummaryFeed
 from analyzer.logs.asset import AssetFacts, Inventory
 from analyzer.logs.dicom_flow import DicomFlow
 from analyzer.logs.dicom_tables import DicomTables
-from analyzer.logs.http_flow import HttpFlow
+from analyzer.logs.http_flow import Exchange, HttpFlow
 from analyzer.logs.observer import DicomObserver
 from analyzer.logs.phi_log import PhiLog
 from analyzer.logs.records import TABLES, Conn, Weird
@@ -191,13 +191,18 @@ class Pipeline:
                 logs.dicomweb,
                 logs.phi,
                 self.phi,
-                self.engine.flow_rules.http,
+                self._http_exchange,
                 self._dicom_limits.max_dataset_head,
             )
         if service == TLS:
             uid = flow.uid
             return TlsSink(lambda info: self._tls.__setitem__(uid, info))
         return None
+
+    def _http_exchange(self, ex: Exchange) -> None:
+        """An HTTP exchange ended: the per-flow rules, then its summary records."""
+        self.engine.flow_rules.http(ex)
+        self.engine.emitter.http(ex)
 
     def _flow_ended(self, flow: Flow) -> None:
         svc = flow.service

@@ -8,7 +8,8 @@ polyglot (curl, a multipart body built here from a file whose preamble is a DOS/
 QIDO-RS at study, series and instance level with ``PatientName=*``; WADO-RS instance,
 metadata and frames; QIDO with ``00100010=*`` paged by ``limit``/``offset`` and a gzip-encoded
 answer (curl --compressed); WADO-URI; four wrong passwords (401); on the server without
-auth: STOW, QIDO with an empty ``PatientID=`` and a bearer token, a prefix search, and
+auth: STOW, QIDO with an empty ``PatientID=`` and a bearer token, searches by prefix
+(``A*`` to ``E*``), and
 ordinary non-DICOM requests. Patient data is synthetic.
 """
 
@@ -112,7 +113,8 @@ def main(host: str, data: Path, work: Path) -> None:
         f"@{work / 'stow_open.bin'}", f"{open_base}/studies",
     )  # fmt: skip
     curl("-H", f"Authorization: Bearer {TOKEN}", f"{open_base}/studies?PatientID=&includefield=all")
-    curl(f"{open_base}/studies?PatientName=D*")
+    for prefix in "ABCDE":  # enumeration by prefixes, without credentials
+        curl(f"{open_base}/studies?PatientName={prefix}*")
     curl(f"http://{host}:8043/system")
     curl(f"http://{host}:8043/app/explorer.html")
     print(f"{len(studies)} studies; polyglot {poly.SOPInstanceUID}")

@@ -54,7 +54,7 @@ def test_requests_and_answers_agree_with_wireshark(out: Path) -> None:
             strict=True,
         )
     )
-    assert len(ours) == len(theirs) == 22
+    assert len(ours) == len(theirs) == 26
     assert [m for m, _ in ours] == [m for m, _ in theirs]
     assert sorted(u.split("?")[0] for _, u in theirs) == sorted(u.split("?")[0] for _, u in ours)
     assert sorted(int(c) for c in codes) == sorted(http["status"].drop_nulls())
@@ -87,12 +87,17 @@ def test_findings(out: Path) -> None:
         "unauthenticated_query",
         "wildcard_query",
         "cleartext_phi",
+        "identity_rejected",
+        "prefix_enumeration",
     } <= rules
     (poly,) = f.filter(pl.col("rule") == "executable_preamble").iter_rows(named=True)
     assert poly["severity"] == "critical" and "PE executable" in poly["detail"]
     assert "CVE-2019-11687" in " ".join(poly["references"])
     creds = f.filter(pl.col("rule") == "cleartext_credentials")
     assert creds["count"].sum() == 17  # every request that carried the Basic header
+    refused = f.filter(pl.col("rule") == "identity_rejected")
+    assert refused["count"].sum() == 4  # four wrong passwords, the third one escalates
+    assert set(refused["title"]) == {"HTTP request refused (401/403)", "Credential guessing"}
 
 
 def test_no_secret_in_any_output(out: Path) -> None:

@@ -7,7 +7,7 @@ from analyzer.dicom.messages import Message
 from analyzer.findings.model import CrossFlowRule, FlowRule, Severity
 from analyzer.findings.rules import dicomweb
 from analyzer.findings.rules.common import assoc_finding
-from analyzer.findings.summary import AssocSummary
+from analyzer.findings.summary import AssocSummary, DimseFact, FactKind
 from analyzer.findings.windows import Windows
 from analyzer.logs.http_flow import Exchange
 from analyzer.logs.views import AssocView
@@ -161,6 +161,26 @@ class IdentityRejected(CrossFlowRule):
 
     def setup(self) -> None:
         self.seen: Windows[tuple[str, str], str] = self.windows(self.opt["window"])
+
+    def on_fact(self, f: DimseFact) -> None:
+        """HTTP 401/403 answers (DICOMweb): the same rule, the same escalation."""
+        if f.kind != FactKind.HTTP_REJECTED:
+            return
+        q = self.seen.add((f.orig_h, f.resp_h), f.message_ts, f.uid)
+        guessing = len(q) >= self.opt["min_attempts"]
+        self.ctx.emit(
+            assoc_finding(
+                self.id,
+                f,
+                Severity.HIGH if guessing else self.severity,
+                "Credential guessing" if guessing else "HTTP request refused (401/403)",
+                f"HTTP {f.status} to {f.ae or 'no'} credentials"
+                + (f"; {len(q)} refusals in {self.opt['window']:.0f} s" if guessing else ""),
+                {"status": f.status, "auth_scheme": f.ae, "rejects_in_window": len(q)},
+                ts=f.message_ts,
+            ),
+            dedup=(f.orig_h, f.resp_h, guessing),
+        )
 
     def on_association(self, a: AssocSummary) -> None:
         if a.reject_source is None or a.identity_type is None:
