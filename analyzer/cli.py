@@ -358,8 +358,8 @@ def _open_run(args: argparse.Namespace) -> tuple[list[CaptureReader], Path, Prog
 
 def _export(args: argparse.Namespace) -> int:
     _without_numpy()
+    from analyzer.export.context import ExportFilter
     from analyzer.export.run import run_export
-    from analyzer.export.tap import ExportFilter
 
     config = _run_config(args)
     select = ExportFilter(

@@ -15,7 +15,8 @@ from pathlib import Path
 from analyzer.capture import CaptureReader
 from analyzer.config import Config
 from analyzer.errors import OutputError
-from analyzer.export.tap import ExportFilter, ExportJob, Totals, export_taps
+from analyzer.export.context import ExportFilter, Totals
+from analyzer.export.tap import ExportJob, export_taps
 from analyzer.run.pipeline import RunSummary, run_analysis
 from analyzer.run.progress import Progress
 
@@ -80,8 +81,15 @@ def run_export(
 
         summary = run_parallel(config, inputs, readers, outdir, fmt, progress, workers, export=job)
     else:
-        taps, extra = export_taps(config, job, outdir, fmt)
+        hooks = export_taps(config, job, outdir, fmt)
         summary = run_analysis(
-            config, readers, outdir, fmt, progress, taps=taps, extra_writers=extra
+            config,
+            readers,
+            outdir,
+            fmt,
+            progress,
+            taps=hooks.taps,
+            extra_writers=hooks.writers,
+            http_objects=hooks.http,
         )
     return ExportResult(summary, totals_of(outdir), job.directory)

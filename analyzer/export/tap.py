@@ -18,9 +18,11 @@ from analyzer.dicom.association import infer_syntax
 from analyzer.dicom.consts import CommandField
 from analyzer.dicom.dimse import Command
 from analyzer.dicom.messages import Message
+from analyzer.export.context import ExportFilter, Totals
 from analyzer.export.deidentify import DatasetStream, Deidentify, DeidentifyError
 from analyzer.export.objects import ObjectFile, safe_stem
 from analyzer.export.part10 import file_meta
+from analyzer.export.web import WebSinks, web_sinks
 from analyzer.logs.records import EXPORT_TABLES, Exported
 from analyzer.logs.sinks import RowSink
 from analyzer.logs.views import AssocView
@@ -30,25 +32,6 @@ from analyzer.tcp.flow import Flow
 
 PARTIAL = ".partial.dcm"
 COMPLETE = ".dcm"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ExportFilter:
-    """Which objects to write; an empty set selects all."""
-
-    uids: frozenset[str] = frozenset()
-    sop_instances: frozenset[str] = frozenset()
-    sop_classes: frozenset[str] = frozenset()
-    patient_keys: frozenset[str] = frozenset()
-    complete_only: bool = False
-
-
-@dataclass(slots=True)
-class Totals:
-    written: int = 0
-    partial: int = 0
-    skipped: int = 0
-    bytes: int = 0
 
 
 class Exporter:
@@ -73,6 +56,12 @@ class Exporter:
         if self.select.uids and flow.uid not in self.select.uids:
             return None
         return FlowTap(self, flow, view)
+
+    def http(self, flow: Flow) -> WebSinks | None:
+        """The Part 10 objects of an HTTP flow's bodies (``export/web.py``)."""
+        if self.select.uids and flow.uid not in self.select.uids:
+            return None
+        return web_sinks(self, flow)
 
 
 @dataclass(slots=True)
@@ -262,14 +251,20 @@ class ExportJob:
     deidentify: bool
 
 
-def export_taps(
-    config: Config, job: ExportJob, tables: Path, fmt: str
-) -> tuple[Callable[[Flow, AssocView], FlowTap | None], dict[str, TableWriter]]:
-    """The dataset taps of one process and its manifest writer (into ``tables``)."""
+def export_taps(config: Config, job: ExportJob, tables: Path, fmt: str) -> ExportHooks:
+    """The dataset taps and HTTP object sinks of one process, and its manifest writer (into
+    ``tables``)."""
     manifest = TableWriter("exported", EXPORT_TABLES["exported"], tables, fmt)
     hasher = Hasher(config.salt)  # the run's salt: patient keys as in the phi table
     phi = PhiPolicy(hasher, False, config.capture_phi)
     exporter = Exporter(
         job.directory, manifest, phi, job.select, Deidentify(hasher) if job.deidentify else None
     )
-    return exporter.tap, {"exported": manifest}
+    return ExportHooks(exporter.tap, exporter.http, {"exported": manifest})
+
+
+@dataclass(frozen=True, slots=True)
+class ExportHooks:
+    taps: Callable[[Flow, AssocView], FlowTap | None]
+    http: Callable[[Flow], WebSinks | None]
+    writers: dict[str, TableWriter]

@@ -18,7 +18,9 @@ import json
 import struct
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pydicom.datadict import keyword_for_tag
 
@@ -73,19 +75,39 @@ class BodyFacts:
     anomalies: list[tuple[str, str]] = field(default_factory=list)
 
 
+class ObjectSink(Protocol):
+    """Takes a Part 10 object's bytes as they arrive (the ``export`` command)."""
+
+    def data(self, data: bytes) -> None: ...
+
+    def end(self, obj: Part10, complete: bool) -> None: ...
+
+
+SinkFactory = Callable[[], ObjectSink | None]
+
+
 class _Part10Reader:
-    def __init__(self, max_head: int) -> None:
+    def __init__(self, max_head: int, sink: ObjectSink | None = None) -> None:
         self.max_head = max_head
         self.head = bytearray()
         self.size = 0
+        self.sink = sink
 
     def feed(self, data: bytes) -> None:
         self.size += len(data)
+        if self.sink is not None:
+            self.sink.data(data)
         room = self.max_head + 4096 - len(self.head)
         if room > 0:
             self.head += data[:room]
 
     def finish(self, complete: bool) -> Part10:
+        obj = self._decode(complete)
+        if self.sink is not None:
+            self.sink.end(obj, complete)
+        return obj
+
+    def _decode(self, complete: bool) -> Part10:
         b = bytes(self.head)
         if b[128:132] == b"DICM":
             pre, start = b[:128], 132
@@ -128,7 +150,10 @@ class _Part10Reader:
 class _Multipart:
     """Splits a multipart body; hands each part's bytes to a reader made for its type."""
 
-    def __init__(self, boundary: str, facts: BodyFacts, max_head: int) -> None:
+    def __init__(
+        self, boundary: str, facts: BodyFacts, max_head: int, sinks: SinkFactory | None
+    ) -> None:
+        self.sinks = sinks
         self.delim = b"\r\n--" + boundary.encode("latin-1")
         self.buf = bytearray(b"\r\n")  # the first delimiter has no CRLF before it
         self.facts = facts
@@ -194,7 +219,7 @@ class _Multipart:
             k, _, v = line.decode("latin-1").partition(":")
             if k.strip().lower() == "content-type":
                 ctype = media_type(v)[0]
-        self.part = _reader(ctype, self.max_head)
+        self.part = _reader(ctype, self.max_head, self.sinks)
 
     def _body(self, data: bytes) -> None:
         if self.state == "body" and self.part is not None and data:
@@ -227,9 +252,11 @@ class _Document:
         self.buf += data
 
 
-def _reader(ctype: str, max_head: int) -> _Part10Reader | _Document | None:
+def _reader(
+    ctype: str, max_head: int, sinks: SinkFactory | None = None
+) -> _Part10Reader | _Document | None:
     if ctype == "application/dicom":
-        return _Part10Reader(max_head)
+        return _Part10Reader(max_head, sinks() if sinks is not None else None)
     if ctype == "application/dicom+json":
         return _Document("json")
     if ctype == "application/dicom+xml":
@@ -357,8 +384,13 @@ class BodyReader:
     """One message body: ``feed`` its bytes as they arrive, ``finish`` for the facts."""
 
     def __init__(
-        self, content_type: str | None, content_encoding: str | None, max_head: int
+        self,
+        content_type: str | None,
+        content_encoding: str | None,
+        max_head: int,
+        sinks: SinkFactory | None = None,
     ) -> None:
+        """``sinks``: where each Part 10 object's bytes go as well (``export``)."""
         self.facts = BodyFacts()
         ctype, params = media_type(content_type)
         self.inflater: zlib._Decompress | None = None
@@ -373,11 +405,11 @@ class BodyReader:
         if ctype.startswith("multipart/"):
             boundary = params.get("boundary")
             if boundary:
-                self.multipart = _Multipart(boundary, self.facts, max_head)
+                self.multipart = _Multipart(boundary, self.facts, max_head, sinks)
             else:
                 self.facts.anomalies.append(("http_multipart_no_boundary", ctype))
         else:
-            self.single = _reader(ctype, max_head)
+            self.single = _reader(ctype, max_head, sinks)
 
     @property
     def interested(self) -> bool:

@@ -14,7 +14,7 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 from analyzer.dicom.dataset import DatasetSummary
 from analyzer.dicom.elements import Element
-from analyzer.http.bodies import BodyFacts, BodyReader
+from analyzer.http.bodies import BodyFacts, BodyReader, ObjectSink
 from analyzer.http.dicomweb import Target, attribute_keyword, classify
 from analyzer.http.parser import (
     Body,
@@ -119,7 +119,7 @@ class HttpFlow:
 
     __slots__ = (
         "flow", "parser", "http", "dicomweb", "phi_sink", "phi", "on_exchange", "max_head",
-        "pending", "current", "reading", "depth", "unread", "ended",
+        "pending", "current", "reading", "depth", "unread", "ended", "objects",
     )  # fmt: skip
 
     def __init__(
@@ -131,7 +131,10 @@ class HttpFlow:
         phi: PhiPolicy,
         on_exchange: Callable[[Exchange], None],
         max_head: int,
+        objects: Callable[[Exchange, int], ObjectSink | None] | None = None,
     ) -> None:
+        """``objects``: a sink for each Part 10 object of a body (``export``)."""
+        self.objects = objects
         self.flow = flow
         self.parser = HttpParser()
         self.http, self.dicomweb, self.phi_sink, self.phi = http, dicomweb, phi_sink, phi
@@ -213,11 +216,7 @@ class HttpFlow:
             target=classify(ev.method, ev.target),
             auth=parse_auth(ev.headers),
         )
-        reader = BodyReader(
-            header(ev.headers, "content-type"),
-            header(ev.headers, "content-encoding"),
-            self.max_head,
-        )
+        reader = self._body_reader(ex, 0, ev.headers)
         if len(self.pending) >= MAX_PENDING:
             old, _ = self.pending.popleft()
             self._finish(old, ev.ts, complete=False)
@@ -253,10 +252,15 @@ class HttpFlow:
             ex.sent = reader.finish(False)
         ex.response, ex.status = ev, ev.status
         self.current = ex
-        self.reading = BodyReader(
-            header(ev.headers, "content-type"),
-            header(ev.headers, "content-encoding"),
+        self.reading = self._body_reader(ex, 1, ev.headers)
+
+    def _body_reader(self, ex: Exchange, direction: int, headers: Headers) -> BodyReader:
+        objects = self.objects
+        return BodyReader(
+            header(headers, "content-type"),
+            header(headers, "content-encoding"),
             self.max_head,
+            (lambda: objects(ex, direction)) if objects is not None else None,
         )
 
     # -- rows -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from analyzer.config import Config
 from analyzer.dicom.tap import DatasetTap
 from analyzer.findings.engine import RuleEngine
 from analyzer.findings.summary import SummaryFeed
+from analyzer.http.bodies import ObjectSink
 from analyzer.logs.asset import AssetFacts, Inventory
 from analyzer.logs.dicom_flow import DicomFlow
 from analyzer.logs.dicom_tables import DicomTables
@@ -43,6 +44,9 @@ from analyzer.run.progress import Progress
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
 from analyzer.tcp.table import FlowTable, ip_text
+
+WebSinks = Callable[[Exchange, int], ObjectSink | None]
+"""An HTTP flow's object sinks (``export``): one per Part 10 object of a body."""
 
 
 def _malloc_trim() -> Callable[[], None]:
@@ -100,8 +104,10 @@ class Pipeline:
         shard: tuple[int, int] | None = None,
         summaries: SummaryFeed | None = None,
         taps: Callable[[Flow, AssocView], DatasetTap | None] | None = None,
+        http_objects: Callable[[Flow], WebSinks | None] | None = None,
     ) -> None:
-        """``taps`` gives a DICOM flow's parser a dataset tap (``export``). ``on_service`` hears of every flow whose protocol was recognised (live mode uses it
+        """``taps`` gives a DICOM flow's parser a dataset tap and ``http_objects`` an HTTP flow
+        its object sinks (``export``). ``on_service`` hears of every flow whose protocol was recognised (live mode uses it
         to follow the DICOM ports in use); ``observers`` are added after the standard ones
         (tools such as crosscheck)."""
         self.config = config
@@ -145,6 +151,7 @@ class Pipeline:
             *observers,
         )
         self._taps = taps
+        self._http_objects = http_objects
         self._tls: dict[str, TlsInfo] = {}
         self._on_service = on_service
         ports = config.dicom_ports
@@ -193,6 +200,7 @@ class Pipeline:
                 self.phi,
                 self._http_exchange,
                 self._dicom_limits.max_dataset_head,
+                self._http_objects(flow) if self._http_objects is not None else None,
             )
         if service == TLS:
             uid = flow.uid
@@ -407,6 +415,7 @@ def run_analysis(
     shard: tuple[int, int] | None = None,
     taps: Callable[[Flow, AssocView], DatasetTap | None] | None = None,
     extra_writers: Mapping[str, TableWriter] | None = None,
+    http_objects: Callable[[Flow], WebSinks | None] | None = None,
 ) -> RunSummary:
     """Analyze ``readers`` into tables in ``outdir``; ``taps`` and ``extra_writers``: the
     ``export`` command's dataset taps and its manifest. ``observers`` (tools such as
@@ -429,6 +438,7 @@ def run_analysis(
         shard=shard,
         summaries=summaries,
         taps=taps,
+        http_objects=http_objects,
     )
     pipe.summary.inputs = len(readers)
 

@@ -162,9 +162,17 @@ def _shard(
         return run_analysis(config, readers, outdir, "parquet", progress, shard=shard)
     from analyzer.export.tap import export_taps
 
-    taps, extra = export_taps(config, export, outdir, "parquet")
+    hooks = export_taps(config, export, outdir, "parquet")
     return run_analysis(
-        config, readers, outdir, "parquet", progress, shard=shard, taps=taps, extra_writers=extra
+        config,
+        readers,
+        outdir,
+        "parquet",
+        progress,
+        shard=shard,
+        taps=hooks.taps,
+        extra_writers=hooks.writers,
+        http_objects=hooks.http,
     )
 
 

@@ -6,6 +6,7 @@ PHI value in any file, and nothing is readable by others."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import shutil
 import stat
 import subprocess
@@ -45,7 +46,9 @@ def dataset_length(path: Path) -> int:
 
 
 def test_every_c_store_is_a_valid_file(everything: Path) -> None:
-    m = pl.read_parquet(everything / "exported.parquet")
+    m = pl.read_parquet(everything / "exported.parquet").filter(
+        pl.col("uid").is_in(pl.read_parquet(everything / "dicom_assoc.parquet")["uid"].to_list())
+    )
     dimse = pl.read_parquet(everything / "dimse.parquet").filter(pl.col("command") == "C-STORE-RQ")
     assert m.height == dimse.height > 20
     assert sorted(zip(m["uid"], m["message_id"], strict=True)) == sorted(
@@ -255,7 +258,7 @@ def test_workers_export_the_same_objects(everything: Path, tmp_path: Path) -> No
     out = tmp_path / "two"
     result = export(out, *SAMPLE_FILES, ROTATED, "--workers", "2")
     assert result.returncode == 0, result.stderr
-    key = ["uid", "message_id", "ts"]
+    key = ["uid", "message_id", "ts", "direction", "sop_instance_uid", "path"]
     one = pl.read_parquet(everything / "exported.parquet").drop("patient_key").sort(key)
     two = pl.read_parquet(out / "exported.parquet").drop("patient_key").sort(key)
     assert one.equals(two)
@@ -264,3 +267,28 @@ def test_workers_export_the_same_objects(everything: Path, tmp_path: Path) -> No
     assert sorted(p.name for p in (out / "objects").iterdir()) == sorted(
         p.name for p in (everything / "objects").iterdir()
     )
+
+
+def test_dicomweb_objects_are_exported_as_they_came(everything: Path, tmp_path: Path) -> None:
+    """STOW-RS parts and WADO answers of ``dicomweb.pcap``: files as they crossed the wire, the
+    PE/DICOM polyglot kept with its preamble, marked, and read-only."""
+    web = pl.read_parquet(everything / "exported.parquet").filter(
+        pl.col("uid").is_in(pl.read_parquet(everything / "http.parquet")["uid"].to_list())
+    )
+    assert web.height == 6 and web["complete"].all()
+    assert sorted(web["direction"]) == ["orig"] * 4 + ["resp"] * 2  # 4 stored, 2 retrieved
+    (poly,) = [p for p in web["path"] if p.endswith(".EXECUTABLE.dcm")]
+    raw = (everything / poly).read_bytes()
+    assert raw[:2] == b"MZ" and raw[128:132] == b"DICM"
+    assert stat.S_IMODE((everything / poly).stat().st_mode) == 0o400
+    for row in web.iter_rows(named=True):
+        path = everything / row["path"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == row["sha256"]
+        assert pydicom.dcmread(path).SOPInstanceUID == row["sop_instance_uid"]
+    out = tmp_path / "deid"
+    assert export(out, CAPTURES / "dicomweb.pcap", "--deidentify").returncode == 0
+    files = list((out / "objects").iterdir())
+    assert len(files) == 6 and not [f for f in files if "EXECUTABLE" in f.name]
+    for f in files:
+        raw = f.read_bytes()
+        assert raw[:128] == bytes(128) and b"DOE^JANE" not in raw

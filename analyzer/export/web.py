@@ -1,0 +1,201 @@
+"""``export`` of the Part 10 objects DICOMweb carries (STOW-RS requests, WADO-RS and WADO-URI
+answers, any ``application/dicom`` body or multipart part).
+
+They cross the wire as files already, so they are written as they came, preamble included:
+a PE/DICOM polyglot stays evidence, named ``NAME.EXECUTABLE.dcm`` and made read-only (0400).
+With ``--deidentify`` the preamble and file meta are replaced by ours (zero preamble,
+pseudonymised SOP instance) and the dataset goes through the same streamed profile as DIMSE
+objects."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from analyzer.export.context import ExportContext
+from analyzer.export.deidentify import DatasetStream, DeidentifyError
+from analyzer.export.objects import ObjectFile, safe_stem
+from analyzer.export.part10 import file_meta
+from analyzer.http.bodies import ObjectSink, Part10
+from analyzer.logs.records import Exported
+from analyzer.tcp.flow import Flow
+
+if TYPE_CHECKING:
+    from analyzer.logs.http_flow import Exchange
+
+WebSinks = Callable[["Exchange", int], ObjectSink | None]
+"""An HTTP flow's object sinks: one per Part 10 object of an exchange's body (direction)."""
+
+COMPLETE, PARTIAL, EXECUTABLE = ".dcm", ".partial.dcm", ".EXECUTABLE.dcm"
+MAX_META = 64 << 10
+
+
+class _Deidentified:
+    """Preamble and file meta replaced, dataset streamed through the profile."""
+
+    def __init__(self, exporter: ExportContext) -> None:
+        self.exporter = exporter
+        self.head = bytearray()
+        self.stream: DatasetStream | None = None
+
+    def feed(self, data: bytes) -> bytes:
+        if self.stream is not None:
+            return self.stream.feed(data)
+        self.head += data
+        if len(self.head) < 144:
+            return b""
+        if self.head[128:132] != b"DICM":
+            raise DeidentifyError("not a Part 10 file: nothing to de-identify by")
+        end = 144 + int.from_bytes(self.head[140:144], "little")
+        if end > MAX_META:
+            raise DeidentifyError("file meta too long")
+        if len(self.head) < end:
+            return b""
+        meta = _meta(bytes(self.head[132:end]))
+        syntax = meta.get(0x0010, "")
+        deid = self.exporter.deidentify
+        assert deid is not None
+        self.stream = DatasetStream(deid, syntax)
+        out = file_meta(
+            sop_class_uid=meta.get(0x0002, ""),
+            sop_instance_uid=deid.uid(meta.get(0x0003, "")) if meta.get(0x0003) else "",
+            transfer_syntax=syntax,
+            source_ae=None,
+        )
+        rest = bytes(self.head[end:])
+        self.head = bytearray()
+        return out + self.stream.feed(rest)
+
+    def finish(self) -> bytes:
+        if self.stream is None:
+            raise DeidentifyError("the object ended inside its file meta")
+        return self.stream.finish()
+
+
+def _meta(group: bytes) -> dict[int, str]:
+    """Group 0002 elements (explicit VR little endian) as text, by element number."""
+    out, pos = {}, 0
+    while pos + 8 <= len(group):
+        g, e = struct.unpack_from("<HH", group, pos)
+        if g != 2:
+            break
+        vr = group[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+            length, vpos = struct.unpack_from("<I", group, pos + 8)[0], pos + 12
+        else:
+            length, vpos = struct.unpack_from("<H", group, pos + 6)[0], pos + 8
+        out[e] = group[vpos : vpos + length].rstrip(b"\0 ").decode("ascii", "replace")
+        pos = vpos + length
+    return out
+
+
+class WebObject(ObjectSink):
+    """One Part 10 object of one HTTP body."""
+
+    def __init__(
+        self, exporter: ExportContext, flow: Flow, ex: Exchange, direction: int, n: int
+    ) -> None:
+        self.exporter, self.flow, self.ex, self.direction = exporter, flow, ex, direction
+        stem = f"web.{flow.uid}.{'or'[direction]}{ex.depth}-{n}"
+        self.file: ObjectFile | None = ObjectFile(exporter.directory, stem, lambda _: b"")
+        self.deid = _Deidentified(exporter) if exporter.deidentify is not None else None
+        self.bytes = 0
+        self.failed: str | None = None
+
+    def data(self, data: bytes) -> None:
+        self.bytes += len(data)
+        if self.file is None:
+            return
+        if self.deid is not None:
+            try:
+                data = self.deid.feed(data)
+            except DeidentifyError as exc:
+                self._fail(str(exc))
+                return
+        self.file.write(data)
+
+    def _fail(self, why: str) -> None:
+        self.failed = why
+        if self.file is not None:
+            self.file.discard()
+            self.file = None
+
+    def end(self, obj: Part10, complete: bool) -> None:
+        exporter = self.exporter
+        select = exporter.select
+        instance = obj.sop_instance_uid
+        if (select.sop_instances and instance not in select.sop_instances) or (
+            select.sop_classes and obj.sop_class_uid not in select.sop_classes
+        ):
+            if self.file is not None:
+                self.file.discard()
+            return
+        key = exporter.phi.patient_key(obj.dataset) if obj.dataset is not None else None
+        if select.patient_keys and key not in select.patient_keys:
+            if self.file is not None:
+                self.file.discard()
+            return
+        if self.deid is not None and self.file is not None and complete:
+            try:
+                self.file.write(self.deid.finish())
+            except DeidentifyError as exc:
+                self._fail(str(exc))
+        if self.deid is not None and not complete:
+            self._fail("bytes missing: cannot de-identify a damaged object")
+        reason = self.failed or (None if complete else "the body ended before the object did")
+        executable = obj.preamble in ("pe", "elf") and self.deid is None
+        path, size, sha = None, 0, None
+        if self.file is not None and (reason is None or not select.complete_only):
+            deid = exporter.deidentify
+            named = deid.uid(instance) if deid is not None and instance else instance
+            self.file.stem = (
+                f"{safe_stem(named)}.{self.flow.uid}.{'or'[self.direction]}{self.ex.depth}"
+            )
+            suffix = EXECUTABLE if executable else COMPLETE if reason is None else PARTIAL
+            path, size, sha = self.file.close(suffix, 0o400 if executable else 0o600)
+        elif self.file is not None:
+            self.file.discard()
+        if reason is not None:
+            self.flow.weird(
+                self.ex.ts,
+                "export_object_partial" if path is not None else "export_object_skipped",
+                f"{instance or 'unknown instance'} ({self.ex.service or 'HTTP'}): {reason}",
+            )
+        t = exporter.totals
+        t.skipped += path is None
+        t.written += path is not None and reason is None
+        t.partial += path is not None and reason is not None
+        t.bytes += size
+        exporter.manifest.add(
+            Exported(
+                uid=self.flow.uid,
+                ts=self.ex.ts,
+                message_id=self.ex.depth,
+                direction="orig" if self.direction == 0 else "resp",
+                sop_class_uid=obj.sop_class_uid,
+                sop_instance_uid=instance,
+                transfer_syntax=obj.transfer_syntax,
+                source_ae=None,
+                patient_key=key,
+                path=str(path.relative_to(exporter.directory.parent)) if path is not None else None,
+                file_bytes=size,
+                dataset_bytes=self.bytes,
+                sha256=sha,
+                complete=reason is None,
+                reason=reason,
+                missing=[] if complete else [f"{self.bytes}+?"],
+                deidentified=self.deid is not None,
+            )
+        )
+
+
+def web_sinks(exporter: ExportContext, flow: Flow) -> Callable[[Exchange, int], ObjectSink | None]:
+    """The object sinks of one HTTP flow: one per Part 10 object of each body."""
+    counter = [0]
+
+    def make(ex: Exchange, direction: int) -> ObjectSink | None:
+        counter[0] += 1
+        return WebObject(exporter, flow, ex, direction, counter[0])
+
+    return make
