@@ -34,6 +34,8 @@ def test_analyze_sample_writes_private_parquet_tables(tmp_path: Path) -> None:
         "finding",
         "phi",
         "weird",
+        "http",
+        "dicomweb",
     ]
     assert files == sorted(["alerts.jsonl", *(f"{t}.parquet" for t in tables)])
     for p in out.iterdir():

@@ -28,6 +28,7 @@ from analyzer.http.parser import (
 )
 from analyzer.logs.records import DicomWeb, Http, Phi
 from analyzer.logs.sinks import RowSink
+from analyzer.logs.views import flow_filter
 from analyzer.memory import SMALL_ENTRY
 from analyzer.privacy import PhiPolicy, tier
 from analyzer.tcp.flow import Flow
@@ -76,11 +77,9 @@ class Exchange:
         return self.target.service
 
     def wireshark_filter(self) -> str:
-        return (
-            f"ip.addr=={self.orig_h} && ip.addr=={self.resp_h} && tcp.port=={self.resp_p} && http"
-            if ":" not in self.orig_h
-            else f"ipv6.addr=={self.orig_h} && ipv6.addr=={self.resp_h} && tcp.port=={self.resp_p} && http"
-        )
+        """The exchange's TCP flow (a default Wireshark decodes HTTP only on its HTTP ports:
+        the tshark command of a finding adds the decode-as)."""
+        return flow_filter(self.orig_h, self.orig_p, self.resp_h, self.resp_p)
 
 
 def parse_auth(headers: Headers) -> Auth:

@@ -3,6 +3,7 @@ records: at, below and above each threshold, no capture involved."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 
@@ -16,6 +17,7 @@ from analyzer.dicom.states import State
 from analyzer.findings.catalog import CROSS_FLOW_RULES, FLOW_RULES, RULES
 from analyzer.findings.rules import (
     auth,
+    dicomweb,
     inventory_change,
     malformed,
     patient_data,
@@ -26,6 +28,10 @@ from analyzer.findings.rules import (
 )
 from analyzer.findings.sink import FindingSink
 from analyzer.findings.summary import FactKind
+from analyzer.http.bodies import BodyFacts, Part10
+from analyzer.http.dicomweb import classify
+from analyzer.http.parser import RequestHead
+from analyzer.logs.http_flow import Exchange, parse_auth
 from analyzer.logs.sinks import ListSink
 from analyzer.logs.views import QueryState
 from analyzer.protocols.tls import TlsInfo
@@ -55,7 +61,7 @@ def test_every_rule_has_a_threshold_test_here() -> None:
         name.removeprefix("test_").split("__")[0] for name in globals() if name.startswith("test_")
     }
     assert set(RULES) <= tested, sorted(set(RULES) - tested)
-    assert len(FLOW_RULES) + len(CROSS_FLOW_RULES) == len(RULES) == 36
+    assert len(FLOW_RULES) + len(CROSS_FLOW_RULES) == len(RULES) == 37
 
 
 # -- transport ---------------------------------------------------------------------------
@@ -787,3 +793,153 @@ def test_pdu_framing_error__cut_short_only_when_the_peer_closed() -> None:
     h.rule.on_anomaly(FakeAssoc(close_reason="rst"), anomaly("dicom_pdu_truncated"))
     h.rule.on_anomaly(FakeAssoc(), anomaly("dicom_item_unknown"))
     assert h.severities == ["medium"] * 3
+
+
+# -- DICOMweb and HTTP (the same rules, ``on_http``) ----------------------------------------
+
+
+def exchange(
+    target: str = "/dicom-web/studies",
+    method: str = "GET",
+    status: int | None = 200,
+    authorization: str | None = None,
+    results: int | None = None,
+    objects: tuple[str, ...] = (),
+    sent_objects: tuple[str, ...] = (),
+) -> Exchange:
+    """An HTTP exchange as the flow driver hands it to the rules."""
+    headers = (("host", "pacs"),) + ((("authorization", authorization),) if authorization else ())
+    req = RequestHead(ts=5.0, method=method, target=target, version="1.1", headers=headers)
+
+    def facts(preambles: tuple[str, ...], n: int | None) -> BodyFacts:
+        f = BodyFacts(results=n)
+        f.objects = [
+            Part10(p, EXPLICIT, "1.2.840.10008.5.1.4.1.1.2", f"1.2.3.{i}", 100, None)
+            for i, p in enumerate(preambles)
+        ]
+        return f
+
+    return Exchange(
+        uid="Chttp",
+        ts=5.0,
+        orig_h="10.0.0.5",
+        orig_p=50000,
+        resp_h="10.0.0.9",
+        resp_p=8042,
+        depth=1,
+        request=req,
+        target=classify(method, target),
+        auth=parse_auth(headers),
+        status=status,
+        sent=facts(sent_objects, None),
+        received=facts(objects, results),
+    )
+
+
+EXPLICIT = "1.2.840.10008.1.2.1"
+BASIC = "Basic " + base64.b64encode(b"radiology:secret-pw").decode()
+
+
+def test_executable_preamble() -> None:
+    h = RuleHarness(dicomweb.ExecutablePreamble)
+    h.rule.on_http(exchange(objects=("zeros", "other", "none")))
+    assert h.findings == []
+    h.rule.on_http(exchange(method="POST", sent_objects=("pe",), objects=()))
+    h.rule.on_http(
+        exchange(target="/dicom-web/studies/1.2/series/1.3/instances/1.4", objects=("elf",))
+    )
+    assert h.severities == ["critical", "critical"]
+    assert [f.evidence["sender"] for f in h.findings] == ["10.0.0.5", "10.0.0.9"]
+    assert "PE executable" in h.findings[0].detail and "ELF" in h.findings[1].detail
+
+
+def test_cleartext_credentials__http() -> None:
+    h = RuleHarness(auth.CleartextCredentials)
+    h.rule.on_http(exchange())
+    h.rule.on_http(exchange(authorization='Digest username="x", response="y"'))
+    assert h.findings == []
+    h.rule.on_http(exchange(authorization=BASIC))
+    (f,) = h.findings
+    assert f.evidence["password_length"] == 9 and "radiology" not in str(f.evidence)
+    assert "secret-pw" not in str(f)
+
+
+def test_cleartext_token__http() -> None:
+    h = RuleHarness(auth.CleartextToken)
+    h.rule.on_http(exchange(authorization=BASIC))
+    assert h.findings == []
+    h.rule.on_http(exchange(authorization="Bearer abc.def.ghi"))
+    (f,) = h.findings
+    assert f.evidence == {
+        "method": "GET",
+        "uri": "/dicom-web/studies",
+        "auth_scheme": "bearer",
+        "token_length": 11,
+    }
+
+
+def test_unauthenticated_query__http() -> None:
+    h = RuleHarness(auth.UnauthenticatedQuery)
+    h.rule.on_http(exchange(results=0))  # answered, nothing in it
+    h.rule.on_http(exchange(results=3, authorization=BASIC))
+    h.rule.on_http(exchange(results=3, status=401))
+    h.rule.on_http(exchange(method="POST", results=3))  # STOW: not a query
+    assert h.findings == []
+    h.rule.on_http(exchange(results=3))
+    h.rule.on_http(
+        exchange(
+            target="/wado?requestType=WADO&studyUID=1&seriesUID=2&objectUID=3", objects=("zeros",)
+        )
+    )
+    assert [f.evidence["service"] for f in h.findings] == ["QIDO-RS", "WADO-URI"]
+
+
+def test_wildcard_query__http() -> None:
+    h = RuleHarness(query.WildcardQuery)
+    for target in (
+        "/dicom-web/studies?PatientName=DOE*",
+        "/dicom-web/studies?PatientName=*&StudyDate=20200101",
+        "/dicom-web/studies?limit=10",
+        "/dicom-web/studies/1.2/series?PatientName=*",  # series search: no patient keys asked
+    ):
+        h.rule.on_http(exchange(target=target))
+    assert len(h.findings) == 1  # the last one: PatientName=* matches everyone
+    for target in (
+        "/dicom-web/studies?00100010=*",
+        "/dicom-web/studies?PatientID=&includefield=all",
+    ):
+        h.rule.on_http(exchange(target=target))
+    assert len(h.findings) == 3
+
+
+def test_large_result_set__http() -> None:
+    h = RuleHarness(query.LargeResultSet)
+    h.rule.on_http(exchange(results=10))
+    assert h.findings == []
+    h.rule.on_http(exchange(results=11))
+    assert h.findings[0].evidence["matches"] == 11
+
+
+def test_cleartext_phi__http() -> None:
+    h = RuleHarness(patient_data.CleartextPhi)
+    h.rule.on_http(exchange(target="/dicom-web/studies?PatientName=*"))  # a wildcard is no value
+    h.rule.on_http(exchange(target="/index.html?PatientName=DOE^JANE"))  # not DICOMweb
+    assert h.findings == []
+    h.rule.on_http(exchange(target="/dicom-web/studies?PatientName=DOE^JANE&PatientID=P1"))
+    (f,) = h.findings
+    assert f.evidence["attributes"] == {"PatientID": 1, "PatientName": 1}
+    assert "DOE" not in str(f)
+
+
+def test_identity_rejected__http() -> None:
+    h = RuleHarness(auth.IdentityRejected)
+    for i in range(3):
+        h.rule.on_fact(
+            fact(FactKind.HTTP_REJECTED, uid=f"C{i}", message_ts=float(i), status=401, ae="basic")
+        )
+    assert [f.title for f in h.findings] == [
+        "HTTP request refused (401/403)",
+        "HTTP request refused (401/403)",
+        "Credential guessing",
+    ]
+    assert h.severities == ["medium", "medium", "high"]

@@ -65,6 +65,7 @@ MUST_FIRE: dict[str, tuple[str, str, dict[str, object]]] = {
         {"trusted_networks": (ipaddress.ip_network("192.0.2.0/24"),)},
     ),
     "path_traversal_value": ("path_traversal.pcap", "high", {}),
+    "executable_preamble": ("dicomweb.pcap", "critical", {}),
 }
 ATTACK_RULES = {
     "ae_title_bruteforce",

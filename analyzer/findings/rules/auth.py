@@ -67,6 +67,8 @@ class CleartextCredentials(FlowRule):
     title = "Username and passcode sent in clear"
     description = "User Identity type 2 on a cleartext association. The passcode is never stored, only its length."
     severity = Severity.HIGH
+    options = {"dedup_window": 300.0}
+    """Over HTTP: repeats from one client to one server fold into one row."""
 
     def on_http(self, ex: Exchange) -> None:
         dicomweb.basic_credentials(self, ex)
@@ -99,6 +101,8 @@ class CleartextToken(FlowRule):
     title = "Authentication token sent in clear"
     description = "User Identity type 3 (Kerberos), 4 (SAML) or 5 (JWT) on a cleartext association: replayable."
     severity = Severity.HIGH
+    options = {"dedup_window": 300.0}
+    """Over HTTP: repeats from one client to one server fold into one row."""
 
     def on_http(self, ex: Exchange) -> None:
         dicomweb.token(self, ex)
@@ -157,7 +161,7 @@ class IdentityRejected(CrossFlowRule):
     title = "Association with user identity rejected"
     description = "An A-ASSOCIATE-RJ after an RQ that carried 0x58; repeated from one source it is credential guessing."
     severity = Severity.MEDIUM
-    options = {"window": 300.0, "min_attempts": 3}
+    options = {"window": 300.0, "min_attempts": 3, "dedup_window": 300.0}
 
     def setup(self) -> None:
         self.seen: Windows[tuple[str, str], str] = self.windows(self.opt["window"])
@@ -238,6 +242,8 @@ class UnauthenticatedQuery(FlowRule):
         "pending or success responses: data was handed to anyone who asked."
     )
     severity = Severity.HIGH
+    options = {"dedup_window": 300.0}
+    """Over HTTP: repeats from one client to one server fold into one row."""
 
     def on_http(self, ex: Exchange) -> None:
         dicomweb.answered_without_auth(self, ex)

@@ -33,7 +33,7 @@ def http_finding(
         resp_h=ex.resp_h,
         evidence={"method": ex.request.method, "uri": ex.target.path[:200], **evidence},
         wireshark_filter=flt,
-        tshark=f"tshark -n -r CAPTURE -d tcp.port=={ex.resp_p},http -Y {shlex.quote(flt)}",
+        tshark=f"tshark -n -r CAPTURE -d tcp.port=={ex.resp_p},http -Y {shlex.quote(flt + ' && http')}",
     )
 
 

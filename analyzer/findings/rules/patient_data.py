@@ -18,7 +18,7 @@ class CleartextPhi(FlowRule):
         "--capture-phi, and then only in the phi table."
     )
     severity = Severity.HIGH
-    options = {"include_uids": False}
+    options = {"include_uids": False, "dedup_window": 300.0}
 
     def on_http(self, ex: Exchange) -> None:
         dicomweb.phi(self, ex)
