@@ -86,6 +86,9 @@ def _summary(s: Summary, tables: Tables) -> dict[str, Any]:
         (f"{s.phi_patients:,}", "distinct patients exposed"),
         (f"{sum(s.findings.values()):,}", "findings"),
     ]
+    http, web = tables["http"], tables["dicomweb"]
+    if http.height:
+        cards.insert(5, (f"{web.height:,}", "DICOMweb transactions"))
     results = ", ".join(f"{n} {k}" for k, n in s.by_result.items()) or "none"
     lines = [
         f"{s.flows:,} TCP connections from {_when(s.first_ts)} to {_when(s.last_ts)}; "
@@ -99,6 +102,17 @@ def _summary(s: Summary, tables: Tables) -> dict[str, Any]:
             f"{s.phi_attributes} attributes, {s.phi_patients:,} distinct patients, in "
             f"{s.phi_flows:,} connections, between hosts {', '.join(s.phi_hosts[:20])}"
             f"{' …' if len(s.phi_hosts) > 20 else ''}."
+        )
+    if http.height:
+        services = ", ".join(
+            f"{n} {k}" for k, n in sorted(web.group_by("service").len().iter_rows())
+        )
+        creds = http.filter(pl.col("auth_scheme").is_not_null()).height
+        polyglots = int(web["executable_preambles"].sum() or 0) if web.height else 0
+        lines.append(
+            f"HTTP: {http.height:,} exchanges, {web.height:,} of them DICOMweb"
+            f"{f' ({services})' if services else ''}; {creds:,} carried credentials in clear"
+            + (f"; {polyglots} DICOM file(s) with an executable preamble." if polyglots else ".")
         )
     if s.untrusted_hosts:
         lines.append(
@@ -208,6 +222,8 @@ def _plots(tables: Tables, trusted: Callable[[str], bool]) -> list[tuple[str, Fi
         ("Associations over time per AE pair, coloured by result.",
          plots.association_timeline(t["dicom_assoc"], t["conn"])),
         ("DIMSE command mix and response status categories.", plots.dimse_mix(t["dimse"])),
+        ("DICOMweb transactions by service and answer; HTTP exchanges by the credentials they "
+         "carried in clear.", plots.dicomweb_activity(t["http"], t["dicomweb"])),
     ]  # fmt: skip
 
 

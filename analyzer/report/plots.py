@@ -495,3 +495,55 @@ def dimse_mix(dimse: pl.DataFrame, top: int = 15) -> Figure:
     a2.set_xlabel("responses")
     a2.legend(loc="lower right", frameon=False, fontsize=8)
     return fig
+
+
+def dicomweb_activity(http: pl.DataFrame, dicomweb: pl.DataFrame, top: int = 15) -> Figure:
+    """DICOMweb transactions by service and answer class, and HTTP exchanges by the
+    credentials they carried (none, or which scheme, sent in clear)."""
+    title = "DICOMweb and HTTP"
+    if http.height == 0:
+        return _no_data(title, "no HTTP traffic")
+    fig = _figure(11, _rows_height(max(dicomweb["service"].n_unique(), 4), 0.35, 2.2))
+    a1, a2 = fig.subplots(1, 2)
+    if dicomweb.height:
+        frame = dicomweb.with_columns(
+            n=pl.lit(1),
+            answer=pl.when(pl.col("status").is_null())
+            .then(pl.lit("no answer"))
+            .when(pl.col("status") < 300)
+            .then(pl.lit("2xx"))
+            .when(pl.col("status") < 500)
+            .then(pl.lit("4xx"))
+            .otherwise(pl.lit("5xx")),
+        )
+        services = top_other(frame, "service", "n", top)["service"].to_list()
+        counts = frame.group_by("service", "answer").agg(pl.col("n").sum())
+        left = np.zeros(len(services))
+        colors = {"2xx": "#31a354", "4xx": "#fd8d3c", "5xx": "#de2d26", "no answer": "#969696"}
+        for answer, color in colors.items():
+            part = dict(
+                counts.filter(pl.col("answer") == answer).select("service", "n").iter_rows()
+            )
+            vals = np.array([part.get(s, 0) for s in services], dtype=float)
+            if vals.any():
+                a1.barh(range(len(services)), vals, left=left, color=color, label=answer)
+            left += vals
+        a1.set_yticks(range(len(services)), services)
+        a1.invert_yaxis()
+        a1.legend(loc="lower right", frameon=False, fontsize=8)
+        a1.set_xlabel("transactions")
+    else:
+        a1.set_axis_off()
+        a1.text(0.5, 0.5, "0 DICOMweb transactions", ha="center", va="center", transform=a1.transAxes)
+    a1.set_title("DICOMweb transactions by answer")
+    auth = http.with_columns(n=pl.lit(1), scheme=pl.col("auth_scheme").fill_null("none"))
+    schemes = top_other(auth, "scheme", "n", top)
+    _barh(
+        a2,
+        [f"{s} (in clear)" if s != "none" else "no credentials" for s in schemes["scheme"]],
+        schemes["n"].to_list(),
+        "#756bb1",
+        "HTTP exchanges by credentials sent",
+        "exchanges",
+    )
+    return fig

@@ -121,10 +121,32 @@ def synthetic_network(n_clients: int = 300, n_servers: int = 40, n_assoc: int = 
         rule=[rnd.choice(rules) for _ in range(n_find)],
         severity=[rnd.choice(["critical", "high", "medium", "low", "info"]) for _ in range(n_find)],
     )
+    n_http = n_assoc
+    services = ["QIDO-RS", "WADO-RS", "WADO-URI", "STOW-RS", "UPS-RS", "other"]
+    http = _frame(
+        TABLES["http"],
+        n_http,
+        uid=[f"H{i}" for i in range(n_http)],
+        ts=ts[:n_http],
+        trans_depth=[1] * n_http,
+        auth_scheme=[rnd.choice([None, "basic", "bearer", "digest"]) for _ in range(n_http)],
+        status=[rnd.choice([200, 204, 401, 404, 500]) for _ in range(n_http)],
+    )
+    web = _frame(
+        TABLES["dicomweb"],
+        n_http,
+        uid=[f"H{i}" for i in range(n_http)],
+        ts=ts[:n_http],
+        trans_depth=[1] * n_http,
+        service=[rnd.choice(services) for _ in range(n_http)],
+        status=http["status"].to_list(),
+        executable_preambles=[0] * n_http,
+    )
     frames = {name: pl.DataFrame(schema=schema) for name, schema in TABLES.items()}
     frames.update(
-        conn=conn, dicom_assoc=assoc, dimse=dimse, dicom_object=objects, phi=phi, finding=finding
-    )
+        conn=conn, dicom_assoc=assoc, dimse=dimse, dicom_object=objects, phi=phi, finding=finding,
+        http=http, dicomweb=web,
+    )  # fmt: skip
     return Tables(frames, set(frames))
 
 

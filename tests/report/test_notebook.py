@@ -35,7 +35,7 @@ def test_notebook_runs_on_the_sample_tables(
     client.execute()  # raises CellExecutionError on any failing cell
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 6, "every plot cell draws a picture"
+    assert len(images) == 7, "every plot cell draws a picture"
     text = "".join(o.get("text", "") for o in outputs)
     assert "4 associations between 2 hosts" in text
     tables = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]

@@ -79,7 +79,7 @@ def test_report_from_every_format(fmt: str, sample_out: dict[str, Path], tmp_pat
         assert rule in text
     for ae in assoc["calling_ae"].unique():  # asset inventory and findings name the AEs
         assert ae in text
-    assert html.count("<img ") == 7
+    assert html.count("<img ") == 8
     for filt in tables["finding"]["wireshark_filter"].unique():
         assert str(markupsafe.escape(filt)) in html  # as the template engine escapes it
     for command in tables["finding"]["carve_command"].drop_nulls().unique():
@@ -214,3 +214,17 @@ def test_report_renders_in_headless_chromium(sample_out: dict[str, Path], tmp_pa
     assert np.allclose(header.mean(axis=(0, 1)), [0x08 / 255, 0x30 / 255, 0x6B / 255], atol=0.08)
     reds = np.all(np.abs(image - [0xD7 / 255, 0x30 / 255, 0x1F / 255]) < 0.05, axis=-1)
     assert reds.sum() > 500, "the severity badges and plot bars are drawn"
+
+
+def test_report_shows_dicomweb(tmp_path: Path) -> None:
+    out = tmp_path / "web"
+    analyze_to(CAPTURES / "dicomweb.pcap", out)
+    target = tmp_path / "report.html"
+    write_report(out, target, Config())
+    text = " ".join(parse(target.read_text(encoding="utf-8")).text)
+    assert "DICOMweb transactions" in text
+    assert (
+        "26 exchanges, 24 of them DICOMweb" in text
+        and "1 DICOM file(s) with an executable preamble" in text
+    )
+    assert "executable_preamble" in text
