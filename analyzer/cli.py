@@ -557,10 +557,11 @@ def _crosscheck(args: argparse.Namespace) -> int:
     for d in disagreements:
         print(f"{d.flow}  {d.what}: ours {d.ours} | wireshark {d.wireshark}")
     for name in unchecked:
-        print(f"{name}  unchecked: Wireshark decoded no DICOM here")
+        print(f"{name}  unchecked: Wireshark decoded no DICOM (or HTTP) here")
     checked = flows - len(unchecked)
     print(
-        f"{flows} DICOM flow(s), {checked} checked against Wireshark, {len(disagreements)} disagreement(s)",
+        f"{flows} DICOM or HTTP flow(s), {checked} checked against Wireshark, "
+        f"{len(disagreements)} disagreement(s)",
         file=sys.stderr,
     )
     return EXIT_DISAGREE if disagreements else EXIT_OK

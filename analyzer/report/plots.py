@@ -534,7 +534,9 @@ def dicomweb_activity(http: pl.DataFrame, dicomweb: pl.DataFrame, top: int = 15)
         a1.set_xlabel("transactions")
     else:
         a1.set_axis_off()
-        a1.text(0.5, 0.5, "0 DICOMweb transactions", ha="center", va="center", transform=a1.transAxes)
+        a1.text(
+            0.5, 0.5, "0 DICOMweb transactions", ha="center", va="center", transform=a1.transAxes
+        )
     a1.set_title("DICOMweb transactions by answer")
     auth = http.with_columns(n=pl.lit(1), scheme=pl.col("auth_scheme").fill_null("none"))
     schemes = top_other(auth, "scheme", "n", top)

@@ -5,6 +5,10 @@ on every port where we found DICOM. Per flow, both sides are reduced to the same
 PDU type counts, AE titles, presentation contexts (proposed abstract syntaxes, results) and
 DIMSE commands (command field, message id, message id responded, status) per direction.
 A flow Wireshark decodes no DICOM in is listed as unchecked, never as agreement.
+
+HTTP flows are checked the same way against Wireshark's HTTP dissector (HTTP forced on the
+ports where we found it): per flow, the requests (method, path, query parameter names) and
+the response status codes, in order.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import polars as pl
 
@@ -24,7 +29,7 @@ from analyzer.dicom.consts import PDU_NAMES
 from analyzer.errors import InputError
 from analyzer.logs.observer import DicomObserver
 from analyzer.logs.views import AssocView
-from analyzer.protocols.service import DICOM
+from analyzer.protocols.service import DICOM, HTTP
 from analyzer.run.pipeline import run_analysis
 from analyzer.run.progress import Progress
 
@@ -49,6 +54,13 @@ class FlowFacts:
     less there, so its facts need only be a subset of ours."""
 
 
+@dataclass
+class HttpFacts:
+    requests: list[tuple[str, str, tuple[str, ...]]] = field(default_factory=list)
+    """(method, path, query parameter names) in wire order."""
+    statuses: list[int] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class Disagreement:
     flow: str
@@ -60,7 +72,9 @@ class Disagreement:
 # -- our side -------------------------------------------------------------------------
 
 
-def our_facts(capture: str, config: Config) -> tuple[dict[FlowKey, FlowFacts], set[int]]:
+def our_facts(
+    capture: str, config: Config
+) -> tuple[dict[FlowKey, FlowFacts], set[int], dict[FlowKey, HttpFacts], set[int]]:
     pdu_counts: dict[str, Counter[int]] = {}
 
     class Recording(DicomObserver):
@@ -78,7 +92,9 @@ def our_facts(capture: str, config: Config) -> tuple[dict[FlowKey, FlowFacts], s
             Progress(None, enabled=False),
             observers=[Recording()],
         )
-        conn = pl.read_parquet(out / "conn.parquet").filter(pl.col("service") == DICOM)
+        every = pl.read_parquet(out / "conn.parquet")
+        conn = every.filter(pl.col("service") == DICOM)
+        http_facts, http_ports = _our_http(every, pl.read_parquet(out / "http.parquet"))
         assoc = pl.read_parquet(out / "dicom_assoc.parquet")
         ctx = pl.read_parquet(out / "dicom_context.parquet")
         dimse = pl.read_parquet(out / "dimse.parquet")
@@ -118,6 +134,20 @@ def our_facts(capture: str, config: Config) -> tuple[dict[FlowKey, FlowFacts], s
             f.commands.setdefault(side, []).append(
                 (m["command_field"], m["message_id"], m["message_id_responded"], m["status"])
             )
+    return facts, ports, http_facts, http_ports
+
+
+def _our_http(conn: pl.DataFrame, http: pl.DataFrame) -> tuple[dict[FlowKey, HttpFacts], set[int]]:
+    facts: dict[FlowKey, HttpFacts] = {}
+    ports: set[int] = set()
+    for row in conn.filter(pl.col("service") == HTTP).iter_rows(named=True):
+        key = frozenset(((row["orig_h"], row["orig_p"]), (row["resp_h"], row["resp_p"])))
+        f = facts[key] = HttpFacts()
+        ports.add(row["resp_p"])
+        for x in http.filter(pl.col("uid") == row["uid"]).sort("trans_depth").iter_rows(named=True):
+            f.requests.append((x["method"], x["uri"], tuple(x["query_keys"])))
+            if x["status"] is not None:
+                f.statuses.append(x["status"])
     return facts, ports
 
 
@@ -218,6 +248,54 @@ def wireshark_facts(capture: str, ports: set[int]) -> dict[FlowKey, FlowFacts]:
     return facts
 
 
+def wireshark_http_facts(capture: str, ports: set[int]) -> dict[FlowKey, HttpFacts]:
+    import pyshark
+
+    cap = pyshark.FileCapture(
+        capture,
+        decode_as={f"tcp.port=={p}": "http" for p in sorted(ports)},
+        display_filter="http",
+        keep_packets=False,
+    )
+    facts: dict[FlowKey, HttpFacts] = {}
+    try:
+        for pkt in _until_tshark_stops(cap):
+            ip = pkt.ipv6 if hasattr(pkt, "ipv6") else pkt.ip
+            src: Endpoint = (str(ip.src), int(pkt.tcp.srcport))
+            dst: Endpoint = (str(ip.dst), int(pkt.tcp.dstport))
+            f = facts.setdefault(frozenset((src, dst)), HttpFacts())
+            for layer in pkt.get_multiple_layers("http"):
+                method = layer.get_field("request_method")
+                if method is not None:
+                    uri = urlsplit(str(layer.get_field("request_uri")))
+                    keys = tuple(k for k, _ in parse_qsl(uri.query, keep_blank_values=True))
+                    f.requests.append((str(method), unquote(uri.path), keys))
+                code = layer.get_field("response_code")
+                if code is not None:
+                    f.statuses.append(int(code))
+    finally:
+        _close(cap)
+    return facts
+
+
+def compare_http(
+    ours: dict[FlowKey, HttpFacts], theirs: dict[FlowKey, HttpFacts]
+) -> tuple[list[Disagreement], list[str]]:
+    out: list[Disagreement] = []
+    unchecked: list[str] = []
+    for key in sorted(ours, key=lambda k: sorted(k)):
+        name = " <-> ".join(f"{h}:{p}" for h, p in sorted(key))
+        o, w = ours[key], theirs.get(key)
+        if w is None or not (w.requests or w.statuses):
+            unchecked.append(name)
+            continue
+        if o.requests != w.requests:
+            out.append(Disagreement(name, "HTTP requests", _fmt(o.requests), _fmt(w.requests)))
+        if o.statuses != w.statuses:
+            out.append(Disagreement(name, "HTTP status codes", _fmt(o.statuses), _fmt(w.statuses)))
+    return out, unchecked
+
+
 def _close(cap: Any) -> None:
     from pyshark.capture.capture import TSharkCrashException
 
@@ -296,7 +374,11 @@ def crosscheck(capture: str, config: Config) -> tuple[list[Disagreement], list[s
         raise InputError(f"{capture}: no such file or directory")
     if not path.is_file():
         raise InputError(f"{capture}: crosscheck takes one capture file, not a directory")
-    ours, ports = our_facts(capture, config)
+    ours, ports, ours_http, http_ports = our_facts(capture, config)
     theirs = wireshark_facts(capture, ports) if ports else {}
     disagreements, unchecked = compare(ours, theirs)
-    return disagreements, unchecked, len(ours)
+    if ours_http:
+        more, not_checked = compare_http(ours_http, wireshark_http_facts(capture, http_ports))
+        disagreements += more
+        unchecked += not_checked
+    return disagreements, unchecked, len(ours) + len(ours_http)

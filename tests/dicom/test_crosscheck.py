@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.config import Config
-from analyzer.tools.crosscheck import FlowFacts, compare, crosscheck
+from analyzer.tools.crosscheck import FlowFacts, HttpFacts, compare, compare_http, crosscheck
 from tests.helpers import CAPTURES
 
 SAMPLES = sorted(p for p in CAPTURES.glob("*.pcap*") if p.is_file()) + [
@@ -56,7 +56,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     )
     assert (
         done.returncode == 0
-        and "6 DICOM flow(s), 6 checked against Wireshark, 0 disagreement(s)" in done.stderr
+        and "6 DICOM or HTTP flow(s), 6 checked against Wireshark, 0 disagreement(s)" in done.stderr
     )
     bogus = tmp_path / "x.pcap"
     bogus.write_text("nope")
@@ -64,3 +64,14 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
         [sys.executable, "-m", "analyzer", "crosscheck", str(bogus)], capture_output=True, text=True
     )
     assert done.returncode == 3 and "Traceback" not in done.stderr
+
+
+def test_an_http_difference_is_reported() -> None:
+    key = frozenset({("10.0.0.1", 40000), ("10.0.0.2", 8042)})
+    ours = HttpFacts(requests=[("GET", "/dicom-web/studies", ("PatientName",))], statuses=[200])
+    same = HttpFacts(requests=list(ours.requests), statuses=[200])
+    assert compare_http({key: ours}, {key: same}) == ([], [])
+    other = HttpFacts(requests=[("GET", "/dicom-web/series", ("PatientName",))], statuses=[401])
+    found, _ = compare_http({key: ours}, {key: other})
+    assert [d.what for d in found] == ["HTTP requests", "HTTP status codes"]
+    assert compare_http({key: ours}, {}) == ([], ["10.0.0.1:40000 <-> 10.0.0.2:8042"])
