@@ -328,6 +328,56 @@ def overlapping_copies(scale: float) -> Iterator[Frame]:
         yield from c.out
 
 
+def _hostile_http(i: int, scale: float) -> list[tuple[int, bytes]]:
+    """One hostile HTTP conversation (direction, bytes), chosen by ``i``."""
+    import gzip
+
+    kind = i % 6
+    get = b"GET /dicom-web/studies?PatientName=* HTTP/1.1\r\nHost: pacs\r\n\r\n"
+    if kind == 0:  # headers far past any sane size
+        return [(0, b"GET / HTTP/1.1\r\nHost: pacs\r\nX-Pad: " + b"a" * 200_000 + b"\r\n\r\n")]
+    if kind == 1:  # a chunked upload that never ends
+        chunk = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"
+        head = (
+            b"POST /dicom-web/studies HTTP/1.1\r\nHost: pacs\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        return [(0, head + chunk * max(int(2000 * scale), 20))]
+    if kind == 2:  # a gzip bomb answer
+        bomb = gzip.compress(b"\0" * max(int((256 << 20) * scale), 80 << 20), 9)
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Encoding: gzip"
+            b"\r\nContent-Length: " + str(len(bomb)).encode() + b"\r\n\r\n"
+        )
+        return [(0, get), (1, head + bomb)]
+    if kind == 3:  # a Content-Length that is no number, then a good request
+        return [(0, b"POST /a HTTP/1.1\r\nHost: pacs\r\nContent-Length: lots\r\n\r\n" + get)]
+    if kind == 4:  # a STOW whose multipart body never reaches its closing boundary
+        body = (
+            b"--b1\r\nContent-Type: application/dicom\r\n\r\n" + b"\0" * 128 + b"DICM" + b"x" * 5000
+        )
+        head = (
+            b"POST /dicom-web/studies HTTP/1.1\r\nHost: pacs\r\nContent-Type: multipart/related; "
+            b'type="application/dicom"; boundary=b1\r\nContent-Length: '
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+        )
+        return [(0, head + body)]
+    # a broken request (a header line without a colon, then junk), a good one after it
+    broken = b"GET /x HTTP/1.1\r\nno colon here\r\n\r\n" + b"\x00\xff junk " * 100
+    return [(0, broken + get), (1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")]
+
+
+def hostile_http(scale: float) -> Iterator[Frame]:
+    """HTTP to port 8080: oversized headers, an endless chunked body, a gzip bomb, a bogus
+    Content-Length, an unterminated multipart STOW, garbage before a request."""
+    n = max(int(300 * scale), 6)
+    for i in range(n):
+        c = Conn(_client(i), 40000 + i % 20000, 1000.0 + i * 1e-3, 8080).open()
+        for d, data in _hostile_http(i, scale):
+            c.send(d, data)
+        yield from c.close().out
+
+
 ATTACKS: dict[str, Callable[[float], Iterator[Frame]]] = {
     "garbage_on_dicom_ports": garbage_on_dicom_ports,
     "malformed_pdus": malformed_pdus,
@@ -341,6 +391,7 @@ ATTACKS: dict[str, Callable[[float], Iterator[Frame]]] = {
     "history_flood": history_flood,
     "tiny_fragments": tiny_fragments,
     "release_recursion": release_recursion,
+    "hostile_http": hostile_http,
 }
 
 

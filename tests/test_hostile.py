@@ -27,6 +27,7 @@ SCALE = {
     "garbage_on_dicom_ports": 0.05,
     "malformed_pdus": 0.02,
     "overlapping_copies": 0.02,
+    "hostile_http": 0.02,
 }
 TABLES = ("conn", "dicom_assoc", "dicom_context", "dimse", "dicom_object", "phi")
 TIGHT = dataclasses.replace(Config(), limits=dataclasses.replace(Limits(), memory_budget=1))
@@ -124,3 +125,22 @@ def test_finished_associations_are_freed_without_the_cycle_collector(
     finally:
         gc.enable()
     assert alive == 0
+
+
+def test_hostile_http_is_recorded_and_bounded(tmp_path: Path) -> None:
+    """Each hostile HTTP conversation is a weird row of its own kind; none is an internal
+    error, and the answer after the bogus request is still decoded."""
+    path = hostile.build("hostile_http", tmp_path / "h.pcap", SCALE["hostile_http"])
+    result = analyze(path, tmp_path / "out")
+    names = set(result.weird["name"])
+    assert {
+        "http_headers_too_large",
+        "http_protocol_error",
+        "http_decompression_bomb",
+        "http_multipart_unterminated",
+    } <= names
+    assert "analyzer_internal_error" not in names
+    http = pl.read_parquet(tmp_path / "out" / "http.parquet")
+    endless = http.filter(pl.col("method") == "POST").filter(pl.col("request_body_bytes") > 100_000)
+    assert endless.height > 0  # streamed and counted, never held
+    assert http.filter(pl.col("dicomweb") == "QIDO-RS").height >= 3

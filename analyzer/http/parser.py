@@ -92,6 +92,11 @@ class HttpAnomaly:
 HttpEvent = RequestHead | ResponseHead | Body | MessageEnd | HttpAnomaly
 
 
+def _error_name(exc: h11.RemoteProtocolError) -> str:
+    """h11's refusal of a head over ``max_incomplete_event_size`` has a name of its own."""
+    return "http_headers_too_large" if "too long" in str(exc) else "http_protocol_error"
+
+
 def _headers(raw: list[tuple[bytes, bytes]]) -> Headers:
     return tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in raw)
 
@@ -208,7 +213,7 @@ class HttpParser:
                 elif isinstance(ev, h11.ConnectionClosed):
                     return b""
         except h11.RemoteProtocolError as exc:
-            self._anomaly(ts, 0, "http_protocol_error", f"request: {exc}")
+            self._anomaly(ts, 0, _error_name(exc), f"request: {exc}")
             self._lose(0, ts)
             return self._resync(0, data[1:], ts)  # the next request may be in these bytes
 
@@ -252,7 +257,7 @@ class HttpParser:
                 if not self._client_events(ts):
                     return
             except h11.RemoteProtocolError as exc:
-                self._anomaly(ts, 1, "http_protocol_error", f"response: {exc}")
+                self._anomaly(ts, 1, _error_name(exc), f"response: {exc}")
                 self._lose(1, ts)
                 self.waiting = bytearray(self._resync(1, data[1:], ts))
                 continue
