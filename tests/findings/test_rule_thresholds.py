@@ -918,6 +918,11 @@ def test_large_result_set__http() -> None:
     assert h.findings == []
     h.rule.on_http(exchange(results=11))
     assert h.findings[0].evidence["matches"] == 11
+    # pages of one connection: the total counts, once
+    for offset in (0, 5, 10, 15):
+        h.rule.on_http(exchange(target=f"/dicom-web/studies?limit=5&offset={offset}", results=5))
+    assert [f.evidence.get("paged") for f in h.findings] == [None, True]
+    assert h.findings[1].evidence["matches"] == 15
 
 
 def test_cleartext_phi__http() -> None:

@@ -121,19 +121,41 @@ def wildcard(rule: FlowRule, ex: Exchange) -> None:
     )
 
 
-def large_answer(rule: FlowRule, ex: Exchange) -> None:
+def large_answer(rule: FlowRule, ex: Exchange, paged: dict[str, int]) -> None:
+    """More than ``max_results`` datasets in one QIDO-RS answer, or in the pages of one
+    connection (``limit``/``offset`` walking through everything: ``paged`` keeps the running
+    total per flow until it ends)."""
     results = ex.received.results or 0
-    if ex.service != QIDO or results <= rule.opt["max_results"]:
+    if ex.service != QIDO:
         return
-    rule.ctx.emit(
-        http_finding(
-            rule,
-            ex,
-            rule.severity,
-            f"{results} matches in one QIDO-RS answer",
-            {"matches": results},
+    limit = rule.opt["max_results"]
+    if results > limit:
+        rule.ctx.emit(
+            http_finding(
+                rule,
+                ex,
+                rule.severity,
+                f"{results} matches in one QIDO-RS answer",
+                {"matches": results},
+            )
         )
-    )
+        return
+    names = {k.lower() for k, _ in ex.target.params}
+    if "offset" not in names and "limit" not in names:
+        return
+    before = paged.get(ex.uid, 0)
+    paged[ex.uid] = total = before + results
+    if before <= limit < total:
+        rule.ctx.emit(
+            http_finding(
+                rule,
+                ex,
+                rule.severity,
+                f"{total} matches paged through with limit/offset on one connection",
+                {"matches": total, "paged": True},
+            ),
+            dedup=(ex.uid,),
+        )
 
 
 def phi(rule: FlowRule, ex: Exchange) -> None:

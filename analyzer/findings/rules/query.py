@@ -12,7 +12,7 @@ from analyzer.findings.rules.common import assoc_finding
 from analyzer.findings.summary import DimseFact, FactKind
 from analyzer.findings.windows import SummingWindows, Windows
 from analyzer.logs.http_flow import Exchange
-from analyzer.logs.views import AssocView
+from analyzer.logs.views import AssocView, FlowView
 from analyzer.privacy import DIRECT_KEYWORDS
 
 FIND_MODELS = {
@@ -123,8 +123,15 @@ class LargeResultSet(FlowRule):
     severity = Severity.MEDIUM
     options = {"max_results": 10}
 
+    def setup(self) -> None:
+        self.paged: dict[str, int] = {}
+        """QIDO results per HTTP flow that pages (``limit``/``offset``), until it ends."""
+
     def on_http(self, ex: Exchange) -> None:
-        dicomweb.large_answer(self, ex)
+        dicomweb.large_answer(self, ex, self.paged)
+
+    def on_flow_end(self, flow: FlowView) -> None:
+        self.paged.pop(flow.uid, None)
 
     def on_association_end(self, a: AssocView) -> None:
         for q in a.queries.values():
