@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from analyzer.dicom.messages import Message
 from analyzer.logs.observer import DicomObserver, MessageInfo
@@ -19,6 +19,9 @@ from analyzer.logs.sinks import RowSink
 from analyzer.logs.views import AssocView
 from analyzer.privacy import redact
 from analyzer.tcp.events import Direction
+
+if TYPE_CHECKING:
+    from analyzer.logs.http_flow import Exchange
 
 MAX_ENDPOINTS = 20_000
 MAX_VALUES = 32
@@ -123,6 +126,19 @@ MAX_REPORTED = 100_000
 """Endpoint values remembered as already reported (then forgotten all at once)."""
 
 
+class Endpoints(Protocol):
+    """The flow an inventory fact comes from (an association, or an HTTP exchange)."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def orig_h(self) -> str: ...
+    @property
+    def resp_h(self) -> str: ...
+    @property
+    def resp_p(self) -> int: ...
+
+
 class _AssocFacts:
     __slots__ = ("sent", "first", "last")
 
@@ -151,15 +167,32 @@ class AssetFacts(DicomObserver):
         self.assocs: dict[str, _AssocFacts] = {}
         self.reported: set[tuple[str, int | None, str, str, str]] = set()
 
+    def http(self, ex: Exchange) -> None:
+        """DICOMweb: what the Part 10 objects of an exchange say of the side that sent them
+        (a STOW request: the client; a WADO answer: the server)."""
+        for side, facts in ((0, ex.sent), (1, ex.received)):
+            for obj in facts.objects:
+                if obj.sop_class_uid:
+                    self._fact(ex, side, ex.ts, "sop_classes", obj.sop_class_uid)
+                if obj.transfer_syntax:
+                    self._fact(ex, side, ex.ts, "transfer_syntaxes", obj.transfer_syntax)
+                if obj.dataset is None:
+                    continue
+                for e in obj.dataset.elements:
+                    column = DEVICE_KEYWORDS.get(e.keyword) if e.depth == 0 else None
+                    if column and e.value:
+                        value = redact(e.value) if e.tag in self.phi_tags else e.value
+                        self._fact(ex, side, ex.ts, column, value)
+
     @staticmethod
-    def _endpoint(view: AssocView, side: int) -> tuple[str, int | None, str]:
+    def _endpoint(view: Endpoints, side: int) -> tuple[str, int | None, str]:
         if side == Direction.ORIG:
             return view.orig_h, None, "scu"
         return view.resp_h, view.resp_p, "scp"
 
     def _fact(
         self,
-        view: AssocView,
+        view: Endpoints,
         side: int,
         ts: float,
         column: str,

@@ -141,7 +141,9 @@ class Pipeline:
         include_uids = bool(config.rule_options.get("cleartext_phi", {}).get("include_uids", False))
         self.phi = PhiPolicy(self.engine.hasher, include_uids, config.capture_phi)
         stamper = self.engine.stamper
-        asset_facts = AssetFacts(stamper.stamp, stamper.put, self.phi.tags, config.capture_phi)
+        self.asset_facts = asset_facts = AssetFacts(
+            stamper.stamp, stamper.put, self.phi.tags, config.capture_phi
+        )
         self.observers: tuple[DicomObserver, ...] = (
             DicomTables(logs.dimse, logs.dicom_object, logs.dicom_context, logs.dicom_assoc),
             PhiLog(logs.phi, self.phi),
@@ -210,6 +212,7 @@ class Pipeline:
     def _http_exchange(self, ex: Exchange) -> None:
         """An HTTP exchange ended: the per-flow rules, then its summary records."""
         self.engine.flow_rules.http(ex)
+        self.asset_facts.http(ex)
         self.engine.emitter.http(ex)
 
     def _flow_ended(self, flow: Flow) -> None:
