@@ -3,7 +3,7 @@
     python -m tests.fuzz.run TARGET [--runs N] [--seconds S] [--workdir DIR]
     python -m tests.fuzz.run all --runs 1000000        # the long run: every target
 
-TARGET is ``dicom``, ``capture``, ``pipeline`` or ``all``. The analyzer is instrumented for
+TARGET is ``dicom``, ``http``, ``capture``, ``pipeline`` or ``all``. The analyzer is instrumented for
 edge coverage; the corpus starts from real bytes (``seeds.py``). A crash is any exception a
 target lets out: libFuzzer stops, writes the input as ``crash-*`` in the work directory and the
 run exits non-zero. At the end one line per target: executions, edges covered, features,
@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-NAMES = ("dicom", "capture", "pipeline")
-MAX_LEN = {"dicom": 8192, "capture": 16384, "pipeline": 16384}
+NAMES = ("dicom", "http", "capture", "pipeline")
+MAX_LEN = {"dicom": 8192, "http": 16384, "capture": 16384, "pipeline": 16384}
 
 
 def _child(target: str, args: list[str], corpus: Path) -> None:

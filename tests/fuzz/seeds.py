@@ -61,8 +61,36 @@ def pipeline_seeds() -> list[bytes]:
     return out
 
 
+def http_seeds() -> list[bytes]:
+    """``targets.http`` format (as ``dicom``'s, without the flag byte): the HTTP conversations
+    of ``dicomweb.pcap`` (STOW multipart, QIDO gzip answers, WADO, 401s), whole flows."""
+    import dpkt
+
+    flows: dict[tuple[bytes, int], list[tuple[int, bytes]]] = {}
+    with (CAPTURES / "dicomweb.pcap").open("rb") as f:
+        for _, buf in dpkt.pcap.Reader(f):
+            eth = dpkt.ethernet.Ethernet(buf)
+            tcp = eth.data.data
+            if not isinstance(tcp, dpkt.tcp.TCP) or not tcp.data:
+                continue
+            to_server = tcp.dport in (8042, 8043)
+            client = (eth.data.src, tcp.sport) if to_server else (eth.data.dst, tcp.dport)
+            flows.setdefault(client, []).append((0 if to_server else 1, bytes(tcp.data)))
+    out = []
+    for pieces in list(flows.values())[:12]:
+        body = b""
+        for direction, data in pieces:
+            for i in range(0, len(data), 2040):
+                piece = data[i : i + 2040]
+                piece += b"\x00" * (-len(piece) % 8) if len(piece) % 8 else b""
+                body += bytes([direction, len(piece) // 8]) + piece
+        out.append(body)
+    return out
+
+
 SEEDS: dict[str, Callable[[], list[bytes]]] = {
     "dicom": dicom_seeds,
+    "http": http_seeds,
     "capture": capture_seeds,
     "pipeline": pipeline_seeds,
 }

@@ -7,6 +7,9 @@ re-raised (``strict``) so that the error boundary cannot hide a crash:
   gaps and a close, with small limits whose bounds are asserted after every call;
 - ``capture``: the pcap/pcapng readers on the input as a file (an ``InputError`` is the
   allowed answer to a file that is not a capture);
+- ``http``: the passive HTTP parser and the body readers behind it (multipart, gzip, Part 10,
+  dicom+json/xml), both directions in fuzzer-chosen chunks and gaps, as the HTTP flow drives
+  them (``logs.http_flow.HttpFlow`` with its rows in memory);
 - ``pipeline``: the whole per-packet pipeline (decoder, fragments, flows, reassembly, service
   recognition, DICOM decoding, rules, tables in memory) on Ethernet frames cut from the input,
   each frame's link, IP and TCP headers chosen around a real DICOM conversation.
@@ -164,8 +167,48 @@ def _mode(data: bytes) -> Checksums:
     return Checksums.IGNORE if not data or data[0] & 3 else Checksums.AUTO
 
 
+def http(data: bytes) -> None:
+    from analyzer.logs.http_flow import HttpFlow
+    from analyzer.privacy import Hasher, PhiPolicy
+
+    sink = ListSink()
+    flow = _FakeFlow()
+    h = HttpFlow(
+        flow,  # type: ignore[arg-type]
+        sink,
+        sink,
+        sink,
+        PhiPolicy(Hasher(b"fuzz-salt"), False, False),
+        lambda ex: None,
+        4096,
+    )
+    ts = 1.0
+    for op, direction, chunk in _chunks(data):
+        ts += 0.001
+        if op:
+            h.gap(direction, ts, len(chunk) + 1)
+        else:
+            h.data(direction, ts, chunk)
+        assert len(h.parser.waiting) <= (1 << 20) + len(chunk)
+    h.close(ts + 1, "fin")
+
+
+class _FakeFlow:
+    """What the HTTP flow driver reads of a TCP flow."""
+
+    uid = "Cfuzz"
+    orig_h = b"\x0a\x00\x00\x01"
+    resp_h = b"\x0a\x00\x00\x02"
+    orig_p = 40000
+    resp_p = 8042
+
+    def weird(self, ts: float, name: str, detail: str) -> None:
+        pass
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "dicom": dicom,
+    "http": http,
     "capture": capture,
     "pipeline": pipeline,
 }

@@ -9,7 +9,7 @@ import pytest
 
 from tests.fuzz.run import run_target
 
-RUNS = {"dicom": 3000, "capture": 20000, "pipeline": 600}
+RUNS = {"dicom": 3000, "http": 3000, "capture": 20000, "pipeline": 600}
 
 
 @pytest.mark.parametrize("target", sorted(RUNS))
