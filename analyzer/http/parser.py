@@ -228,12 +228,14 @@ class HttpParser:
 
     @staticmethod
     def _mirror(req: h11.Request) -> h11.Request:
+        """The request as the client side "sends" it: h11 sends HTTP/1.1 only, so an HTTP/1.0
+        request becomes 1.1 with ``Connection: close`` (its response is framed the same)."""
         keep = [(k, v) for k, v in req.headers if k in (b"host", b"connection", b"expect")]
         if not any(k == b"host" for k, _ in keep):
             keep.append((b"host", b"-"))
-        return h11.Request(
-            method=req.method, target=req.target, headers=keep, http_version=req.http_version
-        )
+        if req.http_version != b"1.1":
+            keep = [(k, v) for k, v in keep if k != b"connection"] + [(b"connection", b"close")]
+        return h11.Request(method=req.method, target=req.target, headers=keep)
 
     # -- responses --------------------------------------------------------------------
 
@@ -249,8 +251,13 @@ class HttpParser:
                         self.waiting.clear()
                         self._lose(1, ts)
                     return
-                c.send(self.requests.popleft())
-                c.send(h11.EndOfMessage())
+                try:
+                    c.send(self.requests.popleft())
+                    c.send(h11.EndOfMessage())
+                except h11.LocalProtocolError as exc:  # a request h11 will not frame
+                    self._anomaly(ts, 1, "http_protocol_error", f"request not mirrored: {exc}")
+                    self._lose(1, ts)
+                    return
             data, self.waiting = bytes(self.waiting), bytearray()
             try:
                 c.receive_data(data)
