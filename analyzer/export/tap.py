@@ -18,7 +18,7 @@ from analyzer.dicom.association import infer_syntax
 from analyzer.dicom.consts import CommandField
 from analyzer.dicom.dimse import Command
 from analyzer.dicom.messages import Message
-from analyzer.export.context import ExportFilter, Totals
+from analyzer.export.context import ExportFilter, report
 from analyzer.export.deidentify import DatasetStream, Deidentify, DeidentifyError
 from analyzer.export.objects import ObjectFile, safe_stem
 from analyzer.export.part10 import file_meta
@@ -50,7 +50,6 @@ class Exporter:
         self.phi = phi
         self.select = select
         self.deidentify = deidentify
-        self.totals = Totals()
 
     def tap(self, flow: Flow, view: AssocView) -> FlowTap | None:
         if self.select.uids and flow.uid not in self.select.uids:
@@ -202,43 +201,24 @@ class FlowTap:
                 path, size, sha = obj.file.close(COMPLETE if complete else PARTIAL)
         elif obj.file is not None:
             obj.file.discard()
-        ts = message.ts if message is not None else obj.ts
-        if not complete:
-            where = f", missing {', '.join(obj.missing[:8])}" if obj.missing else ""
-            self.flow.weird(
-                ts,
-                "export_object_partial" if path is not None else "export_object_skipped",
-                f"{obj.command.affected_sop_instance_uid or 'unknown instance'}: {reason}{where}",
-            )
-        t = ex.totals
-        if path is None:
-            t.skipped += 1
-        elif complete:
-            t.written += 1
-        else:
-            t.partial += 1
-        t.bytes += size
         c = obj.command
-        ex.manifest.add(
-            Exported(
-                uid=self.flow.uid,
-                ts=obj.ts,
-                message_id=c.message_id,
-                direction="orig" if direction == 0 else "resp",
-                sop_class_uid=c.affected_sop_class_uid,
-                sop_instance_uid=c.affected_sop_instance_uid,
-                transfer_syntax=obj.syntax,
-                source_ae=obj.source_ae,
-                patient_key=key,
-                path=str(path.relative_to(ex.directory.parent)) if path is not None else None,
-                file_bytes=size,
-                dataset_bytes=obj.dataset_bytes,
-                sha256=sha,
-                complete=complete,
-                reason=reason,
-                missing=obj.missing,
-                deidentified=ex.deidentify is not None,
-            )
+        report(
+            ex,
+            self.flow.uid,
+            self.flow,
+            (path, size, sha),
+            ts=obj.ts,
+            message_id=c.message_id,
+            direction=direction,
+            sop_class_uid=c.affected_sop_class_uid,
+            sop_instance_uid=c.affected_sop_instance_uid,
+            transfer_syntax=obj.syntax,
+            source_ae=obj.source_ae,
+            patient_key=key,
+            dataset_bytes=obj.dataset_bytes,
+            reason=reason,
+            missing=obj.missing,
+            what=c.affected_sop_instance_uid or "unknown instance",
         )
 
 

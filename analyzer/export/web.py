@@ -13,12 +13,11 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from analyzer.export.context import ExportContext
+from analyzer.export.context import ExportContext, report
 from analyzer.export.deidentify import DatasetStream, DeidentifyError
 from analyzer.export.objects import ObjectFile, safe_stem
 from analyzer.export.part10 import file_meta
 from analyzer.http.bodies import ObjectSink, Part10
-from analyzer.logs.records import Exported
 from analyzer.tcp.flow import Flow
 
 if TYPE_CHECKING:
@@ -156,37 +155,23 @@ class WebObject(ObjectSink):
             path, size, sha = self.file.close(suffix, 0o400 if executable else 0o600)
         elif self.file is not None:
             self.file.discard()
-        if reason is not None:
-            self.flow.weird(
-                self.ex.ts,
-                "export_object_partial" if path is not None else "export_object_skipped",
-                f"{instance or 'unknown instance'} ({self.ex.service or 'HTTP'}): {reason}",
-            )
-        t = exporter.totals
-        t.skipped += path is None
-        t.written += path is not None and reason is None
-        t.partial += path is not None and reason is not None
-        t.bytes += size
-        exporter.manifest.add(
-            Exported(
-                uid=self.flow.uid,
-                ts=self.ex.ts,
-                message_id=self.ex.depth,
-                direction="orig" if self.direction == 0 else "resp",
-                sop_class_uid=obj.sop_class_uid,
-                sop_instance_uid=instance,
-                transfer_syntax=obj.transfer_syntax,
-                source_ae=None,
-                patient_key=key,
-                path=str(path.relative_to(exporter.directory.parent)) if path is not None else None,
-                file_bytes=size,
-                dataset_bytes=self.bytes,
-                sha256=sha,
-                complete=reason is None,
-                reason=reason,
-                missing=[] if complete else [f"{self.bytes}+?"],
-                deidentified=self.deid is not None,
-            )
+        report(
+            exporter,
+            self.flow.uid,
+            self.flow,
+            (path, size, sha),
+            ts=self.ex.ts,
+            message_id=self.ex.depth,
+            direction=self.direction,
+            sop_class_uid=obj.sop_class_uid,
+            sop_instance_uid=instance,
+            transfer_syntax=obj.transfer_syntax,
+            source_ae=None,
+            patient_key=key,
+            dataset_bytes=self.bytes,
+            reason=reason,
+            missing=[] if complete else [f"{self.bytes}+?"],
+            what=f"{instance or 'unknown instance'} ({self.ex.service or 'HTTP'})",
         )
 
 
