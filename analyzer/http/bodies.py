@@ -412,6 +412,17 @@ class BodyReader:
             self.single = _reader(ctype, max_head, sinks)
 
     @property
+    def buffered(self) -> int:
+        """Bytes held now (a Part 10 head, a JSON/XML document, a multipart tail)."""
+        n = len(self.multipart.buf) if self.multipart is not None else 0
+        part = self.multipart.part if self.multipart is not None else self.single
+        if isinstance(part, _Part10Reader):
+            n += len(part.head)
+        elif isinstance(part, _Document):
+            n += len(part.buf)
+        return n
+
+    @property
     def interested(self) -> bool:
         return self.multipart is not None or self.single is not None
 

@@ -170,7 +170,15 @@ class HttpFlow:
             self._finish(ex, ts, complete=False)
 
     def footprint(self) -> int:
-        return len(self.pending) * SMALL_ENTRY * 4 + len(self.parser.waiting)
+        """Bytes of state (``analyzer/memory.py``): requests awaiting answers, response bytes
+        held for their request, the bodies being read."""
+        n = len(self.pending) * SMALL_ENTRY * 4 + len(self.parser.waiting)
+        n += sum(len(b) for b in self.parser.scan)
+        if self.pending and self.pending[-1][1] is not None:
+            n += self.pending[-1][1].buffered
+        if self.reading is not None:
+            n += self.reading.buffered
+        return n
 
     # -- events -----------------------------------------------------------------------
 

@@ -247,3 +247,31 @@ def test_many_bad_requests_in_one_segment_do_not_recurse() -> None:
     bad = b"GET / HTTP/1.1\r\nBad Header\r\n\r\n" * 5000
     got = run([(0, bad)])
     assert got.count(("anomaly", 0, "http_protocol_error")) > 100
+
+
+def test_a_flow_accounts_for_the_body_it_holds() -> None:
+    """The memory budget sees a dicom+json document being read (up to 8 MiB)."""
+    from analyzer.logs.http_flow import HttpFlow
+    from analyzer.logs.sinks import ListSink
+    from analyzer.privacy import Hasher, PhiPolicy
+    from tests.fuzz.targets import _FakeFlow
+
+    sink = ListSink()
+    h = HttpFlow(
+        _FakeFlow(),
+        sink,
+        sink,
+        sink,
+        PhiPolicy(Hasher(b"k" * 32), False, False),
+        lambda ex: None,
+        4096,
+    )  # type: ignore[arg-type]
+    h.data(0, 1.0, b"GET /dicom-web/studies HTTP/1.1\r\nHost: h\r\n\r\n")
+    h.data(
+        1,
+        1.0,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: 9000000\r\n\r\n",
+    )
+    empty = h.footprint()
+    h.data(1, 1.1, b"[" + b" " * 500_000)
+    assert h.footprint() - empty >= 500_000
