@@ -171,6 +171,8 @@ class AssetFacts(DicomObserver):
         """DICOMweb: what the Part 10 objects of an exchange say of the side that sent them
         (a STOW request: the client; a WADO answer: the server)."""
         for side, facts in ((0, ex.sent), (1, ex.received)):
+            if facts.objects:  # the time range (never folded: value facts are said once)
+                self._fact(ex, side, ex.ts, "seen")
             for obj in facts.objects:
                 if obj.sop_class_uid:
                     self._fact(ex, side, ex.ts, "sop_classes", obj.sop_class_uid)

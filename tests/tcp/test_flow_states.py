@@ -17,7 +17,7 @@ def test_sample_capture_states_and_services(tmp_path: Path) -> None:
     by_port = {p: conn.filter(pl.col("resp_p") == p) for p in (11112, 4242, 8080, 5555)}
     assert by_port[11112]["service"].to_list() == ["dicom", "dicom"]  # echoscu, storescu
     assert by_port[4242]["service"].to_list() == ["dicom", "dicom"]  # pynetdicom store, findscu
-    assert by_port[8080]["service"].to_list() == [None]  # HTTP is not DICOM
+    assert by_port[8080]["service"].to_list() == ["http"]  # HTTP is decoded too (DICOMweb)
     assert by_port[5555]["conn_state"].to_list() == ["REJ"]
     assert by_port[5555]["history"].to_list() == ["Sr"]
     assert by_port[5555]["end_reason"].to_list() == ["rst"]
@@ -198,8 +198,9 @@ def test_payload_of_unrecognised_flows_is_not_copied(tmp_path: Path) -> None:
     readers, _ = open_inputs([str(SAMPLE)])
     pipe.feed(merged_records(readers, pipe.weirds.capture))
     pipe.finish()
-    assert decided == {11112: "dicom", 4242: "dicom"}  # the factory is asked only for DICOM
-    assert sinks_after_decision[8080] is None and sinks_after_decision[5555] is None
+    # the factory is asked only for what is recognised (DICOM, and HTTP for DICOMweb)
+    assert decided == {11112: "dicom", 4242: "dicom", 8080: "http"}
+    assert sinks_after_decision[5555] is None  # the refused connection: nothing reads it
 
 
 def test_history_stays_bounded_under_a_flood_of_resets() -> None:
