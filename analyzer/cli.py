@@ -31,7 +31,7 @@ from analyzer import __version__
 from analyzer.config import Config, load_config
 from analyzer.errors import AnalyzerError, ConfigError, InputError, OutputError
 from analyzer.net.checksum import Checksums
-from analyzer.output.writer import FORMATS
+from analyzer.output.writer import FORMATS, TABLE_FORMATS
 from analyzer.run.progress import Progress
 
 if TYPE_CHECKING:
@@ -82,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, metavar="OUTDIR", help="directory for the tables"
     )
     a.add_argument(
-        "--format", choices=FORMATS, default="parquet", help="table format (default parquet)"
+        "--format",
+        choices=FORMATS,
+        default="parquet",
+        help="table format (default parquet; zeek and zeek-json: Zeek's TSV and JSON logs)",
     )
     a.add_argument("--config", metavar="FILE", help="TOML configuration file")
     a.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
@@ -123,7 +126,10 @@ def _parser() -> argparse.ArgumentParser:
         help="directory for the objects (DIR/objects/), the exported manifest and the tables",
     )
     e.add_argument(
-        "--format", choices=FORMATS, default="parquet", help="table format (default parquet)"
+        "--format",
+        choices=TABLE_FORMATS,
+        default="parquet",
+        help="table format (default parquet)",
     )
     e.add_argument("--config", metavar="FILE", help="TOML configuration file")
     e.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
@@ -273,7 +279,7 @@ def _prepare_outdir(path: Path, fmt: str) -> list[str]:
     stale = sorted(
         p.name
         for other in FORMATS
-        if other != fmt
+        if EXTENSIONS[other] != EXTENSIONS[fmt]
         for p in path.glob(f"*.{EXTENSIONS[other]}")
         if p.stem in TABLES
     )
@@ -418,6 +424,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from analyzer.run.pipeline import run_analysis
 
     config = _run_config(args)
+    if args.report and args.format not in TABLE_FORMATS:
+        raise ConfigError("--report reads parquet, csv or jsonl tables, not Zeek logs")
     readers, outdir, progress, total = _open_run(args)
     workers = _workers(args.workers, args.inputs, total)
     if workers > 1:

@@ -20,8 +20,11 @@ from polars.io.plugins import register_io_source
 
 from analyzer.errors import OutputError
 from analyzer.logs.records import Schema
+from analyzer.output import zeek
 
-FORMATS = ("parquet", "csv", "jsonl")
+TABLE_FORMATS = ("parquet", "csv", "jsonl")
+"""Formats the report, the notebook and ``export``'s manifest read back."""
+FORMATS = (*TABLE_FORMATS, "zeek", "zeek-json")
 FORMULA = r"^'*[=+\-@\t\r]"
 """A cell a spreadsheet would run as a formula (OWASP CSV injection), after any quotes."""
 GUARDED = r"^'+[=+\-@\t\r]"
@@ -42,7 +45,13 @@ def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-EXTENSIONS = {"parquet": "parquet", "csv": "csv", "jsonl": "jsonl"}
+EXTENSIONS = {
+    "parquet": "parquet",
+    "csv": "csv",
+    "jsonl": "jsonl",
+    "zeek": "log",
+    "zeek-json": "log",
+}
 
 
 def _private_open(path: Path, mode: str = "wb") -> IO[Any]:
@@ -150,6 +159,13 @@ class TableWriter:
                     frame = frame.with_columns(pl.col(n).list.join(";") for n in lists)
                 frame = csv_safe(frame)
                 frame.write_csv(fh, include_header=first)
+            elif self.fmt == "zeek":
+                text = (zeek.header(self.name, self.schema) if first else "") + zeek.rows(
+                    frame, self.schema
+                )
+                fh.write(text.encode("utf-8"))
+            elif self.fmt == "zeek-json":
+                fh.write(zeek.json_rows(frame, self.schema).encode("utf-8"))
             else:
                 frame.write_ndjson(fh)
 
@@ -189,9 +205,14 @@ class TableWriter:
                         pass
                     self._merge(self._parts, tmp)
                     os.replace(tmp, self.path)
+            elif self.fmt == "zeek-json" and total == 0:
+                pass  # as Zeek: a JSON log with no entry is no file (an empty one reads as TSV)
             else:
                 if self.rows or not self._started:
                     self._append(self._frame())
+                if self.fmt == "zeek":
+                    with _private_open(self.path, "ab") as fh:
+                        fh.write(zeek.footer().encode("utf-8"))
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
         finally:
