@@ -91,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
     a.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
     _checksum_options(a)
+    _alerts_option(a)
     a.add_argument(
         "--capture-phi",
         action="store_true",
@@ -211,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between health lines and stats rows (default 60)",
     )  # fmt: skip
     lv.add_argument("--alerts-stdout", action="store_true", help="print each alert as a JSON line")
+    _alerts_option(lv)
     lv.add_argument(
         "--syslog", nargs="?", const="/dev/log", metavar="ADDRESS",
         help="send each alert to syslog (default /dev/log, or HOST:PORT over UDP)",
@@ -315,6 +317,19 @@ def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
         print(f"  {outdir / f'{name}.{fmt}'}: {rows:,} rows", file=err)
 
 
+def _alerts_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--alerts-format",
+        choices=("native", "ecs"),
+        help="alerts.jsonl as finding rows (native, the default) or Elastic Common Schema documents",
+    )
+
+
+def _with_alerts(config: Config, args: argparse.Namespace) -> Config:
+    fmt = getattr(args, "alerts_format", None)
+    return dataclasses.replace(config, alerts_format=fmt) if fmt else config
+
+
 def _checksum_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checksums",
@@ -337,7 +352,7 @@ def _with_checksums(config: Config, args: argparse.Namespace) -> Config:
 
 
 def _run_config(args: argparse.Namespace) -> Config:
-    config = _with_checksums(load_config(args.config), args)
+    config = _with_alerts(_with_checksums(load_config(args.config), args), args)
     capture_phi = getattr(args, "capture_phi", False)
     if args.strict or capture_phi:
         config = dataclasses.replace(
@@ -514,7 +529,7 @@ def _live(args: argparse.Namespace) -> int:
     _without_numpy()
     from analyzer.live.monitor import LiveOptions, run_live
 
-    config = _with_checksums(load_config(args.config), args)
+    config = _with_alerts(_with_checksums(load_config(args.config), args), args)
     if args.capture_phi:
         config = dataclasses.replace(config, capture_phi=True)
     for name in ("rotate_minutes", "rotate_mb", "stats_interval", "workers", "buffer_mb"):

@@ -142,6 +142,8 @@ class Config:
     """Write PHI values (in the phi table only). Off by default."""
     checksums: Checksums = Checksums.AUTO
     """IPv4 and TCP checksum verification (``[capture] checksums``, ``--checksums``)."""
+    alerts_format: str = "native"
+    """``alerts.jsonl`` (and live's ``--alerts-stdout``): ``native`` rows or ``ecs``."""
 
 
 def _build(cls: type[Any], table: dict[str, Any], where: str) -> Any:

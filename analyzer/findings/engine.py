@@ -70,6 +70,7 @@ def cross_flow_stage(
         alerts,
         append_alerts,
         max_keys=config.limits.max_dedup_keys,
+        ecs=config.alerts_format == "ecs",
     )
     ctx = RuleContext(config, hasher, sink.emit)
     rules = [

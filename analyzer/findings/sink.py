@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from analyzer.findings.ecs import to_ecs
 from analyzer.findings.model import Finding
 from analyzer.findings.references import references
 from analyzer.findings.summary import Candidate, dedup_json, evidence_json
@@ -76,8 +77,11 @@ class FindingSink:
         alerts: Path | None = None,
         append_alerts: bool = False,
         max_keys: int = MAX_DEDUP_KEYS,
+        ecs: bool = False,
     ) -> None:
-        """``windows``: rule id -> its dedup window in seconds (rules without one: 3600)."""
+        """``windows``: rule id -> its dedup window in seconds (rules without one: 3600);
+        ``ecs``: the alerts file holds ECS documents (``findings/ecs.py``)."""
+        self.ecs = ecs
         self.table = table
         self.windows = windows
         self._folds: OrderedDict[tuple[str, str], _Fold] = OrderedDict()
@@ -150,7 +154,8 @@ class FindingSink:
         alert: Alert = row._asdict()
         alert["evidence"] = json.loads(row.evidence) if evidence is None else evidence
         if self._alerts is not None:
-            self._alerts.write(json.dumps(alert, sort_keys=True, default=str) + "\n")
+            doc = to_ecs(alert) if self.ecs else alert
+            self._alerts.write(json.dumps(doc, sort_keys=True, default=str) + "\n")
             self._alerts.flush()
         for listener in self.listeners:
             listener(alert)

@@ -69,10 +69,19 @@ class SyslogSink:
         self.handler.close()
 
 
-def alert_sinks(to_stdout: bool, syslog: str | None) -> list[Callable[[Alert], None]]:
+def ecs_stdout_sink(alert: Alert) -> None:
+    """``stdout_sink`` of the alert as an ECS document (``--alerts-format ecs``)."""
+    from analyzer.findings.ecs import to_ecs
+
+    stdout_sink(to_ecs(alert))
+
+
+def alert_sinks(
+    to_stdout: bool, syslog: str | None, ecs: bool = False
+) -> list[Callable[[Alert], None]]:
     sinks: list[Callable[[Alert], None]] = []
     if to_stdout:
-        sinks.append(stdout_sink)
+        sinks.append(ecs_stdout_sink if ecs else stdout_sink)
     if syslog:
         sinks.append(SyslogSink(syslog))
     return sinks

@@ -168,7 +168,9 @@ class LiveMonitor:
             on_service=self._on_service,
             append_alerts=True,
         )
-        self._sinks = alert_sinks(self.opt.alerts_stdout, self.opt.syslog)
+        self._sinks = alert_sinks(
+            self.opt.alerts_stdout, self.opt.syslog, self.config.alerts_format == "ecs"
+        )
         self.pipe.engine.listeners.extend(self._sinks)
         if self.opt.workers > 1:
             cross = self.pipe.engine.cross
