@@ -351,8 +351,48 @@ def _with_checksums(config: Config, args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, checksums=Checksums(mode)) if mode else config
 
 
+def _active(config: Config) -> Config:
+    """Expired ``[[suppress]]`` entries are reported and not applied."""
+    import datetime as dt
+
+    today = dt.date.today()
+    expired = [e for e in config.suppressions if e.expired(today)]
+    for e in expired:
+        print(
+            f"warning: {e.name} expired on {e.expires} and is not applied ({e.reason})",
+            file=sys.stderr,
+        )
+    if not expired:
+        return config
+    return dataclasses.replace(
+        config, suppressions=tuple(e for e in config.suppressions if e not in expired)
+    )
+
+
+def _print_suppressed(config: Config, outdir: Path) -> None:
+    """Suppressed findings are counted per entry, never lost: they stay in the finding table."""
+    if not config.suppressions:
+        return
+    import polars as pl
+
+    from analyzer.report.load import load_table
+
+    frame = load_table(outdir, "finding")
+    counts = dict(
+        frame.filter(pl.col("suppressed").is_not_null())
+        .group_by("suppressed")
+        .agg(pl.col("count").sum())
+        .iter_rows()
+    )
+    for e in config.suppressions:
+        print(
+            f"{e.name}: {counts.get(e.name, 0):,} finding occurrence(s) suppressed ({e.reason})",
+            file=sys.stderr,
+        )
+
+
 def _run_config(args: argparse.Namespace) -> Config:
-    config = _with_alerts(_with_checksums(load_config(args.config), args), args)
+    config = _with_alerts(_with_checksums(_active(load_config(args.config)), args), args)
     capture_phi = getattr(args, "capture_phi", False)
     if args.strict or capture_phi:
         config = dataclasses.replace(
@@ -451,6 +491,7 @@ def _analyze(args: argparse.Namespace) -> int:
         summary = run_analysis(config, readers, outdir, args.format, progress)
     if not args.quiet:
         _print_summary(summary, outdir, args.format)
+        _print_suppressed(config, outdir)
     # damage is reported even with -q (tcpdump's habit: quiet progress, loud damage)
     for line in _capture_problems(outdir) if summary.rows.get("weird", 0) else []:
         print(f"warning: {line}", file=sys.stderr)
@@ -529,7 +570,7 @@ def _live(args: argparse.Namespace) -> int:
     _without_numpy()
     from analyzer.live.monitor import LiveOptions, run_live
 
-    config = _with_alerts(_with_checksums(load_config(args.config), args), args)
+    config = _with_alerts(_with_checksums(_active(load_config(args.config)), args), args)
     if args.capture_phi:
         config = dataclasses.replace(config, capture_phi=True)
     for name in ("rotate_minutes", "rotate_mb", "stats_interval", "workers", "buffer_mb"):

@@ -15,6 +15,8 @@ from typing import Any
 
 from analyzer.dicom.limits import DicomLimits
 from analyzer.errors import ConfigError
+from analyzer.findings import suppress
+from analyzer.findings.suppress import Suppression
 from analyzer.net.checksum import Checksums
 
 DEFAULT_DICOM_PORTS = frozenset({104, 11112, 4242, 2761, 2762})
@@ -142,6 +144,8 @@ class Config:
     """Write PHI values (in the phi table only). Off by default."""
     checksums: Checksums = Checksums.AUTO
     """IPv4 and TCP checksum verification (``[capture] checksums``, ``--checksums``)."""
+    suppressions: tuple[Suppression, ...] = ()
+    """``[[suppress]]`` entries (``findings/suppress.py``)."""
     alerts_format: str = "native"
     """``alerts.jsonl`` (and live's ``--alerts-stdout``): ``native`` rows or ``ecs``."""
 
@@ -189,6 +193,7 @@ def load_config(path: str | Path | None) -> Config:
     rules = raw.pop("rules", {})
     privacy = raw.pop("privacy", {})
     capture = raw.pop("capture", {})
+    suppressions = suppress.parse(raw.pop("suppress", []), str(path))
     for section in raw:
         raise ConfigError(f"{path}: unknown section [{section}]")
     for name, table in (
@@ -259,4 +264,5 @@ def load_config(path: str | Path | None) -> Config:
         salt=salt_text.encode() if salt_text else None,
         capture_phi=bool(capture_phi),
         checksums=Checksums(checksums),
+        suppressions=suppressions,
     )

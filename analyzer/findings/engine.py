@@ -71,6 +71,7 @@ def cross_flow_stage(
         append_alerts,
         max_keys=config.limits.max_dedup_keys,
         ecs=config.alerts_format == "ecs",
+        suppressions=config.suppressions,
     )
     ctx = RuleContext(config, hasher, sink.emit)
     rules = [

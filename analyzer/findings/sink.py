@@ -14,6 +14,7 @@ from analyzer.findings.ecs import to_ecs
 from analyzer.findings.model import Finding
 from analyzer.findings.references import references
 from analyzer.findings.summary import Candidate, dedup_json, evidence_json
+from analyzer.findings.suppress import Suppression
 from analyzer.logs.records import FindingRow
 from analyzer.logs.sinks import RowSink
 
@@ -78,6 +79,7 @@ class FindingSink:
         append_alerts: bool = False,
         max_keys: int = MAX_DEDUP_KEYS,
         ecs: bool = False,
+        suppressions: tuple[Suppression, ...] = (),
     ) -> None:
         """``windows``: rule id -> its dedup window in seconds (rules without one: 3600);
         ``ecs``: the alerts file holds ECS documents (``findings/ecs.py``)."""
@@ -86,6 +88,9 @@ class FindingSink:
         self.windows = windows
         self._folds: OrderedDict[tuple[str, str], _Fold] = OrderedDict()
         self.max_keys = max_keys
+        self.suppressions = suppressions
+        self.suppressed: dict[str, int] = {}
+        """Findings (occurrences, folded ones included) matched per ``[[suppress]]`` entry."""
         self.count = 0
         self.listeners: list[Callable[[Alert], None]] = []
         """Called with each alert as it is raised (live mode: stdout, syslog)."""
@@ -112,8 +117,17 @@ class FindingSink:
         )  # fmt: skip
         self._write(row, c.dedup, None)
 
+    def _suppress(self, row: FindingRow) -> FindingRow:
+        for entry in self.suppressions:
+            if entry.matches(row.rule, (row.orig_h, row.resp_h), (row.calling_ae, row.called_ae)):
+                self.suppressed[entry.name] = self.suppressed.get(entry.name, 0) + 1
+                return row._replace(suppressed=entry.name)
+        return row
+
     def _write(self, row: FindingRow, dedup: str | None, evidence: object | None) -> None:
         self.expire(row.ts)
+        if self.suppressions:
+            row = self._suppress(row)
         if dedup is None:
             self.count += 1
             self.table.add(row)
@@ -149,8 +163,8 @@ class FindingSink:
             self._alert(row, None)
 
     def _alert(self, row: FindingRow, evidence: object | None) -> None:
-        if self._alerts is None and not self.listeners:
-            return
+        if (self._alerts is None and not self.listeners) or row.suppressed is not None:
+            return  # a suppressed finding is written and counted, never alerted
         alert: Alert = row._asdict()
         alert["evidence"] = json.loads(row.evidence) if evidence is None else evidence
         if self._alerts is not None:
@@ -204,4 +218,5 @@ def _row(
             f"tshark -n -r CAPTURE -Y {shlex.quote(wireshark_filter)}" if wireshark_filter else None
         ),
         carve_command=carve_command([uid] if uid else []),
+        suppressed=None,
     )

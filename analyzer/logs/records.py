@@ -236,6 +236,8 @@ class FindingRow(NamedTuple):
     """The exact tshark command for the finding's frames (CAPTURE: the capture file)."""
     carve_command: str | None
     """The command that writes every frame of the finding's flows to one pcapng."""
+    suppressed: str | None
+    """The ``[[suppress]]`` entry that matched (``suppress[N]``): written, never alerted."""
 
 
 class Asset(NamedTuple):
