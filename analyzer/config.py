@@ -137,6 +137,8 @@ class Config:
     known_ae_titles: dict[str, frozenset[str]] = field(default_factory=dict)
     """AE title -> the host addresses it belongs to (inventory_change spots the others)."""
     rules_disabled: frozenset[str] = frozenset()
+    rule_modules: tuple[str, ...] = ()
+    """Site rule modules (``[rules] modules``, ``findings/site.py``)."""
     rule_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     salt: bytes | None = None
     """Secret for value hashes and patient keys; None: a random one per run, never written."""
@@ -236,12 +238,17 @@ def load_config(path: str | Path | None) -> Config:
         known[title.strip()] = frozenset(str(ipaddress.ip_address(h)) for h in hosts)
     if ae_titles:
         raise ConfigError(f"{path}: unknown setting 'ae_titles.{next(iter(ae_titles))}'")
+    modules = rules.pop("modules", [])
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise ConfigError(f"{path}: rules.modules must be a list of module names")
     disabled = rules.pop("disabled", [])
     if not isinstance(disabled, list):
         raise ConfigError(f"{path}: rules.disabled must be a list of rule ids")
     options = {rid: dict(opts) for rid, opts in rules.items() if isinstance(opts, dict)}
     if len(options) != len(rules):
-        raise ConfigError(f"{path}: [rules] holds 'disabled' and one table of options per rule")
+        raise ConfigError(
+            f"{path}: [rules] holds 'disabled', 'modules' and one table of options per rule"
+        )
     salt_text = privacy.pop("salt", None)
     capture_phi = privacy.pop("capture_phi", False)
     if privacy:
@@ -260,6 +267,7 @@ def load_config(path: str | Path | None) -> Config:
         trusted_networks=trusted,
         known_ae_titles=known,
         rules_disabled=frozenset(str(r) for r in disabled),
+        rule_modules=tuple(modules),
         rule_options=options,
         salt=salt_text.encode() if salt_text else None,
         capture_phi=bool(capture_phi),

@@ -19,12 +19,13 @@ from typing import Any
 
 from analyzer.config import Config
 from analyzer.errors import ConfigError
-from analyzer.findings.catalog import CROSS_FLOW_RULES, FLOW_RULES, RULES
+from analyzer.findings.catalog import CROSS_FLOW_RULES, FLOW_RULES
 from analyzer.findings.context import RuleContext
 from analyzer.findings.cross_flow import CrossFlowStage
-from analyzer.findings.model import Rule
+from analyzer.findings.model import CrossFlowRule, FlowRule, Rule
 from analyzer.findings.per_flow import FlowRules, ReportError
 from analyzer.findings.sink import Alert, FindingSink
+from analyzer.findings.site import all_rules, site_rules
 from analyzer.findings.summary import Stamper, SummaryEmitter, SummaryFeed
 from analyzer.logs.asset import Inventory
 from analyzer.logs.records import FindingRow
@@ -34,13 +35,24 @@ from analyzer.privacy import Hasher
 
 
 def check_rule_config(config: Config) -> None:
+    rules = all_rules(config.rule_modules)
     for rid in config.rules_disabled | set(config.rule_options):
-        if rid not in RULES:
+        if rid not in rules:
             raise ConfigError(f"unknown rule '{rid}' in [rules] (see: dicom-analyzer rules)")
     for rid, opts in config.rule_options.items():
         for key in opts:
-            if key not in RULES[rid].options:
+            if key not in rules[rid].options:
                 raise ConfigError(f"rule {rid} has no option '{key}'")
+
+
+def flow_rule_classes(config: Config) -> list[type[FlowRule]]:
+    site = [c for c in site_rules(config.rule_modules) if issubclass(c, FlowRule)]
+    return [*FLOW_RULES, *site]
+
+
+def cross_rule_classes(config: Config) -> list[type[CrossFlowRule]]:
+    site = [c for c in site_rules(config.rule_modules) if issubclass(c, CrossFlowRule)]
+    return [*CROSS_FLOW_RULES, *site]
 
 
 def rule_options(config: Config, cls: type[Rule]) -> dict[str, Any]:
@@ -50,7 +62,7 @@ def rule_options(config: Config, cls: type[Rule]) -> dict[str, Any]:
 def dedup_windows(config: Config) -> dict[str, float]:
     return {
         rid: float(rule_options(config, cls).get("dedup_window", 3600.0))
-        for rid, cls in RULES.items()
+        for rid, cls in all_rules(config.rule_modules).items()
     }
 
 
@@ -76,7 +88,7 @@ def cross_flow_stage(
     ctx = RuleContext(config, hasher, sink.emit)
     rules = [
         cls(ctx, rule_options(config, cls))
-        for cls in CROSS_FLOW_RULES
+        for cls in cross_rule_classes(config)
         if cls.id not in config.rules_disabled
     ]
     return CrossFlowStage(rules, sink, config.strict, report_error, inventory)
@@ -108,7 +120,7 @@ class RuleEngine:
         self.flow_rules = FlowRules(
             [
                 cls(self.flow_ctx, rule_options(config, cls))
-                for cls in FLOW_RULES
+                for cls in flow_rule_classes(config)
                 if cls.id not in config.rules_disabled
             ],
             config.strict,
