@@ -72,25 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     a = sub.add_parser("analyze", help="analyze captures into tables")
-    a.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="pcap/pcapng files (gzip ok), directories of them, or - for stdin",
+    _run_options(
+        a,
+        "OUTDIR",
+        "directory for the tables",
+        FORMATS,
+        "table format (default parquet; zeek and zeek-json: Zeek's TSV and JSON logs)",
     )
-    a.add_argument(
-        "-o", "--output", required=True, metavar="OUTDIR", help="directory for the tables"
-    )
-    a.add_argument(
-        "--format",
-        choices=FORMATS,
-        default="parquet",
-        help="table format (default parquet; zeek and zeek-json: Zeek's TSV and JSON logs)",
-    )
-    a.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    a.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
-    a.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    _checksum_options(a)
     _alerts_option(a)
     a.add_argument(
         "--capture-phi",
@@ -113,29 +101,13 @@ def _parser() -> argparse.ArgumentParser:
         "export",
         help="write every object carried by C-STORE as a DICOM file, with a manifest",
     )
-    e.add_argument(
-        "inputs",
-        nargs="+",
-        metavar="INPUT",
-        help="pcap/pcapng files (gzip ok), directories of them, or - for stdin",
+    _run_options(
+        e,
+        "DIR",
+        "directory for the objects (DIR/objects/), the exported manifest and the tables",
+        TABLE_FORMATS,
+        "table format (default parquet)",
     )
-    e.add_argument(
-        "-o",
-        "--output",
-        required=True,
-        metavar="DIR",
-        help="directory for the objects (DIR/objects/), the exported manifest and the tables",
-    )
-    e.add_argument(
-        "--format",
-        choices=TABLE_FORMATS,
-        default="parquet",
-        help="table format (default parquet)",
-    )
-    e.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    e.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
-    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
-    _checksum_options(e)
     e.add_argument("--uid", action="append", default=[], metavar="FLOW", help="only this flow")
     e.add_argument(
         "--sop-instance", action="append", default=[], metavar="UID", help="only this object"
@@ -315,6 +287,28 @@ def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
         )
     for name, rows in s.rows.items():
         print(f"  {outdir / f'{name}.{fmt}'}: {rows:,} rows", file=err)
+
+
+def _run_options(
+    p: argparse.ArgumentParser,
+    outdir: str,
+    output_help: str,
+    formats: tuple[str, ...],
+    format_help: str,
+) -> None:
+    """What every command that analyses captures into tables takes (analyze, export)."""
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="pcap/pcapng files (gzip ok), directories of them, or - for stdin",
+    )
+    p.add_argument("-o", "--output", required=True, metavar=outdir, help=output_help)
+    p.add_argument("--format", choices=formats, default="parquet", help=format_help)
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--strict", action="store_true", help="stop on internal errors (for debugging)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    _checksum_options(p)
 
 
 def _alerts_option(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,6 @@ objects."""
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,7 @@ from analyzer.export.context import ExportContext, report
 from analyzer.export.deidentify import DatasetStream, DeidentifyError
 from analyzer.export.objects import ObjectFile, safe_stem
 from analyzer.export.part10 import file_meta
-from analyzer.http.bodies import ObjectSink, Part10
+from analyzer.http.bodies import ObjectSink, Part10, file_meta_elements
 from analyzer.tcp.flow import Flow
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ class _Deidentified:
             raise DeidentifyError("file meta too long")
         if len(self.head) < end:
             return b""
-        meta = _meta(bytes(self.head[132:end]))
+        meta, _ = file_meta_elements(bytes(self.head[132:end]))
         syntax = meta.get(0x0010, "")
         deid = self.exporter.deidentify
         assert deid is not None
@@ -70,23 +69,6 @@ class _Deidentified:
         if self.stream is None:
             raise DeidentifyError("the object ended inside its file meta")
         return self.stream.finish()
-
-
-def _meta(group: bytes) -> dict[int, str]:
-    """Group 0002 elements (explicit VR little endian) as text, by element number."""
-    out, pos = {}, 0
-    while pos + 8 <= len(group):
-        g, e = struct.unpack_from("<HH", group, pos)
-        if g != 2:
-            break
-        vr = group[pos + 4 : pos + 6]
-        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
-            length, vpos = struct.unpack_from("<I", group, pos + 8)[0], pos + 12
-        else:
-            length, vpos = struct.unpack_from("<H", group, pos + 6)[0], pos + 8
-        out[e] = group[vpos : vpos + length].rstrip(b"\0 ").decode("ascii", "replace")
-        pos = vpos + length
-    return out
 
 
 class WebObject(ObjectSink):

@@ -86,6 +86,24 @@ class ObjectSink(Protocol):
 SinkFactory = Callable[[], ObjectSink | None]
 
 
+def file_meta_elements(b: bytes, pos: int = 0) -> tuple[dict[int, str], int]:
+    """The group 0002 elements (explicit VR little endian) from ``pos`` as text, by element
+    number, and where the group ends."""
+    out = {}
+    while pos + 8 <= len(b):
+        group, elem = struct.unpack_from("<HH", b, pos)
+        if group != 2:
+            break
+        vr = b[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+            length, vpos = struct.unpack_from("<I", b, pos + 8)[0], pos + 12
+        else:
+            length, vpos = struct.unpack_from("<H", b, pos + 6)[0], pos + 8
+        out[elem] = b[vpos : vpos + length].rstrip(b"\0 ").decode("ascii", "replace")
+        pos = vpos + length
+    return out, pos
+
+
 class _Part10Reader:
     def __init__(self, max_head: int, sink: ObjectSink | None = None) -> None:
         self.max_head = max_head
@@ -124,19 +142,8 @@ class _Part10Reader:
             kind, start = "none", 4
         else:
             return Part10("none", None, None, None, self.size, None)
-        syntax, pos = None, start
-        while pos + 8 <= len(b):
-            group, elem = struct.unpack_from("<HH", b, pos)
-            if group != 2:
-                break
-            vr = b[pos + 4 : pos + 6]
-            if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
-                length, vpos = struct.unpack_from("<I", b, pos + 8)[0], pos + 12
-            else:
-                length, vpos = struct.unpack_from("<H", b, pos + 6)[0], pos + 8
-            if elem == 0x0010:
-                syntax = b[vpos : vpos + length].rstrip(b"\0 ").decode("ascii", "replace")
-            pos = vpos + length
+        meta, pos = file_meta_elements(b, start)
+        syntax = meta.get(0x0010)
         head = b[pos : pos + self.max_head]
         ds = summarize(
             head,

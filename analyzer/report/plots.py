@@ -454,6 +454,26 @@ def findings_overview(finding: pl.DataFrame, top: int = 20, bins: int = 24) -> F
     return fig
 
 
+def _stacked_barh(
+    ax: Axes, frame: pl.DataFrame, key: str, category: str, keys: list[str], colors: dict[str, str]
+) -> None:
+    """One horizontal bar per ``key`` (in ``keys`` order, top down), stacked by ``category``
+    in ``colors`` order; ``frame`` has a count column ``n``."""
+    counts = frame.group_by(key, category).agg(pl.col("n").sum())
+    left = np.zeros(len(keys))
+    for cat, color in colors.items():
+        part = dict(counts.filter(pl.col(category) == cat).select(key, "n").iter_rows())
+        vals = np.array([part.get(k, 0) for k in keys], dtype=float)
+        if vals.any():
+            ax.barh(range(len(keys)), vals, left=left, color=color, label=cat)
+        left += vals
+    ax.set_yticks(range(len(keys)), keys)
+    ax.invert_yaxis()
+
+
+ANSWER_COLORS = {"2xx": "#31a354", "4xx": "#fd8d3c", "5xx": "#de2d26", "no answer": "#969696"}
+
+
 def dimse_mix(dimse: pl.DataFrame, top: int = 15) -> Figure:
     """DIMSE messages by command, and the status categories of the responses."""
     title = "DIMSE messages"
@@ -479,18 +499,7 @@ def dimse_mix(dimse: pl.DataFrame, top: int = 15) -> Figure:
         a2.set_axis_off()
         a2.text(0.5, 0.5, "no responses", ha="center", va="center", transform=a2.transAxes)
         return fig
-    counts = rsp.group_by("command", "status_category").agg(pl.col("n").sum())
-    left = np.zeros(len(rsp_cmds))
-    for cat, col in STATUS_COLORS.items():
-        part = dict(
-            counts.filter(pl.col("status_category") == cat).select("command", "n").iter_rows()
-        )
-        vals = np.array([part.get(c, 0) for c in rsp_cmds], dtype=float)
-        if vals.any():
-            a2.barh(range(len(rsp_cmds)), vals, left=left, color=col, label=cat)
-        left += vals
-    a2.set_yticks(range(len(rsp_cmds)), rsp_cmds)
-    a2.invert_yaxis()
+    _stacked_barh(a2, rsp, "command", "status_category", rsp_cmds, STATUS_COLORS)
     a2.set_title("Response status categories")
     a2.set_xlabel("responses")
     a2.legend(loc="lower right", frameon=False, fontsize=8)
@@ -517,19 +526,7 @@ def dicomweb_activity(http: pl.DataFrame, dicomweb: pl.DataFrame, top: int = 15)
             .otherwise(pl.lit("5xx")),
         )
         services = top_other(frame, "service", "n", top)["service"].to_list()
-        counts = frame.group_by("service", "answer").agg(pl.col("n").sum())
-        left = np.zeros(len(services))
-        colors = {"2xx": "#31a354", "4xx": "#fd8d3c", "5xx": "#de2d26", "no answer": "#969696"}
-        for answer, color in colors.items():
-            part = dict(
-                counts.filter(pl.col("answer") == answer).select("service", "n").iter_rows()
-            )
-            vals = np.array([part.get(s, 0) for s in services], dtype=float)
-            if vals.any():
-                a1.barh(range(len(services)), vals, left=left, color=color, label=answer)
-            left += vals
-        a1.set_yticks(range(len(services)), services)
-        a1.invert_yaxis()
+        _stacked_barh(a1, frame, "service", "answer", services, ANSWER_COLORS)
         a1.legend(loc="lower right", frameon=False, fontsize=8)
         a1.set_xlabel("transactions")
     else:
