@@ -31,7 +31,7 @@ from analyzer import __version__
 from analyzer.config import Config, load_config
 from analyzer.errors import AnalyzerError, ConfigError, InputError, OutputError
 from analyzer.net.checksum import Checksums
-from analyzer.output.writer import FORMATS, TABLE_FORMATS
+from analyzer.output.writer import FORMATS, LIVE_FORMATS, TABLE_FORMATS
 from analyzer.run.progress import Progress
 
 if TYPE_CHECKING:
@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
         "table format (default parquet; zeek and zeek-json: Zeek's TSV and JSON logs)",
     )
     _alerts_option(a)
+    _state_option(a)
     a.add_argument(
         "--capture-phi",
         action="store_true",
@@ -157,6 +158,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     cv.add_argument("--config", metavar="FILE", help="TOML configuration file")
     _checksum_options(cv)
+    bl = sub.add_parser(
+        "baseline",
+        help="learn the inventory baseline (--state DIR) from captures known to be clean",
+    )
+    bl.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="pcap/pcapng files (gzip ok), directories, or -"
+    )
+    _state_option(bl)
+    bl.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    bl.add_argument("--workers", type=int, metavar="N", help="processes, as for analyze")
+    bl.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary")
+    bl.add_argument("--strict", action="store_true", help=argparse.SUPPRESS)
+    _checksum_options(bl)
     sub.add_parser("rules", help="list the detection rules, their severity and options")
     lv = sub.add_parser(
         "live",
@@ -172,6 +186,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     lv.add_argument("--config", metavar="FILE", help="TOML configuration file")
     lv.add_argument(
+        "--format",
+        choices=LIVE_FORMATS,
+        default="parquet",
+        help="part files as Parquet (default) or whole Zeek logs: zeek (TSV) or zeek-json",
+    )
+    lv.add_argument(
         "--rotate-minutes", type=float, default=5.0, metavar="N",
         help="write every table's new rows to a part file every N minutes (default 5)",
     )  # fmt: skip
@@ -185,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     lv.add_argument("--alerts-stdout", action="store_true", help="print each alert as a JSON line")
     _alerts_option(lv)
+    _state_option(lv)
     lv.add_argument(
         "--syslog", nargs="?", const="/dev/log", metavar="ADDRESS",
         help="send each alert to syslog (default /dev/log, or HOST:PORT over UDP)",
@@ -324,6 +345,29 @@ def _with_alerts(config: Config, args: argparse.Namespace) -> Config:
     return dataclasses.replace(config, alerts_format=fmt) if fmt else config
 
 
+def _state_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--state",
+        metavar="DIR",
+        help="keep the inventory baseline in DIR across runs and compare with it "
+        "(default: [state] dir of the config file; none: each run stands alone)",
+    )
+
+
+def _with_state(config: Config, args: argparse.Namespace) -> Config:
+    """``--state`` over ``[state] dir``; a state that cannot be used fails before any work."""
+    given = getattr(args, "state", None)
+    if given:
+        config = dataclasses.replace(config, state_dir=Path(given))
+    if config.state_dir is not None:
+        from analyzer.findings.engine import open_state
+
+        state = open_state(config)
+        assert state is not None
+        state.load()
+    return config
+
+
 def _checksum_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checksums",
@@ -386,7 +430,9 @@ def _print_suppressed(config: Config, outdir: Path) -> None:
 
 
 def _run_config(args: argparse.Namespace) -> Config:
-    config = _with_alerts(_with_checksums(_active(load_config(args.config)), args), args)
+    config = _with_state(
+        _with_alerts(_with_checksums(_active(load_config(args.config)), args), args), args
+    )
     capture_phi = getattr(args, "capture_phi", False)
     if args.strict or capture_phi:
         config = dataclasses.replace(
@@ -547,6 +593,51 @@ def _capture_problems(outdir: Path, most: int = 10) -> list[str]:
     return lines
 
 
+def _baseline(args: argparse.Namespace) -> int:
+    """Analyse captures known to be clean only to learn: tables go to a temporary directory
+    inside the state directory (owner only) and are removed; no rule runs."""
+    _without_numpy()
+    import tempfile
+
+    from analyzer.findings.engine import open_state
+    from analyzer.findings.site import all_rules
+    from analyzer.run.pipeline import run_analysis
+
+    config = _run_config(args)
+    state = open_state(config)
+    if state is None:
+        raise ConfigError("baseline needs --state DIR (or [state] dir in the config file)")
+    config = dataclasses.replace(
+        config, rules_disabled=frozenset(all_rules(config.rule_modules)), suppressions=()
+    )
+    from analyzer.capture import open_inputs
+
+    readers, warnings = open_inputs(args.inputs)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    total = sum(r.size or 0 for r in readers) or None
+    progress = Progress(total, enabled=not args.quiet and sys.stderr.isatty())
+    workers = _workers(args.workers, args.inputs, total)
+    with tempfile.TemporaryDirectory(prefix=".baseline-run-", dir=state.path) as tmp:
+        if workers > 1:
+            from analyzer.run.workers import run_parallel
+
+            summary = run_parallel(
+                config, args.inputs, readers, Path(tmp), "parquet", progress, workers
+            )
+        else:
+            summary = run_analysis(config, readers, Path(tmp), "parquet", progress)
+    learned = state.load()
+    if not args.quiet:
+        counts = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in learned.counts().items())
+        print(
+            f"baseline: {state.file}: {counts} (learned over {learned.runs} run(s); this one "
+            f"{summary.stats.packets:,} packets from {summary.inputs} input(s))",
+            file=sys.stderr,
+        )
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
 def _rules() -> int:
     from analyzer.findings.catalog import RULES
     from analyzer.findings.references import references
@@ -564,7 +655,9 @@ def _live(args: argparse.Namespace) -> int:
     _without_numpy()
     from analyzer.live.monitor import LiveOptions, run_live
 
-    config = _with_alerts(_with_checksums(_active(load_config(args.config)), args), args)
+    config = _with_state(
+        _with_alerts(_with_checksums(_active(load_config(args.config)), args), args), args
+    )
     if args.capture_phi:
         config = dataclasses.replace(config, capture_phi=True)
     for name in ("rotate_minutes", "rotate_mb", "stats_interval", "workers", "buffer_mb"):
@@ -586,6 +679,7 @@ def _live(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         workers=args.workers,
         buffer_mb=args.buffer_mb,
+        fmt=args.format,
     )
     summary = run_live(config, options)
     if not args.quiet:
@@ -643,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "rules":
             return _rules()
+        if args.command == "baseline":
+            return _baseline(args)
     except AnalyzerError as exc:
         print(f"dicom-analyzer: error: {exc}", file=sys.stderr)
         return exc.exit_code

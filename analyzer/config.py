@@ -150,6 +150,8 @@ class Config:
     """``[[suppress]]`` entries (``findings/suppress.py``)."""
     alerts_format: str = "native"
     """``alerts.jsonl`` (and live's ``--alerts-stdout``): ``native`` rows or ``ecs``."""
+    state_dir: Path | None = None
+    """``[state] dir`` / ``--state``: the baseline kept across runs (``analyzer/state/``)."""
 
 
 def _build(cls: type[Any], table: dict[str, Any], where: str) -> Any:
@@ -177,6 +179,12 @@ def _build(cls: type[Any], table: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def _beside(config_file: Path, value: str) -> Path:
+    """A path from the config file: relative ones are relative to the file's directory."""
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else config_file.parent / p
+
+
 def load_config(path: str | Path | None) -> Config:
     """Read a TOML config file; ``None`` gives the defaults."""
     if path is None:
@@ -195,6 +203,7 @@ def load_config(path: str | Path | None) -> Config:
     rules = raw.pop("rules", {})
     privacy = raw.pop("privacy", {})
     capture = raw.pop("capture", {})
+    state = raw.pop("state", {})
     suppressions = suppress.parse(raw.pop("suppress", []), str(path))
     for section in raw:
         raise ConfigError(f"{path}: unknown section [{section}]")
@@ -206,6 +215,7 @@ def load_config(path: str | Path | None) -> Config:
         ("rules", rules),
         ("privacy", privacy),
         ("capture", capture),
+        ("state", state),
     ):
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{name}] must be a table")
@@ -260,6 +270,11 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{path}: capture.checksums must be one of auto, verify, ignore")
     if capture:
         raise ConfigError(f"{path}: unknown setting 'capture.{next(iter(capture))}'")
+    state_dir = state.pop("dir", None)
+    if state_dir is not None and (not isinstance(state_dir, str) or not state_dir):
+        raise ConfigError(f"{path}: state.dir must be a directory path")
+    if state:
+        raise ConfigError(f"{path}: unknown setting 'state.{next(iter(state))}'")
     return Config(
         limits=limits,
         dicom=dicom,
@@ -273,4 +288,5 @@ def load_config(path: str | Path | None) -> Config:
         capture_phi=bool(capture_phi),
         checksums=Checksums(checksums),
         suppressions=suppressions,
+        state_dir=_beside(Path(path), state_dir) if state_dir else None,
     )

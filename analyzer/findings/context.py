@@ -7,13 +7,19 @@ from collections.abc import Callable
 from analyzer.config import Config, TrustTest
 from analyzer.findings.finding import Finding
 from analyzer.privacy import Hasher
+from analyzer.state.baseline import Baseline
 
 Emit = Callable[[Finding, object | None], None]
 
 
 class RuleContext:
-    def __init__(self, config: Config, hasher: Hasher, emit: Emit) -> None:
+    def __init__(
+        self, config: Config, hasher: Hasher, emit: Emit, baseline: Baseline | None = None
+    ) -> None:
         self.config = config
+        self.baseline = baseline if baseline is not None else Baseline()
+        """What the inventory knew before the record a rule is looking at (this run, and
+        earlier runs with a state directory: ``analyzer/state/``)."""
         self.hasher = hasher
         self._emit = emit
         self.trusted = TrustTest(config.trusted_networks)

@@ -22,6 +22,8 @@ from analyzer.findings.summary import (
     SummaryRecord,
 )
 from analyzer.logs.asset import AssetFact, Inventory
+from analyzer.state.baseline import Baseline
+from analyzer.state.store import StateDir
 
 
 class CrossFlowStage:
@@ -32,9 +34,15 @@ class CrossFlowStage:
         strict: bool,
         report: ReportError,
         inventory: Inventory | None = None,
+        baseline: Baseline | None = None,
+        state: StateDir | None = None,
     ) -> None:
-        """``inventory``: kept from the ``AssetFact`` records (None: they are ignored)."""
+        """``inventory``: kept from the ``AssetFact`` records (None: they are ignored).
+        ``baseline`` learns from every record after the rules have seen it; with ``state`` it
+        is saved there by ``save_state`` and ``finish``."""
         self.rules = list(rules)
+        self.baseline = baseline if baseline is not None else Baseline()
+        self.state = state
         self.inventory = inventory
         self.sink = sink
         self.strict = strict
@@ -83,11 +91,21 @@ class CrossFlowStage:
             return
         for rule in self.rules:
             call_guarded(rule, hook, r.uid, ts, (r,), self.strict, self.report)
+        if isinstance(r, AssocSummary):
+            self.baseline.association(r)
+        elif isinstance(r, DimseFact):
+            self.baseline.fact(r)
+
+    def save_state(self) -> None:
+        """Write the baseline to the state directory (live does at every rotation)."""
+        if self.state is not None:
+            self.state.save(self.baseline)
 
     def finish(self) -> None:
         self.flush()
         for rule in self.rules:
             call_guarded(rule, "finish", None, 0.0, (), self.strict, self.report)
+        self.save_state()
 
     def release(self) -> None:
         self.rules = []

@@ -32,6 +32,8 @@ from analyzer.logs.records import FindingRow
 from analyzer.logs.sinks import RowSink
 from analyzer.logs.views import FlowView
 from analyzer.privacy import Hasher
+from analyzer.state.baseline import MAX_ENTRIES
+from analyzer.state.store import StateDir
 
 
 def check_rule_config(config: Config) -> None:
@@ -85,13 +87,22 @@ def cross_flow_stage(
         ecs=config.alerts_format == "ecs",
         suppressions=config.suppressions,
     )
-    ctx = RuleContext(config, hasher, sink.emit)
+    state = open_state(config)
+    baseline = state.load() if state is not None else None
+    ctx = RuleContext(config, hasher, sink.emit, baseline)
     rules = [
         cls(ctx, rule_options(config, cls))
         for cls in cross_rule_classes(config)
         if cls.id not in config.rules_disabled
     ]
-    return CrossFlowStage(rules, sink, config.strict, report_error, inventory)
+    return CrossFlowStage(rules, sink, config.strict, report_error, inventory, ctx.baseline, state)
+
+
+def open_state(config: Config) -> StateDir | None:
+    """The state directory of ``[state] dir`` / ``--state`` (None: nothing persists)."""
+    if config.state_dir is None:
+        return None
+    return StateDir(config.state_dir, config.limits.max_endpoints, MAX_ENTRIES)
 
 
 class RuleEngine:

@@ -68,6 +68,8 @@ class LiveOptions:
     """Kernel capture buffer per interface (dumpcap -B): bursts wait there, not dropped."""
     workers: int = 1
     """Worker processes for the per-flow stage (``live/workers.py``); 1: all in this one."""
+    fmt: str = "parquet"
+    """Part files as Parquet, or as whole Zeek logs (``zeek``, ``zeek-json``)."""
 
 
 @dataclass(slots=True)
@@ -151,13 +153,13 @@ class LiveMonitor:
         out = self.outdir
         self.writers = {
             name: (
-                SnapshotWriter(name, schema, out)
+                SnapshotWriter(name, schema, out, fmt=self.opt.fmt)
                 if name == "asset"
-                else PartWriter(name, schema, out)
+                else PartWriter(name, schema, out, fmt=self.opt.fmt)
             )
             for name, schema in TABLES.items()
         }
-        self.stats_writer = PartWriter("stats", STATS, out)
+        self.stats_writer = PartWriter("stats", STATS, out, fmt=self.opt.fmt)
         if self.opt.workers > 1 and self.config.salt is None:
             # one salt for the run, shared in memory with the workers, never written
             self.config = dataclasses.replace(self.config, salt=secrets.token_bytes(32))
@@ -176,7 +178,12 @@ class LiveMonitor:
             cross = self.pipe.engine.cross
             assert cross is not None
             self.pool = WorkerPool(
-                self.config, self.opt.workers, out, cross.put, self.pipe.weirds.capture
+                self.config,
+                self.opt.workers,
+                out,
+                cross.put,
+                self.pipe.weirds.capture,
+                self.opt.fmt,
             )
 
     def _follow_ports(self, ports: set[int]) -> None:
@@ -431,6 +438,8 @@ class LiveMonitor:
         asset = self.writers["asset"]
         pipe.inventory.write(asset)
         asset.close()
+        if pipe.engine.cross is not None:
+            pipe.engine.cross.save_state()  # the baseline survives a crash or a restart
         self.stats_writer.flush()
         self.summary.rotations += 1
         release_free_memory()

@@ -82,14 +82,20 @@ class _Feed:
 
 
 def _worker_main(
-    k: int, n: int, config: Config, outdir: str, inbox: Connection, outbox: Connection
+    k: int,
+    n: int,
+    config: Config,
+    outdir: str,
+    inbox: Connection,
+    outbox: Connection,
+    fmt: str = "parquet",
 ) -> None:
     """One worker: records in, per-flow part files out, summary records back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
     sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
     out = Path(outdir)
     writers: dict[str, TableWriter] = {
-        name: PartWriter(name, schema, out, tag=f"-w{k}")
+        name: PartWriter(name, schema, out, tag=f"-w{k}", fmt=fmt)
         for name, schema in TABLES.items()
         if name not in MAIN_TABLES
     }
@@ -162,8 +168,10 @@ class WorkerPool:
         outdir: Path,
         deliver: Callable[[SummaryRecord], None],
         report: Callable[[float, str, str], None],
+        fmt: str = "parquet",
     ) -> None:
         self.config = config
+        self.fmt = fmt
         self.n = n
         self.outdir = outdir
         self.deliver = deliver
@@ -180,7 +188,7 @@ class WorkerPool:
         outbox_r, outbox_w = self.ctx.Pipe(duplex=False)
         proc = self.ctx.Process(
             target=_worker_main,
-            args=(k, self.n, self.config, str(self.outdir), inbox_r, outbox_w),
+            args=(k, self.n, self.config, str(self.outdir), inbox_r, outbox_w, self.fmt),
             name=f"dicom-analyzer-live-worker-{k}",
             daemon=True,
         )

@@ -223,13 +223,30 @@ class TableWriter:
         return total
 
 
-def _write_durably(frame: pl.DataFrame, target: Path) -> None:
+def _encode(frame: pl.DataFrame, fh: IO[Any], fmt: str, name: str, schema: Schema) -> None:
+    """``frame`` as one whole file of ``fmt`` (a Zeek log with its header and footer)."""
+    if fmt == "zeek":
+        text = zeek.header(name, schema) + zeek.rows(frame, schema) + zeek.footer()
+        fh.write(text.encode("utf-8"))
+    elif fmt == "zeek-json":
+        fh.write(zeek.json_rows(frame, schema).encode("utf-8"))
+    else:
+        frame.write_parquet(fh)
+
+
+def _write_durably(
+    frame: pl.DataFrame,
+    target: Path,
+    fmt: str = "parquet",
+    name: str = "",
+    schema: Schema | None = None,
+) -> None:
     """Write ``frame`` to a hidden file beside ``target``, then rename it over ``target`` once the
     data and the rename are on disk: readers see the old file or the new one, never half."""
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         with _private_open(tmp) as fh:
-            frame.write_parquet(fh)
+            _encode(frame, fh, fmt, name, schema if schema is not None else dict(frame.schema))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -242,23 +259,38 @@ def _write_durably(frame: pl.DataFrame, target: Path) -> None:
         raise OutputError(f"{target}: cannot write: {exc.strerror}") from None
 
 
+LIVE_FORMATS = ("parquet", "zeek", "zeek-json")
+"""Formats of live's part files (each part is a whole file: Parquet or a Zeek log)."""
+
+
 class PartWriter(TableWriter):
     """Live mode: every flush is a finished, durable part file ``OUTDIR/<name>/part-N-TIME.parquet``
-    (written under a hidden name, then renamed), never merged. A crash loses only the rows
-    not flushed yet; readers glob ``part-*.parquet``. Numbering continues after existing parts."""
+    (``.log``: a whole Zeek log, header and footer included, as Zeek rotates its logs), written
+    under a hidden name, then renamed, never merged. A crash loses only the rows not flushed
+    yet; readers glob ``part-*.parquet``. Numbering continues after existing parts."""
 
     def __init__(
-        self, name: str, schema: Schema, outdir: Path, chunk_rows: int = 4096, tag: str = ""
+        self,
+        name: str,
+        schema: Schema,
+        outdir: Path,
+        chunk_rows: int = 4096,
+        tag: str = "",
+        fmt: str = "parquet",
     ) -> None:
         """``tag`` ends each part's name (``-w1``: the parts of live worker 1)."""
+        if fmt not in LIVE_FORMATS:
+            raise OutputError(f"live writes {', '.join(LIVE_FORMATS)}, not {fmt}")
         super().__init__(name, schema, outdir, "parquet", chunk_rows)
+        self.part_fmt = fmt
+        self.ext = EXTENSIONS[fmt]
         self.tag = tag
         self.dir = outdir / name
         try:
             self.dir.mkdir(mode=0o700, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"{self.dir}: cannot create: {exc.strerror}") from None
-        seqs = [int(p.name.split("-")[1]) for p in self.dir.glob("part-*.parquet")]
+        seqs = [int(p.name.split("-")[1]) for p in self.dir.glob(f"part-*.{self.ext}")]
         self.seq = max(seqs, default=-1) + 1
 
     def flush(self) -> None:
@@ -266,7 +298,8 @@ class PartWriter(TableWriter):
         if frame is None:
             return
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        _write_durably(frame, self.dir / f"part-{self.seq:06d}-{stamp}{self.tag}.parquet")
+        target = self.dir / f"part-{self.seq:06d}-{stamp}{self.tag}.{self.ext}"
+        _write_durably(frame, target, self.part_fmt, self.name, self.schema)
         self.seq += 1
 
     def close(self) -> int:
@@ -279,8 +312,10 @@ class SnapshotWriter(TableWriter):
     ``OUTDIR/<name>.parquet`` atomically with the rows added since the last close. Rows become
     columnar frames every ``chunk_rows``, so a big snapshot never exists as Python rows."""
 
-    def __init__(self, name: str, schema: Schema, outdir: Path, chunk_rows: int = 512) -> None:
-        super().__init__(name, schema, outdir, "parquet", chunk_rows)
+    def __init__(
+        self, name: str, schema: Schema, outdir: Path, chunk_rows: int = 512, fmt: str = "parquet"
+    ) -> None:
+        super().__init__(name, schema, outdir, fmt, chunk_rows)
         self._frames: list[pl.DataFrame] = []
 
     def flush(self) -> None:
@@ -292,6 +327,6 @@ class SnapshotWriter(TableWriter):
         self.flush()
         frames, self._frames = self._frames, []
         frame = pl.concat(frames, rechunk=False) if frames else pl.DataFrame(schema=self.schema)
-        _write_durably(frame, self.path)
+        _write_durably(frame, self.path, self.fmt, self.name, self.schema)
         self.count = frame.height
         return frame.height

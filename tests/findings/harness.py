@@ -16,10 +16,11 @@ from analyzer.dicom.items import Abort, Associate, PresentationContext, Reject, 
 from analyzer.dicom.messages import Anomaly, Message
 from analyzer.dicom.states import State
 from analyzer.findings.context import RuleContext
-from analyzer.findings.model import Finding, Rule
+from analyzer.findings.model import CrossFlowRule, Finding, Rule
 from analyzer.findings.summary import AssocSummary, DimseFact, FlowSummary
 from analyzer.logs.views import FlowView, QueryState, flow_filter
 from analyzer.privacy import Hasher
+from analyzer.state.baseline import Baseline
 
 CLIENT, SERVER, OUTSIDE = "10.0.0.5", "10.0.0.9", "203.0.113.7"
 FIND_STUDY_ROOT = "1.2.840.10008.5.1.4.1.2.2.1"
@@ -30,11 +31,32 @@ class RuleHarness:
     """One rule with its options (defaults merged with ``options``) and every finding it
     emits, with its de-duplication key (repeats are not folded here: the sink does that)."""
 
-    def __init__(self, cls: type[Rule], config: Config | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        cls: type[Rule],
+        config: Config | None = None,
+        baseline: Baseline | None = None,
+        **options: Any,
+    ) -> None:
+        """``baseline``: what earlier runs learned (a state directory's); as in the cross-flow
+        stage, it learns from each summary record after the rule has seen it."""
         self.config = config or Config(salt=b"harness-salt")
         self.emitted: list[tuple[Finding, object | None]] = []
-        ctx = RuleContext(self.config, Hasher(self.config.salt), self._emit)
+        ctx = RuleContext(self.config, Hasher(self.config.salt), self._emit, baseline)
+        self.baseline = ctx.baseline
         self.rule: Any = cls(ctx, {**cls.options, **options})
+        if isinstance(self.rule, CrossFlowRule):
+            for hook, learn in (
+                ("on_association", self.baseline.association),
+                ("on_fact", self.baseline.fact),
+            ):
+                seen = getattr(self.rule, hook)
+
+                def then_learn(r: Any, seen: Any = seen, learn: Any = learn) -> None:
+                    seen(r)
+                    learn(r)
+
+                setattr(self.rule, hook, then_learn)
 
     def _emit(self, f: Finding, dedup: object | None) -> None:
         self.emitted.append((f, dedup))

@@ -159,7 +159,8 @@ class ThirdPartyMove(CrossFlowRule):
     description = (
         "C-MOVE whose Move Destination differs from the requester's calling AE; correlated with the "
         "sub-association that carries Move Originator AE/Message ID; higher when the destination host "
-        "is outside the trusted networks or not where that AE title is known to live."
+        "is outside the trusted networks, not where that AE title is known to live, or (with a "
+        "state directory) new to the baseline."
     )
     severity = Severity.MEDIUM
     options = {"max_pending": 4096}
@@ -199,13 +200,19 @@ class ThirdPartyMove(CrossFlowRule):
                 {"destination_host": host, "destination_port": port, "sub_association_uid": sub_uid}
             )
             known = self.ctx.config.known_ae_titles.get(dest)
-            if not self.ctx.trusted(host) or (known is not None and host not in known):
+            base = self.ctx.baseline
+            why = (
+                "outside the trusted networks"
+                if not self.ctx.trusted(host)
+                else "not where that AE title is known to live"
+                if known is not None and host not in known
+                else "a host the baseline had not seen before"
+                if base.learned_before and base.new_since(host, move.message_ts)
+                else ""
+            )
+            if why:
                 sev = Severity.HIGH
-                detail += f" at {host}:{port}, " + (
-                    "outside the trusted networks"
-                    if not self.ctx.trusted(host)
-                    else "not where that AE title is known to live"
-                )
+                detail += f" at {host}:{port}, {why}"
             else:
                 detail += f" at {host}:{port}"
         self.ctx.emit(

@@ -1,0 +1,1 @@
+"""State kept across runs (the persistent baseline)."""
