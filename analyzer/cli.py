@@ -532,6 +532,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_summary(summary, outdir, args.format)
         _print_suppressed(config, outdir)
+        _print_state(config)
     # damage is reported even with -q (tcpdump's habit: quiet progress, loud damage)
     for line in _capture_problems(outdir) if summary.rows.get("weird", 0) else []:
         print(f"warning: {line}", file=sys.stderr)
@@ -593,6 +594,18 @@ def _capture_problems(outdir: Path, most: int = 10) -> list[str]:
     return lines
 
 
+def _print_state(config: Config) -> None:
+    """What the state directory holds after the run."""
+    from analyzer.findings.engine import open_state
+
+    state = open_state(config)
+    if state is None:
+        return
+    b = state.load()
+    counts = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in b.counts().items())
+    print(f"baseline: {state.file}: {counts} (learned over {b.runs} run(s))", file=sys.stderr)
+
+
 def _baseline(args: argparse.Namespace) -> int:
     """Analyse captures known to be clean only to learn: tables go to a temporary directory
     inside the state directory (owner only) and are removed; no rule runs."""
@@ -627,14 +640,12 @@ def _baseline(args: argparse.Namespace) -> int:
             )
         else:
             summary = run_analysis(config, readers, Path(tmp), "parquet", progress)
-    learned = state.load()
     if not args.quiet:
-        counts = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in learned.counts().items())
         print(
-            f"baseline: {state.file}: {counts} (learned over {learned.runs} run(s); this one "
-            f"{summary.stats.packets:,} packets from {summary.inputs} input(s))",
+            f"{summary.stats.packets:,} packets from {summary.inputs} input(s) learned from",
             file=sys.stderr,
         )
+        _print_state(config)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
@@ -689,6 +700,7 @@ def _live(args: argparse.Namespace) -> int:
             f"{summary.restarts} dumpcap restarts",
             file=sys.stderr,
         )
+        _print_state(config)
     return EXIT_OK
 
 
