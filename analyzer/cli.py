@@ -78,9 +78,44 @@ def _parser() -> argparse.ArgumentParser:
         "directory for the tables",
         FORMATS,
         "table format (default parquet; zeek and zeek-json: Zeek's TSV and JSON logs)",
+        nargs="*",
     )
     _alerts_option(a)
     _state_option(a)
+    a.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run on a Dask cluster: tcp://HOST:8786 (a running scheduler; inputs and OUTDIR "
+        "on a file system every worker shares) or local:N (N local worker processes); "
+        "needs the cluster extra",
+    )
+    a.add_argument(
+        "--sensor",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="the captures of one sensor (a file or directory; repeat for more sensors and "
+        "files): analysed as separate captures, named in the sensor column (with --dask)",
+    )
+    a.add_argument(
+        "--sensor-dirs",
+        action="store_true",
+        help="each INPUT is a directory of one sensor, named after it (with --dask)",
+    )
+    a.add_argument(
+        "--task-mb",
+        type=float,
+        default=256.0,
+        metavar="MB",
+        help="input bytes per cluster task: files are cut into runs of about this size "
+        "(default 256)",
+    )
+    a.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="flow-hash shards per run of files (default: enough for two tasks per worker)",
+    )
     a.add_argument(
         "--capture-phi",
         action="store_true",
@@ -316,11 +351,12 @@ def _run_options(
     output_help: str,
     formats: tuple[str, ...],
     format_help: str,
+    nargs: str = "+",
 ) -> None:
     """What every command that analyses captures into tables takes (analyze, export)."""
     p.add_argument(
         "inputs",
-        nargs="+",
+        nargs=nargs,
         metavar="INPUT",
         help="pcap/pcapng files (gzip ok), directories of them, or - for stdin",
     )
@@ -521,6 +557,12 @@ def _analyze(args: argparse.Namespace) -> int:
     config = _run_config(args)
     if args.report and args.format not in TABLE_FORMATS:
         raise ConfigError("--report reads parquet, csv or jsonl tables, not Zeek logs")
+    if args.dask:
+        return _analyze_on_cluster(args, config)
+    if args.sensor or args.sensor_dirs:
+        raise ConfigError("--sensor and --sensor-dirs need --dask (local:N runs on this machine)")
+    if not args.inputs:
+        raise ConfigError("no INPUT given")
     readers, outdir, progress, total = _open_run(args)
     workers = _workers(args.workers, args.inputs, total)
     if workers > 1:
@@ -548,6 +590,55 @@ def _analyze(args: argparse.Namespace) -> int:
             f"(tcp_checksum_bad/ip_checksum_bad in the weird table){hint}",
             file=sys.stderr,
         )
+    if args.report:
+        _with_numpy()
+        from analyzer.report.html import write_report
+
+        path = write_report(outdir, outdir / "report.html", config)
+        if not args.quiet:
+            print(f"report: {path}", file=sys.stderr)
+    return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _analyze_on_cluster(args: argparse.Namespace, config: Config) -> int:
+    from analyzer.cluster.plan import make_plan, sensor_inputs
+    from analyzer.cluster.run import run_cluster
+
+    if args.workers is not None:
+        raise ConfigError(
+            "--workers is for one machine; with --dask the cluster's workers run the tasks"
+        )
+    if args.task_mb <= 0 or (args.shards is not None and args.shards < 1):
+        raise ConfigError("--task-mb and --shards must be positive")
+    plan = make_plan(
+        sensor_inputs(args.inputs, args.sensor, args.sensor_dirs), int(args.task_mb * 1e6)
+    )
+    for w in plan.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    outdir = Path(args.output)
+    for w in _prepare_outdir(outdir, args.format):
+        print(f"warning: {w}", file=sys.stderr)
+    progress = Progress(plan.total_bytes or None, enabled=not args.quiet and sys.stderr.isatty())
+    result = run_cluster(
+        config, plan, outdir, args.format, args.dask, progress, args.quiet, args.shards
+    )
+    summary = result.run
+    if not args.quiet:
+        _print_summary(summary, outdir, args.format)
+        print(
+            f"dask: {result.tasks} tasks on {result.workers} worker(s), {result.retries} "
+            f"retried, {result.fragments} flow fragment(s) stitched across file runs",
+            file=sys.stderr,
+        )
+        for name, t in sorted(result.per_sensor.items()):
+            print(
+                f"  sensor {name}: {t.get('files', 0)} file(s), "
+                f"{t.get('input_bytes', 0) / 1e6:,.1f} MB, {t.get('packets', 0):,} packets, "
+                f"{t.get('flows', 0):,} flows, {t.get('tasks', 0)} task(s)",
+                file=sys.stderr,
+            )
+        _print_suppressed(config, outdir)
+        _print_state(config)
     if args.report:
         _with_numpy()
         from analyzer.report.html import write_report

@@ -150,6 +150,9 @@ class Config:
     """``[[suppress]]`` entries (``findings/suppress.py``)."""
     alerts_format: str = "native"
     """``alerts.jsonl`` (and live's ``--alerts-stdout``): ``native`` rows or ``ecs``."""
+    sensor: str | None = None
+    """The sensor a capture comes from (``--sensor``): the ``sensor`` column and part of the
+    flow uids (the same flow seen by two sensors is two flows). None: a single capture."""
     state_dir: Path | None = None
     """``[state] dir`` / ``--state``: the baseline kept across runs (``analyzer/state/``)."""
 

@@ -78,11 +78,14 @@ def to_ecs(alert: dict[str, Any]) -> dict[str, Any]:
                 "tshark_command",
                 "carve_command",
                 "references",
+                "sensor",
             )
             if alert.get(k) is not None
         },  # fmt: skip
     }
     doc["dicom_analyzer"]["evidence"] = evidence
+    if alert.get("sensor"):
+        doc["observer"]["name"] = alert["sensor"]
     if alert.get("orig_h"):
         doc["source"] = {"ip": alert["orig_h"]}
     if alert.get("resp_h"):

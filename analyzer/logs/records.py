@@ -69,6 +69,8 @@ class Conn(NamedTuple):
     resp_ip_bytes: int
     vlan: I32 | None
     end_reason: str | None
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class DicomAssoc(NamedTuple):
@@ -110,6 +112,8 @@ class DicomAssoc(NamedTuple):
     async_invoked_resp: I32 | None
     """The window the acceptor answered with."""
     async_performed_resp: I32 | None
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class DicomContext(NamedTuple):
@@ -135,6 +139,8 @@ class DicomContext(NamedTuple):
     service_class_uid: str | None
     """SOP class common extended negotiation (0x57): the service class."""
     related_general_sop_classes: list[str]
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class Dimse(NamedTuple):
@@ -168,6 +174,8 @@ class Dimse(NamedTuple):
     truncated: bool
     request_ts: float | None
     rtt: float | None
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class DicomObject(NamedTuple):
@@ -187,6 +195,8 @@ class DicomObject(NamedTuple):
     truncated: bool
     phi_keywords: list[str]
     patient_key: str | None
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class Phi(NamedTuple):
@@ -206,6 +216,8 @@ class Phi(NamedTuple):
     patient_key: str | None
     tier: str
     """``direct`` (names and reaches a person), ``quasi`` (identifies with more), ``uid``."""
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class FindingRow(NamedTuple):
@@ -238,6 +250,8 @@ class FindingRow(NamedTuple):
     """The command that writes every frame of the finding's flows to one pcapng."""
     suppressed: str | None
     """The ``[[suppress]]`` entry that matched (``suppress[N]``): written, never alerted."""
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class Asset(NamedTuple):
@@ -261,6 +275,8 @@ class Asset(NamedTuple):
     n_associations: int
     first_seen: float
     last_seen: float
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class Weird(NamedTuple):
@@ -271,6 +287,8 @@ class Weird(NamedTuple):
     name: str
     detail: str
     source: str
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class Http(NamedTuple):
@@ -299,6 +317,8 @@ class Http(NamedTuple):
     dicomweb: str | None
     """The DICOMweb service (QIDO-RS, WADO-RS, WADO-URI, STOW-RS, UPS-RS, other) or null."""
     complete: bool
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class DicomWeb(NamedTuple):
@@ -321,6 +341,8 @@ class DicomWeb(NamedTuple):
     transfer_syntaxes: list[str]
     status: I32 | None
     executable_preambles: I32
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class Exported(NamedTuple):
@@ -345,6 +367,8 @@ class Exported(NamedTuple):
     reason: str | None
     missing: list[str]
     deidentified: bool
+    sensor: str | None = None
+    """The sensor that captured it (``--sensor``; null in a single-capture run)."""
 
 
 class Stats(NamedTuple):

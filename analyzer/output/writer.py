@@ -78,6 +78,8 @@ class TableWriter:
         self._partdir: Path | None = None
         self._outdir = outdir
         self._started = False
+        self.sensor: str | None = None
+        """A value for the ``sensor`` column of every row (``--sensor`` runs)."""
         self._whole_parts = False
         """Some parts are whole tables (``add_parquet``): merged by a streaming scan, which
         reads them row group by row group, instead of one whole part at a time."""
@@ -115,7 +117,10 @@ class TableWriter:
             self.count += frame.height
 
     def _frame(self) -> pl.DataFrame:
-        return pl.DataFrame(self.rows, schema=self.schema, orient="row")
+        frame = pl.DataFrame(self.rows, schema=self.schema, orient="row")
+        if self.sensor is not None and "sensor" in self.schema:
+            frame = frame.with_columns(pl.lit(self.sensor, pl.String()).alias("sensor"))
+        return frame
 
     def _take(self) -> pl.DataFrame | None:
         """The buffered rows as a frame (counted and cleared), or None when there are none."""

@@ -9,6 +9,7 @@ finished flows -> conn log, FlowRules.flow_ended, FlowSummary
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import gc
 import time
 import zlib
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analyzer.capture import CaptureReader, Record, merged_records
+from analyzer.capture import CaptureReader, Record, WeirdSink, merged_records
 from analyzer.config import Config
 from analyzer.dicom.tap import DatasetTap
 from analyzer.findings.engine import RuleEngine
@@ -40,6 +41,7 @@ from analyzer.output.writer import TableWriter
 from analyzer.privacy import PhiPolicy
 from analyzer.protocols.service import DICOM, HTTP, TLS, ServiceSniffer, SniffLimits
 from analyzer.protocols.tls import TlsInfo, TlsSink
+from analyzer.run.carry import Carry
 from analyzer.run.progress import Progress
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
@@ -79,6 +81,10 @@ class RunSummary:
     """TCP segments (and whole packets) not used for a wrong checksum, by the flow table."""
     segments_offloaded: int = 0
     """Segments accepted with an offloaded (partial) checksum."""
+    stats_own: DecodeStats | None = None
+    """With flows followed into later files: the counts of the task's own files."""
+    followed: list[str] = field(default_factory=list)
+    """The uids of the flows followed into later files."""
 
     @property
     def bad_checksums(self) -> int:
@@ -105,8 +111,10 @@ class Pipeline:
         summaries: SummaryFeed | None = None,
         taps: Callable[[Flow, AssocView], DatasetTap | None] | None = None,
         http_objects: Callable[[Flow], WebSinks | None] | None = None,
+        carry: bool = False,
     ) -> None:
-        """``taps`` gives a DICOM flow's parser a dataset tap and ``http_objects`` an HTTP flow
+        """``carry``: flows open when the input ends may be followed into later files
+        (``follow``; ``run/carry.py``). ``taps`` gives a DICOM flow's parser a dataset tap and ``http_objects`` an HTTP flow
         its object sinks (``export``). ``on_service`` hears of every flow whose protocol was recognised (live mode uses it
         to follow the DICOM ports in use); ``observers`` are added after the standard ones
         (tools such as crosscheck)."""
@@ -119,6 +127,10 @@ class Pipeline:
         weird_sink: Callable[[Weird], None] = logs.weird.add
         if shard is not None and shard[0] != 0:
             weird_sink = _drop_flowless(weird_sink)
+        self.carry: Carry | None = None
+        if carry:
+            self.carry = Carry()
+            weird_sink = self.carry.gate(weird_sink)
         self.weirds = WeirdLog(limits, weird_sink)
         self.fragments = FragmentReassembler(
             max_datagrams=limits.max_fragment_datagrams,
@@ -168,8 +180,10 @@ class Pipeline:
         self.table_weirds = WeirdLog(limits, logs.weird.add) if dropping else self.weirds
         self.table.flowless = self.table_weirds.capture
         on_tcp: TcpHandler = self.table.on_tcp
+        if self.carry is not None:
+            on_tcp = self.carry.handler(self.table, on_tcp)
         if shard is not None:
-            on_tcp = _sharded(self.table, *shard)
+            on_tcp = _sharded(self.table, *shard, on_tcp)
         verify = config.checksums != Checksums.IGNORE
         self.decoder = Decoder(on_tcp, self.weirds.capture, self.fragments, check_fragments=verify)
         if verify:
@@ -262,6 +276,26 @@ class Pipeline:
                     on_progress(n)
                 if not n & 0x3FFFF:
                     release_free_memory()
+
+    def follow(
+        self, records: Iterable[Record], on_progress: Callable[[int], None] | None = None
+    ) -> None:
+        """The input has ended: follow the flows still open through ``records`` (later files)
+        until each has ended."""
+        carry = self.carry
+        assert carry is not None
+        self.summary.stats_own = dataclasses.replace(self.decoder.stats)
+        carry.begin()
+        if not carry.following():
+            return
+
+        def until_all_ended() -> Iterable[Record]:
+            for i, rec in enumerate(records, 1):
+                yield rec
+                if not i & 0xFF and not carry.following():
+                    return
+
+        self.feed(until_all_ended(), on_progress)
 
     def _drop_state(self) -> None:
         """Free what the rules and the inventory learned before the tables are merged, so that
@@ -373,8 +407,8 @@ def plain_frame_shard(linktype: int, buf: bytes, wire_len: int, n: int) -> int |
     return None
 
 
-def _sharded(table: FlowTable, k: int, n: int) -> TcpHandler:
-    on_tcp, tick = table.on_tcp, table.tick
+def _sharded(table: FlowTable, k: int, n: int, on_tcp: TcpHandler) -> TcpHandler:
+    tick = table.tick
 
     def on_tcp_in_shard(
         ts: float, src: bytes, sport: int, dst: bytes, dport: int, *rest: Any
@@ -401,11 +435,14 @@ def chunk_rows(table: str) -> int:
     return 512 if table == "asset" else 4096
 
 
-def table_writers(outdir: Path, fmt: str) -> dict[str, TableWriter]:
-    return {
+def table_writers(outdir: Path, fmt: str, sensor: str | None = None) -> dict[str, TableWriter]:
+    writers = {
         name: TableWriter(name, schema, outdir, fmt, chunk_rows=chunk_rows(name))
         for name, schema in TABLES.items()
     }
+    for w in writers.values():
+        w.sensor = sensor
+    return writers
 
 
 def run_analysis(
@@ -419,14 +456,17 @@ def run_analysis(
     taps: Callable[[Flow, AssocView], DatasetTap | None] | None = None,
     extra_writers: Mapping[str, TableWriter] | None = None,
     http_objects: Callable[[Flow], WebSinks | None] | None = None,
+    follow: Callable[[WeirdSink], Iterable[Record]] | None = None,
 ) -> RunSummary:
-    """Analyze ``readers`` into tables in ``outdir``; ``taps`` and ``extra_writers``: the
+    """Analyze ``readers`` into tables in ``outdir``; with ``follow`` (the records of the later
+    files of the same capture, given the weird sink), the flows open at the end are followed there (``run/carry.py``; the
+    summary's ``followed`` names them). ``taps`` and ``extra_writers``: the
     ``export`` command's dataset taps and its manifest. ``observers`` (tools such as
     crosscheck) see every association's events after the standard ones. With ``shard``, only
     that shard's flows are analysed and the cross-flow stage is left to ``findings.replay``:
     the summary records go to ``outdir/summary/``."""
     started = time.monotonic()
-    writers = table_writers(outdir, fmt)
+    writers = table_writers(outdir, fmt, config.sensor)
     writers.update(extra_writers or {})
     summaries = None
     if shard is not None:
@@ -442,6 +482,7 @@ def run_analysis(
         summaries=summaries,
         taps=taps,
         http_objects=http_objects,
+        carry=follow is not None,
     )
     pipe.summary.inputs = len(readers)
 
@@ -450,6 +491,10 @@ def run_analysis(
 
     try:
         pipe.feed(merged_records(readers, pipe.weirds.capture), on_progress)
+        if follow is not None:
+            pipe.follow(follow(pipe.weirds.capture))
+            assert pipe.carry is not None
+            pipe.summary.followed = pipe.carry.uids
     except KeyboardInterrupt:
         pipe.summary.interrupted = True
     finally:

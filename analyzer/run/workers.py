@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
@@ -336,9 +337,16 @@ def run_parallel(
 
 
 def _merge(
-    config: Config, dirs: list[Path], outdir: Path, fmt: str, exported: bool = False
+    config: Config,
+    dirs: list[Path],
+    outdir: Path,
+    fmt: str,
+    exported: bool = False,
+    attribute: Callable[[str, pl.DataFrame], pl.DataFrame] | None = None,
 ) -> RunSummary:
-    """The workers' per-flow tables as one, then the cross-flow stage over their summaries."""
+    """The workers' per-flow tables as one, then the cross-flow stage over their summaries.
+    ``attribute(name, frame)`` may complete the ``finding`` and ``asset`` rows (the cluster's
+    sensor column) before they are written."""
     writers = table_writers(outdir, fmt)
     if exported:
         writers["exported"] = TableWriter("exported", EXPORT_TABLES["exported"], outdir, fmt)
@@ -348,14 +356,25 @@ def _merge(
     def report(uid: str | None, ts: float, name: str, detail: str) -> None:
         internal.append(Weird(uid=uid, ts=ts, name=name, detail=detail, source=source_of(name)))
 
+    held = Path(tempfile.mkdtemp(prefix=".held-", dir=outdir)) if attribute else None
+    cross = (
+        {n: TableWriter(n, TABLES[n], held, "parquet") for n in ("finding", "asset")}
+        if held is not None
+        else writers
+    )
     summary.findings = replay(
         config,
         dirs,
-        writers["finding"],
+        cross["finding"],
         report,
         alerts=outdir / "alerts.jsonl",
-        asset_table=writers["asset"],
+        asset_table=cross["asset"],
     )
+    if held is not None and attribute is not None:
+        for name, w in cross.items():
+            w.close()
+            writers[name].add_frame(attribute(name, pl.read_parquet(w.path)))
+        shutil.rmtree(held, ignore_errors=True)
     for name in (*PER_FLOW_TABLES, "exported") if exported else PER_FLOW_TABLES:
         # streamed, worker by worker: rows come grouped by worker, never all in memory
         for d in dirs:

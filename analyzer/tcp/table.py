@@ -37,12 +37,13 @@ def ip_text(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET if len(addr) == 4 else socket.AF_INET6, addr)
 
 
-def make_uid(ts: float, key: FlowKey, n: int) -> str:
-    """A Zeek-like flow uid, the same for the same input on every run."""
+def make_uid(ts: float, key: FlowKey, n: int, sensor: str | None = None) -> str:
+    """A Zeek-like flow uid, the same for the same input on every run (and sensor)."""
     src, sport, dst, dport = key
-    digest = hashlib.blake2b(
-        f"{ts:.6f}|{src.hex()}|{sport}|{dst.hex()}|{dport}|{n}".encode(), digest_size=12
-    ).digest()
+    text = f"{ts:.6f}|{src.hex()}|{sport}|{dst.hex()}|{dport}|{n}"
+    if sensor is not None:
+        text += f"|{sensor}"
+    digest = hashlib.blake2b(text.encode(), digest_size=12).digest()
     v = int.from_bytes(digest, "big")
     out = []
     for _ in range(17):
@@ -276,7 +277,7 @@ class FlowTable:
         self._uid_seen[okey] = nth + 1
         self.created += 1
         flow = Flow(
-            uid=make_uid(ts, okey, nth + (self._uid_epoch << 20)),
+            uid=make_uid(ts, okey, nth + (self._uid_epoch << 20), self.config.sensor),
             flow_id=self.created,
             ts=ts,
             orig_h=okey[0],

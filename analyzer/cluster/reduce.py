@@ -1,0 +1,184 @@
+"""The reduce step: every task's parts as one result, in the usual layout.
+
+1. Flows that crossed a run boundary were followed to their end by the task of the run they
+   began in; the later runs' tasks saw their tail as a flow of its own (begun mid-stream). A
+   flow of task ``j`` is such a fragment when an earlier task ``i`` of the same sensor and shard
+   followed a flow with the same two endpoints whose last packet is not before the fragment's
+   first: every row and summary record of the fragment's uid is dropped from ``j``'s parts.
+2. The per-flow tables are concatenated and the cross-flow stage runs once over all summary
+   records (``run/workers.py:_merge``), sensors together: the ``finding`` and ``asset`` rows
+   then get the sensors of the flows and hosts they concern.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from analyzer.cluster.task import META
+from analyzer.config import Config
+from analyzer.findings.replay import SUMMARY_DIR
+from analyzer.run.pipeline import RunSummary
+from analyzer.run.workers import _merge
+
+
+def _ends(frame: pl.LazyFrame) -> pl.LazyFrame:
+    e1 = pl.concat_str([pl.col("orig_h"), pl.lit("|"), pl.col("orig_p").cast(pl.String)])
+    e2 = pl.concat_str([pl.col("resp_h"), pl.lit("|"), pl.col("resp_p").cast(pl.String)])
+    return frame.with_columns(
+        pl.when(e1 < e2).then(e1).otherwise(e2).alias("end_a"),
+        pl.when(e1 < e2).then(e2).otherwise(e1).alias("end_b"),
+    )
+
+
+def fragments(dirs: list[Path], metas: list[dict[str, Any]]) -> dict[Path, set[str]]:
+    """Per task directory, the uids of flow fragments to drop. ``dirs``/``metas``: the tasks
+    of one sensor and shard, in run order."""
+    drops: dict[Path, set[str]] = defaultdict(set)
+    for i, (d, meta) in enumerate(zip(dirs, metas, strict=True)):
+        followed = meta.get("followed") or []
+        if not followed or i + 1 == len(dirs):
+            continue
+        carried = (
+            _ends(pl.scan_parquet(d / "conn.parquet").filter(pl.col("uid").is_in(followed)))
+            .select("end_a", "end_b", (pl.col("ts") + pl.col("duration")).alias("last"))
+            .collect()
+        )
+        if carried.height == 0:
+            continue
+        for later in dirs[i + 1 :]:
+            hits = (
+                _ends(pl.scan_parquet(later / "conn.parquet"))
+                .join(carried.lazy(), on=["end_a", "end_b"])
+                .filter(pl.col("ts") <= pl.col("last"))
+                .select("uid")
+                .collect()
+            )
+            drops[later].update(hits["uid"].to_list())
+    return drops
+
+
+def _drop(path: Path, uids: set[str]) -> None:
+    frame = pl.scan_parquet(path)
+    if "uid" not in frame.collect_schema().names():
+        return
+    keep = pl.col("uid").is_null() | ~pl.col("uid").is_in(list(uids))
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.filter(keep).sink_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def drop_fragments(drops: dict[Path, set[str]]) -> int:
+    for d, uids in drops.items():
+        if not uids:
+            continue
+        for path in [*d.glob("*.parquet"), *(d / SUMMARY_DIR).glob("*.parquet")]:
+            _drop(path, uids)
+    return sum(len(u) for u in drops.values())
+
+
+def _joined(values: pl.Series) -> str | None:
+    names = sorted({v for v in values.to_list() if v})
+    return ",".join(names) or None
+
+
+def attribution(dirs: list[Path]) -> Any:
+    """``attribute(name, frame)`` for ``_merge``: a finding's sensors are those of its flows
+    (``uid`` and ``uids``), an endpoint's those of the flows it took part in (comma-joined
+    when several sensors saw it)."""
+    conns = [d / "conn.parquet" for d in dirs if (d / "conn.parquet").exists()]
+    of_finding: dict[tuple[str | None, str], str | None] = {}
+
+    def attribute(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+        if frame.height == 0 or not conns:
+            return frame
+        scan = pl.scan_parquet(conns).select("uid", "orig_h", "resp_h", "sensor")
+        if name == "finding":
+            wanted = set(frame["uid"].drop_nulls().to_list())
+            for uids in frame["uids"].to_list():
+                wanted.update(uids or [])
+            of = dict(
+                scan.filter(pl.col("uid").is_in(list(wanted)))
+                .select("uid", "sensor")
+                .collect()
+                .iter_rows()
+            )
+            sensors = [
+                _joined(pl.Series([of.get(u) for u in [uid, *(uids or [])]], dtype=pl.String))
+                for uid, uids in zip(frame["uid"].to_list(), frame["uids"].to_list(), strict=True)
+            ]
+            for uid, rule, sensor in zip(frame["uid"], frame["rule"], sensors, strict=True):
+                of_finding[(uid, rule)] = sensor
+        elif name == "asset":
+            ips = list(set(frame["ip"].to_list()))
+            seen = (
+                pl.concat(
+                    [
+                        scan.select(pl.col("orig_h").alias("ip"), "sensor"),
+                        scan.select(pl.col("resp_h").alias("ip"), "sensor"),
+                    ]
+                )
+                .filter(pl.col("ip").is_in(ips))
+                .unique()
+                .collect()
+            )
+            by_ip: dict[str, set[str]] = defaultdict(set)
+            for ip, sensor in seen.iter_rows():
+                if sensor:
+                    by_ip[ip].add(sensor)
+            sensors = [",".join(sorted(by_ip.get(ip, ()))) or None for ip in frame["ip"].to_list()]
+        else:
+            return frame
+        return frame.with_columns(pl.Series("sensor", sensors, dtype=pl.String))
+
+    attribute.of_finding = of_finding  # type: ignore[attr-defined]
+    return attribute
+
+
+def attribute_alerts(path: Path, of_finding: dict[tuple[str | None, str], str | None]) -> None:
+    """Give each alert of ``alerts.jsonl`` its finding's sensor (native rows and ECS)."""
+    if not path.exists() or not of_finding:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(path, encoding="utf-8") as src, open(tmp, "w", encoding="utf-8") as out:
+        for line in src:
+            doc = json.loads(line)
+            if "dicom_analyzer" in doc:
+                ours = doc["dicom_analyzer"]
+                sensor = of_finding.get((ours.get("uid"), doc.get("rule", {}).get("id")))
+                if sensor:
+                    ours["sensor"] = sensor
+                    doc.setdefault("observer", {})["name"] = sensor
+            else:
+                sensor = of_finding.get((doc.get("uid"), doc.get("rule")))
+                doc["sensor"] = sensor
+            out.write(json.dumps(doc, sort_keys=True, default=str) + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def reduce(
+    config: Config, task_dirs: dict[str, Path], outdir: Path, fmt: str, sensors: bool
+) -> tuple[RunSummary, int, list[dict[str, Any]]]:
+    """Merge the finished tasks' parts into ``outdir``; return the summary, the number of
+    fragments dropped and the tasks' metas."""
+    metas = {key: json.loads((d / META).read_text()) for key, d in task_dirs.items()}
+    groups: dict[tuple[str | None, int], list[str]] = defaultdict(list)
+    for key, meta in metas.items():
+        groups[(meta["sensor"], meta["shard"])].append(key)
+    drops: dict[Path, set[str]] = {}
+    for keys in groups.values():
+        keys.sort(key=lambda k: metas[k]["run"])
+        drops.update(fragments([task_dirs[k] for k in keys], [metas[k] for k in keys]))
+    dropped = drop_fragments(drops)
+    dirs = [task_dirs[k] for k in sorted(task_dirs)]
+    attribute = attribution(dirs) if sensors else None
+    summary = _merge(config, dirs, outdir, fmt, attribute=attribute)
+    if attribute is not None:
+        attribute_alerts(outdir / "alerts.jsonl", attribute.of_finding)
+    return summary, dropped, list(metas.values())

@@ -1,0 +1,103 @@
+"""One cluster task, run on a Dask worker.
+
+The per-flow stage of one run of files and one flow shard writes into
+``OUTDIR/.parts/.<key>.<attempt>/`` (private to this attempt), then a ``task.json`` with what the
+reduce step needs, then the directory is renamed to ``OUTDIR/.parts/<key>``: a task killed
+half-way leaves only an attempt directory that nothing reads (removed at the end), and a retry
+replaces a finished copy instead of adding a second one. Every attempt also leaves a marker in
+``.parts/.attempts/`` (the summary counts retries from them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, cast
+
+from analyzer.capture import Record, WeirdSink, merged_records, open_inputs
+from analyzer.cluster.plan import Task
+from analyzer.config import Config
+from analyzer.errors import AnalyzerError
+from analyzer.run.pipeline import run_analysis
+from analyzer.run.progress import Progress
+
+PARTS = ".parts"
+ATTEMPTS = ".attempts"
+META = "task.json"
+
+
+def _later(files: tuple[str, ...]) -> Any:
+    """The later files' records, each file opened only when the one before is done."""
+
+    def records(weird: WeirdSink) -> Iterator[Record]:
+        for name in files:
+            readers, _ = open_inputs([name])
+            yield from merged_records(readers, weird)
+
+    return records
+
+
+def run_task(task: Task, config: Config, outdir: str) -> dict[str, Any]:
+    """Run ``task``; return its meta (``error``: a one-line input error, not retried)."""
+    sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
+    os.umask(0o077)
+    parts = Path(outdir) / PARTS
+    attempt = uuid.uuid4().hex[:12]
+    (parts / ATTEMPTS).mkdir(mode=0o700, parents=True, exist_ok=True)
+    (parts / ATTEMPTS / f"{task.key}.{attempt}").touch()
+    work = parts / f".{task.key}.{attempt}"
+    work.mkdir(mode=0o700)
+    started = time.monotonic()
+    cfg = config if config.sensor == task.sensor else _with_sensor(config, task.sensor)
+    try:
+        readers, _ = open_inputs(list(task.files))
+        summary = run_analysis(
+            cfg,
+            readers,
+            work,
+            "parquet",
+            Progress(None, enabled=False),
+            shard=(task.shard, task.shards),
+            follow=_later(task.later),
+        )
+    except AnalyzerError as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        return {"key": task.key, "error": str(exc), "exit_code": exc.exit_code}
+    own = summary.stats_own or summary.stats
+    meta = {
+        "key": task.key,
+        "sensor": task.sensor,
+        "run": task.run,
+        "shard": task.shard,
+        "files": list(task.files),
+        "followed": summary.followed,
+        "packets": own.packets if task.shard == 0 else 0,
+        "wire_bytes": own.wire_bytes if task.shard == 0 else 0,
+        "flows": summary.flows,
+        "flows_evicted": summary.flows_evicted,
+        "services": summary.services,
+        "segments_bad_checksum": summary.segments_bad_checksum,
+        "segments_offloaded": summary.segments_offloaded,
+        "interrupted": summary.interrupted,
+        "seconds": time.monotonic() - started,
+        "worker": os.uname().nodename + f":{os.getpid()}",
+    }
+    (work / META).write_text(json.dumps(meta))
+    final = parts / task.key
+    if final.exists():  # an earlier attempt finished, but its result never reached the client
+        shutil.rmtree(final)
+    os.rename(work, final)
+    return meta
+
+
+def _with_sensor(config: Config, sensor: str | None) -> Config:
+    import dataclasses
+
+    return dataclasses.replace(config, sensor=sensor)
