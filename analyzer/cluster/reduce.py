@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +29,43 @@ from analyzer.run.workers import _merge
 
 
 def _ends(frame: pl.LazyFrame) -> pl.LazyFrame:
-    e1 = pl.concat_str([pl.col("orig_h"), pl.lit("|"), pl.col("orig_p").cast(pl.String)])
-    e2 = pl.concat_str([pl.col("resp_h"), pl.lit("|"), pl.col("resp_p").cast(pl.String)])
+    e1 = pl.concat_str([pl.col("orig_h"), pl.lit(":"), pl.col("orig_p").cast(pl.String)])
+    e2 = pl.concat_str([pl.col("resp_h"), pl.lit(":"), pl.col("resp_p").cast(pl.String)])
     return frame.with_columns(
         pl.when(e1 < e2).then(e1).otherwise(e2).alias("end_a"),
         pl.when(e1 < e2).then(e2).otherwise(e1).alias("end_b"),
     )
 
 
-def fragments(dirs: list[Path], metas: list[dict[str, Any]]) -> dict[Path, set[str]]:
-    """Per task directory, the uids of flow fragments to drop. ``dirs``/``metas``: the tasks
-    of one sensor and shard, in run order."""
-    drops: dict[Path, set[str]] = defaultdict(set)
+CHECKSUM_ROWS = ("ip_checksum_bad", "tcp_checksum_bad")
+"""Flow-less rows of a segment with a wrong checksum (``tcp/table.py``): when no flow exists yet
+(a fragment cannot begin with an unusable segment) they name the endpoints in the detail."""
+
+
+@dataclass(slots=True)
+class Fragments:
+    """What to drop from one task directory: flow uids, and flow-less checksum rows of the
+    followed flows' segments (in one whole run those were rows of the flow, kept by the task
+    that followed it)."""
+
+    uids: set[str] = field(default_factory=set)
+    carried: list[pl.DataFrame] = field(default_factory=list)
+
+
+def fragments(dirs: list[Path], metas: list[dict[str, Any]]) -> dict[Path, Fragments]:
+    """Per task directory, the fragments to drop. ``dirs``/``metas``: the tasks of one sensor
+    and shard, in run order."""
+    drops: dict[Path, Fragments] = defaultdict(Fragments)
     for i, (d, meta) in enumerate(zip(dirs, metas, strict=True)):
         followed = meta.get("followed") or []
         if not followed or i + 1 == len(dirs):
             continue
         carried = (
-            _ends(pl.scan_parquet(d / "conn.parquet").filter(pl.col("uid").is_in(followed)))
+            _ends(
+                pl.scan_parquet(d / "conn.parquet").filter(
+                    pl.col("uid").is_in(pl.Series(followed, dtype=pl.String))
+                )
+            )
             .select("end_a", "end_b", (pl.col("ts") + pl.col("duration")).alias("last"))
             .collect()
         )
@@ -59,7 +79,8 @@ def fragments(dirs: list[Path], metas: list[dict[str, Any]]) -> dict[Path, set[s
                 .select("uid")
                 .collect()
             )
-            drops[later].update(hits["uid"].to_list())
+            drops[later].uids.update(hits["uid"].to_list())
+            drops[later].carried.append(carried)
     return drops
 
 
@@ -67,19 +88,53 @@ def _drop(path: Path, uids: set[str]) -> None:
     frame = pl.scan_parquet(path)
     if "uid" not in frame.collect_schema().names():
         return
-    keep = pl.col("uid").is_null() | ~pl.col("uid").is_in(list(uids))
+    keep = pl.col("uid").is_null() | ~pl.col("uid").is_in(pl.Series(list(uids), dtype=pl.String))
     tmp = path.with_name(f".{path.name}.tmp")
     frame.filter(keep).sink_parquet(tmp)
     os.replace(tmp, path)
 
 
-def drop_fragments(drops: dict[Path, set[str]]) -> int:
-    for d, uids in drops.items():
-        if not uids:
-            continue
-        for path in [*d.glob("*.parquet"), *(d / SUMMARY_DIR).glob("*.parquet")]:
-            _drop(path, uids)
-    return sum(len(u) for u in drops.values())
+def _drop_checksum_rows(path: Path, carried: list[pl.DataFrame]) -> None:
+    rows = pl.read_parquet(path)
+    ends = rows.with_row_index("_row").filter(
+        pl.col("uid").is_null() & pl.col("name").is_in(CHECKSUM_ROWS)
+    )
+    if ends.height == 0:
+        return
+    ends = ends.with_columns(
+        pl.col("detail").str.extract(r"^(\S+) > \S+ seq ", 1).alias("e1"),
+        pl.col("detail").str.extract(r"^\S+ > (\S+) seq ", 1).alias("e2"),
+    ).with_columns(
+        pl.when(pl.col("e1") < pl.col("e2"))
+        .then(pl.col("e1"))
+        .otherwise(pl.col("e2"))
+        .alias("end_a"),
+        pl.when(pl.col("e1") < pl.col("e2"))
+        .then(pl.col("e2"))
+        .otherwise(pl.col("e1"))
+        .alias("end_b"),
+    )
+    gone = (
+        ends.join(pl.concat(carried), on=["end_a", "end_b"])
+        .filter(pl.col("ts") <= pl.col("last"))
+        .select("_row")
+        .unique()
+    )
+    if gone.height == 0:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    rows.with_row_index("_row").join(gone, on="_row", how="anti").drop("_row").write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def drop_fragments(drops: dict[Path, Fragments]) -> int:
+    for d, f in drops.items():
+        if f.uids:
+            for path in [*d.glob("*.parquet"), *(d / SUMMARY_DIR).glob("*.parquet")]:
+                _drop(path, f.uids)
+        if f.carried and (d / "weird.parquet").exists():
+            _drop_checksum_rows(d / "weird.parquet", f.carried)
+    return sum(len(f.uids) for f in drops.values())
 
 
 def _joined(values: pl.Series) -> str | None:
@@ -103,7 +158,7 @@ def attribution(dirs: list[Path]) -> Any:
             for uids in frame["uids"].to_list():
                 wanted.update(uids or [])
             of = dict(
-                scan.filter(pl.col("uid").is_in(list(wanted)))
+                scan.filter(pl.col("uid").is_in(pl.Series(list(wanted), dtype=pl.String)))
                 .select("uid", "sensor")
                 .collect()
                 .iter_rows()
@@ -123,7 +178,7 @@ def attribution(dirs: list[Path]) -> Any:
                         scan.select(pl.col("resp_h").alias("ip"), "sensor"),
                     ]
                 )
-                .filter(pl.col("ip").is_in(ips))
+                .filter(pl.col("ip").is_in(pl.Series(ips, dtype=pl.String)))
                 .unique()
                 .collect()
             )
@@ -171,7 +226,7 @@ def reduce(
     groups: dict[tuple[str | None, int], list[str]] = defaultdict(list)
     for key, meta in metas.items():
         groups[(meta["sensor"], meta["shard"])].append(key)
-    drops: dict[Path, set[str]] = {}
+    drops: dict[Path, Fragments] = {}
     for keys in groups.values():
         keys.sort(key=lambda k: metas[k]["run"])
         drops.update(fragments([task_dirs[k] for k in keys], [metas[k] for k in keys]))

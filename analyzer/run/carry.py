@@ -1,12 +1,13 @@
 """Flows that cross the end of a task's files (``analyze --dask``).
 
-A task owns the flows that begin in its own run of files. When those files end, the flows still
-open are followed into the later files of the same capture: there only their packets are
-analysed (every other packet just moves the clock, so they time out as in one whole run), no
-new flow is opened and no capture-level anomaly is reported (the later files' own task reports
-them), until every followed flow has ended. The later task sees the same packets as a flow that
-began mid-stream; the reduce step drops that fragment (``cluster/reduce.py``), so each flow
-comes out once, whole, as a single process gives it.
+A task owns the flows that begin in its own run of files. Its own records and those of the
+later files of the same capture are merged by time, as one whole run reads them; a record of
+a later file is analysed only when it belongs to a flow the task already has (and does not
+open a new connection on its 4-tuple): every other one just moves the clock, so flows time
+out as in one whole run, and reports nothing (the later files' own task reports it). Once the
+task's own files are done, reading stops as soon as its last flow has ended. The later task
+sees those packets as a flow that began mid-stream; the reduce step drops that fragment
+(``cluster/reduce.py``), so each flow comes out once, whole, as a single process gives it.
 """
 
 from __future__ import annotations
@@ -15,60 +16,67 @@ from typing import Any
 
 from analyzer.logs.records import Weird
 from analyzer.net.decode import TcpHandler
-from analyzer.tcp.flow import Flow
 from analyzer.tcp.table import FlowTable
+
+SYN, ACK = 0x02, 0x10
 
 
 class Carry:
-    __slots__ = ("table", "active", "flows", "uids")
+    __slots__ = ("table", "later", "followed")
 
     def __init__(self) -> None:
         self.table: FlowTable | None = None
-        self.active = False
-        self.flows: dict[int, Flow] = {}
-        self.uids: list[str] = []
-        """The flows open when the task's own files ended."""
+        self.later = False
+        """Is the record being analysed from a later file?"""
+        self.followed: set[str] = set()
+        """Flows that took packets from later files, or were open when the own files ended."""
 
     def handler(self, table: FlowTable, on_tcp: TcpHandler) -> TcpHandler:
-        """``on_tcp`` that, once following, passes only segments of the followed flows."""
+        """``on_tcp`` that passes a later file's segment only to a flow the task has."""
         self.table = table
-        flows, tick, followed = table.flows, table.tick, self.flows
+        flows, tick, followed = table.flows, table.tick, self.followed
 
-        def on_tcp_followed(
-            ts: float, src: bytes, sport: int, dst: bytes, dport: int, *rest: Any
+        def on_tcp_owned(
+            ts: float,
+            src: bytes,
+            sport: int,
+            dst: bytes,
+            dport: int,
+            seq: int,
+            ack: int,
+            flags: int,
+            *rest: Any,
         ) -> None:
-            if self.active:
+            if self.later:
                 f = flows.get((src, sport, dst, dport))
-                if f is None or id(f) not in followed:
+                if f is None or (
+                    flags & SYN
+                    and not flags & ACK
+                    and table._is_new_connection(
+                        f, 0 if (sport == f.orig_p and src == f.orig_h) else 1, seq
+                    )
+                ):
                     tick(ts)
                     return
-            on_tcp(ts, src, sport, dst, dport, *rest)
+                followed.add(f.uid)
+            on_tcp(ts, src, sport, dst, dport, seq, ack, flags, *rest)
 
-        return on_tcp_followed
+        return on_tcp_owned
 
     def gate(self, add: Any) -> Any:
-        """A weird sink that drops flow-less rows while following."""
+        """A weird sink that drops flow-less rows of later files' records."""
 
-        def add_unless_following(row: Weird) -> None:
-            if row.uid is not None or not self.active:
+        def add_unless_later(row: Weird) -> None:
+            if row.uid is not None or not self.later:
                 add(row)
 
-        return add_unless_following
+        return add_unless_later
 
-    def begin(self) -> None:
-        """The task's own files have ended: follow the flows open now."""
-        self.active = True
+    def own_files_done(self) -> None:
         assert self.table is not None
-        for f in self.table.flows.values():
-            if id(f) not in self.flows:
-                self.flows[id(f)] = f
-                self.uids.append(f.uid)
+        self.followed.update(f.uid for f in self.table.flows.values())
 
     def following(self) -> bool:
-        """Is any followed flow still open?"""
+        """Has the task any flow left (after its own files: only followed ones)?"""
         assert self.table is not None
-        live = self.table.flows
-        for i, f in list(self.flows.items()):
-            if live.get(f.keys[0]) is not f:
-                del self.flows[i]
-        return bool(self.flows)
+        return bool(self.table.flows)

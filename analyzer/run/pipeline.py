@@ -9,11 +9,11 @@ finished flows -> conn log, FlowRules.flow_ended, FlowSummary
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import gc
+import heapq
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,25 +277,44 @@ class Pipeline:
                 if not n & 0x3FFFF:
                     release_free_memory()
 
-    def follow(
-        self, records: Iterable[Record], on_progress: Callable[[int], None] | None = None
+    def feed_owned(
+        self,
+        own: Iterable[Record],
+        later: Iterable[Record],
+        on_progress: Callable[[int], None] | None = None,
     ) -> None:
-        """The input has ended: follow the flows still open through ``records`` (later files)
-        until each has ended."""
+        """Process the task's own records merged by time with the later files' records, which
+        only its own flows take (``run/carry.py``); stop once the own records are done and
+        every flow has ended."""
         carry = self.carry
         assert carry is not None
-        self.summary.stats_own = dataclasses.replace(self.decoder.stats)
-        carry.begin()
-        if not carry.following():
-            return
+        stats = self.summary.stats_own = DecodeStats()
+        own_done = False
 
-        def until_all_ended() -> Iterable[Record]:
-            for i, rec in enumerate(records, 1):
+        def own_tagged() -> Iterator[tuple[float, int, Record]]:
+            nonlocal own_done
+            for rec in own:
+                yield rec[0], 0, rec
+            own_done = True
+            carry.own_files_done()
+
+        def later_tagged() -> Iterator[tuple[float, int, Record]]:
+            for rec in later:
+                yield rec[0], 1, rec
+
+        def records() -> Iterator[Record]:
+            merged = heapq.merge(own_tagged(), later_tagged(), key=lambda t: (t[0], t[1]))
+            for i, (_, source, rec) in enumerate(merged, 1):
+                carry.later = source == 1
+                if not carry.later:
+                    stats.packets += 1
+                    stats.wire_bytes += rec[3]
                 yield rec
-                if not i & 0xFF and not carry.following():
+                if own_done and not i & 0xFF and not carry.following():
                     return
+            carry.later = False
 
-        self.feed(until_all_ended(), on_progress)
+        self.feed(records(), on_progress)
 
     def _drop_state(self) -> None:
         """Free what the rules and the inventory learned before the tables are merged, so that
@@ -490,11 +509,13 @@ def run_analysis(
         progress.update(sum(r.position() for r in readers), packets)
 
     try:
-        pipe.feed(merged_records(readers, pipe.weirds.capture), on_progress)
-        if follow is not None:
-            pipe.follow(follow(pipe.weirds.capture))
+        if follow is None:
+            pipe.feed(merged_records(readers, pipe.weirds.capture), on_progress)
+        else:
+            own = merged_records(readers, pipe.weirds.capture)
+            pipe.feed_owned(own, follow(lambda ts, name, detail: None), on_progress)
             assert pipe.carry is not None
-            pipe.summary.followed = pipe.carry.uids
+            pipe.summary.followed = sorted(pipe.carry.followed)
     except KeyboardInterrupt:
         pipe.summary.interrupted = True
     finally:
