@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ from analyzer.config import Config
 from analyzer.findings.replay import SUMMARY_DIR
 from analyzer.run.pipeline import RunSummary
 from analyzer.run.workers import _merge
+
+
+def _values(values: Iterable[str]) -> pl.Expr:
+    """A set of strings for ``is_in``."""
+    return pl.lit(pl.Series(sorted(values), dtype=pl.String)).implode()
 
 
 def _ends(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -62,9 +68,7 @@ def fragments(dirs: list[Path], metas: list[dict[str, Any]]) -> dict[Path, Fragm
             continue
         carried = (
             _ends(
-                pl.scan_parquet(d / "conn.parquet").filter(
-                    pl.col("uid").is_in(pl.Series(followed, dtype=pl.String))
-                )
+                pl.scan_parquet(d / "conn.parquet").filter(pl.col("uid").is_in(_values(followed)))
             )
             .select("end_a", "end_b", (pl.col("ts") + pl.col("duration")).alias("last"))
             .collect()
@@ -88,7 +92,7 @@ def _drop(path: Path, uids: set[str]) -> None:
     frame = pl.scan_parquet(path)
     if "uid" not in frame.collect_schema().names():
         return
-    keep = pl.col("uid").is_null() | ~pl.col("uid").is_in(pl.Series(list(uids), dtype=pl.String))
+    keep = pl.col("uid").is_null() | ~pl.col("uid").is_in(_values(uids))
     tmp = path.with_name(f".{path.name}.tmp")
     frame.filter(keep).sink_parquet(tmp)
     os.replace(tmp, path)
@@ -158,7 +162,7 @@ def attribution(dirs: list[Path]) -> Any:
             for uids in frame["uids"].to_list():
                 wanted.update(uids or [])
             of = dict(
-                scan.filter(pl.col("uid").is_in(pl.Series(list(wanted), dtype=pl.String)))
+                scan.filter(pl.col("uid").is_in(_values(wanted)))
                 .select("uid", "sensor")
                 .collect()
                 .iter_rows()
@@ -178,7 +182,7 @@ def attribution(dirs: list[Path]) -> Any:
                         scan.select(pl.col("resp_h").alias("ip"), "sensor"),
                     ]
                 )
-                .filter(pl.col("ip").is_in(pl.Series(ips, dtype=pl.String)))
+                .filter(pl.col("ip").is_in(_values(ips)))
                 .unique()
                 .collect()
             )
