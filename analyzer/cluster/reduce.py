@@ -235,6 +235,9 @@ def reduce(
         keys.sort(key=lambda k: metas[k]["run"])
         drops.update(fragments([task_dirs[k] for k in keys], [metas[k] for k in keys]))
     dropped = drop_fragments(drops)
+    by_dir = {d: key for key, d in task_dirs.items()}
+    for d, f in drops.items():  # the fragments come off their task's flow count
+        metas[by_dir[d]]["flows"] -= len(f.uids)
     dirs = [task_dirs[k] for k in sorted(task_dirs)]
     attribute = attribution(dirs) if sensors else None
     summary = _merge(config, dirs, outdir, fmt, attribute=attribute)

@@ -154,8 +154,8 @@ def run_cluster(
             )
         task_dirs = {key: parts / key for key in metas}
         sensors = any(t.sensor is not None for t in plan.tasks)
-        summary, out.fragments, _ = reduce(config, task_dirs, outdir, fmt, sensors)
-        _totals(summary, out, list(metas.values()), plan)
+        summary, out.fragments, final = reduce(config, task_dirs, outdir, fmt, sensors)
+        _totals(summary, out, final, plan)
         out.run = summary
     finally:
         client.close()
@@ -196,5 +196,4 @@ def _totals(
         per[sensor or "-"]["files"] = len(files)
         per[sensor or "-"]["input_bytes"] = plan.sizes[sensor]
     summary.inputs = sum(len(f) for f in plan.sensors.values())
-    summary.flows -= out.fragments
     out.per_sensor = {k: dict(v) for k, v in per.items()}

@@ -45,7 +45,7 @@ from analyzer.run.carry import Carry
 from analyzer.run.progress import Progress
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
-from analyzer.tcp.table import FlowTable, ip_text
+from analyzer.tcp.table import FlowKey, FlowTable, ip_text
 
 WebSinks = Callable[[Exchange, int], ObjectSink | None]
 """An HTTP flow's object sinks (``export``): one per Part 10 object of a body."""
@@ -302,16 +302,23 @@ class Pipeline:
             for rec in later:
                 yield rec[0], 1, rec
 
+        flows, tick = self.table.flows, self.table.tick
+
         def records() -> Iterator[Record]:
             merged = heapq.merge(own_tagged(), later_tagged(), key=lambda t: (t[0], t[1]))
-            for i, (_, source, rec) in enumerate(merged, 1):
+            for i, (ts, source, rec) in enumerate(merged, 1):
                 carry.later = source == 1
                 if not carry.later:
                     stats.packets += 1
                     stats.wire_bytes += rec[3]
+                elif own_done:
+                    if not i & 0xFF and not carry.following():
+                        return
+                    key = plain_frame_key(rec[1], rec[2], rec[3])
+                    if key is not None and key not in flows:
+                        tick(ts)  # no flow of this task: only the clock moves
+                        continue
                 yield rec
-                if own_done and not i & 0xFF and not carry.following():
-                    return
             carry.later = False
 
         self.feed(records(), on_progress)
@@ -423,6 +430,24 @@ def plain_frame_shard(linktype: int, buf: bytes, wire_len: int, n: int) -> int |
     ):
         a, b = buf[26:30] + buf[34:36], buf[30:34] + buf[36:38]
         return zlib.crc32(a + b if a < b else b + a) % n
+    return None
+
+
+def plain_frame_key(linktype: int, buf: bytes, wire_len: int) -> FlowKey | None:
+    """The 4-tuple of a plain Ethernet/IPv4/TCP frame (as ``plain_frame_shard`` takes it), or
+    None for any other frame."""
+    if (
+        linktype == 1
+        and wire_len == len(buf) >= 54
+        and buf[12] == 8
+        and buf[13] == 0
+        and buf[14] == 0x45
+        and buf[23] == 6
+        and not (buf[20] & 0x3F or buf[21])
+        and 40 + ((buf[46] >> 4) - 5) * 4 <= (buf[16] << 8 | buf[17]) <= len(buf) - 14
+        and buf[46] >> 4 >= 5
+    ):
+        return buf[26:30], buf[34] << 8 | buf[35], buf[30:34], buf[36] << 8 | buf[37]
     return None
 
 
