@@ -321,7 +321,7 @@ def _prepare_outdir(path: Path, fmt: str) -> list[str]:
     return warnings
 
 
-def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
+def _print_summary(s: RunSummary, outdir: Path | str, fmt: str) -> None:
     st = s.stats
     rate = st.packets / s.seconds if s.seconds > 0 else 0.0
     err = sys.stderr
@@ -342,7 +342,7 @@ def _print_summary(s: RunSummary, outdir: Path, fmt: str) -> None:
             file=err,
         )
     for name, rows in s.rows.items():
-        print(f"  {outdir / f'{name}.{fmt}'}: {rows:,} rows", file=err)
+        print(f"  {str(outdir).rstrip('/')}/{name}.{fmt}: {rows:,} rows", file=err)
 
 
 def _run_options(
@@ -615,16 +615,22 @@ def _analyze_on_cluster(args: argparse.Namespace, config: Config) -> int:
     )
     for w in plan.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    from analyzer.cluster.remote import is_url
+
+    url = is_url(args.output)
+    if url and args.report:
+        raise ConfigError("--report needs a local output directory, not a URL")
     outdir = Path(args.output)
-    for w in _prepare_outdir(outdir, args.format):
-        print(f"warning: {w}", file=sys.stderr)
+    if not url:
+        for w in _prepare_outdir(outdir, args.format):
+            print(f"warning: {w}", file=sys.stderr)
     progress = Progress(plan.total_bytes or None, enabled=not args.quiet and sys.stderr.isatty())
     result = run_cluster(
-        config, plan, outdir, args.format, args.dask, progress, args.quiet, args.shards
+        config, plan, args.output, args.format, args.dask, progress, args.quiet, args.shards
     )
     summary = result.run
     if not args.quiet:
-        _print_summary(summary, outdir, args.format)
+        _print_summary(summary, args.output, args.format)
         print(
             f"dask: {result.tasks} tasks on {result.workers} worker(s), {result.retries} "
             f"retried, {result.fragments} flow fragment(s) stitched across file runs",
@@ -637,7 +643,8 @@ def _analyze_on_cluster(args: argparse.Namespace, config: Config) -> int:
                 f"{t.get('flows', 0):,} flows, {t.get('tasks', 0)} task(s)",
                 file=sys.stderr,
             )
-        _print_suppressed(config, outdir)
+        if not url:
+            _print_suppressed(config, outdir)
         _print_state(config)
     if args.report:
         _with_numpy()

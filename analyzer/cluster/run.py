@@ -13,12 +13,14 @@ import dataclasses
 import secrets
 import shutil
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analyzer.cluster import remote
 from analyzer.cluster.plan import Plan, Task
 from analyzer.cluster.reduce import reduce
 from analyzer.cluster.task import ATTEMPTS, PARTS, run_task
@@ -79,7 +81,7 @@ def connect(address: str) -> tuple[Any, Any]:
 def run_cluster(
     config: Config,
     plan: Plan,
-    outdir: Path,
+    outdir: str | Path,
     fmt: str,
     address: str,
     progress: Progress,
@@ -92,10 +94,16 @@ def run_cluster(
     if config.salt is None:
         # one salt for the run, sent to the workers with the tasks (TLS keeps it private)
         config = dataclasses.replace(config, salt=secrets.token_bytes(32))
-    parts = outdir / PARTS
+    target = str(outdir)
+    url = remote.is_url(target)
+    # with a URL the reduce works in a private local directory, uploaded at the end
+    local = Path(tempfile.mkdtemp(prefix="dicom-analyzer-")) if url else Path(target)
+    parts = local / PARTS
     if parts.exists():
         shutil.rmtree(parts)  # an interrupted earlier run's parts
     parts.mkdir(mode=0o700)
+    if url:
+        remote.remove(f"{target}/{PARTS}")
     started = time.monotonic()
     client, cluster = connect(address)
     out = ClusterSummary(RunSummary(), tasks=len(plan.tasks))
@@ -114,7 +122,7 @@ def run_cluster(
                 run_task,
                 t,
                 config,
-                str(outdir),
+                target,
                 key=f"dicom-analyzer-{t.key}-{secrets.token_hex(4)}",
                 pure=False,
             ): t
@@ -145,7 +153,11 @@ def run_cluster(
             done_bytes += task.bytes
             progress.update(done_bytes, packets)
         progress.done()
-        out.attempts = len(list((parts / ATTEMPTS).glob("*")))
+        out.attempts = (
+            remote.count(f"{target}/{PARTS}/{ATTEMPTS}")
+            if url
+            else len(list((parts / ATTEMPTS).glob("*")))
+        )
         if errors:
             for e in errors[1:]:
                 print(f"dicom-analyzer: error: {e}", file=sys.stderr)
@@ -153,15 +165,24 @@ def run_cluster(
                 errors[0], exit_code, f"{len(errors)} of {len(plan.tasks)} task(s) failed"
             )
         task_dirs = {key: parts / key for key in metas}
+        if url:  # exactly the attempts whose results arrived
+            for key, meta in metas.items():
+                remote.download(f"{target}/{PARTS}/{key}/{meta['attempt']}", task_dirs[key])
         sensors = any(t.sensor is not None for t in plan.tasks)
-        summary, out.fragments, final = reduce(config, task_dirs, outdir, fmt, sensors)
+        summary, out.fragments, final = reduce(config, task_dirs, local, fmt, sensors)
         _totals(summary, out, final, plan)
         out.run = summary
+        if url:
+            shutil.rmtree(parts, ignore_errors=True)
+            remote.upload(local, target)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
         shutil.rmtree(parts, ignore_errors=True)
+        if url:
+            remote.remove(f"{target}/{PARTS}")
+            shutil.rmtree(local, ignore_errors=True)
     out.run.seconds = time.monotonic() - started
     return out
 

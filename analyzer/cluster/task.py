@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from types import ModuleType
 from typing import Any, cast
 
 from analyzer.capture import Record, WeirdSink, merged_records, open_inputs
+from analyzer.cluster import remote
 from analyzer.cluster.plan import Task
 from analyzer.config import Config
 from analyzer.errors import AnalyzerError
@@ -45,15 +47,39 @@ def _later(files: tuple[str, ...]) -> Any:
 
 
 def run_task(task: Task, config: Config, outdir: str) -> dict[str, Any]:
-    """Run ``task``; return its meta (``error``: a one-line input error, not retried)."""
+    """Run ``task``; return its meta (``error``: a one-line input error, not retried).
+    ``outdir``: a shared directory, or an fsspec URL (``cluster/remote.py``)."""
     sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
     os.umask(0o077)
-    parts = Path(outdir) / PARTS
     attempt = uuid.uuid4().hex[:12]
+    if remote.is_url(outdir):
+        remote.touch(f"{outdir}/{PARTS}/{ATTEMPTS}/{task.key}.{attempt}")
+        work = Path(tempfile.mkdtemp(prefix=f"dicom-analyzer-{task.key}-"))
+        try:
+            meta = _run(task, config, work, attempt)
+            if "error" not in meta:
+                remote.upload(work, f"{outdir}/{PARTS}/{task.key}/{attempt}")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return meta
+    parts = Path(outdir) / PARTS
     (parts / ATTEMPTS).mkdir(mode=0o700, parents=True, exist_ok=True)
     (parts / ATTEMPTS / f"{task.key}.{attempt}").touch()
     work = parts / f".{task.key}.{attempt}"
     work.mkdir(mode=0o700)
+    meta = _run(task, config, work, attempt)
+    if "error" in meta:
+        shutil.rmtree(work, ignore_errors=True)
+        return meta
+    final = parts / task.key
+    if final.exists():  # an earlier attempt finished, but its result never reached the client
+        shutil.rmtree(final)
+    os.rename(work, final)
+    return meta
+
+
+def _run(task: Task, config: Config, work: Path, attempt: str) -> dict[str, Any]:
+    """The per-flow stage of ``task`` into ``work``, with ``task.json``; the meta."""
     started = time.monotonic()
     cfg = config if config.sensor == task.sensor else _with_sensor(config, task.sensor)
     try:
@@ -68,7 +94,6 @@ def run_task(task: Task, config: Config, outdir: str) -> dict[str, Any]:
             follow=_later(task.later),
         )
     except AnalyzerError as exc:
-        shutil.rmtree(work, ignore_errors=True)
         return {"key": task.key, "error": str(exc), "exit_code": exc.exit_code}
     own = summary.stats_own or summary.stats
     meta = {
@@ -88,12 +113,9 @@ def run_task(task: Task, config: Config, outdir: str) -> dict[str, Any]:
         "interrupted": summary.interrupted,
         "seconds": time.monotonic() - started,
         "worker": os.uname().nodename + f":{os.getpid()}",
+        "attempt": attempt,
     }
     (work / META).write_text(json.dumps(meta))
-    final = parts / task.key
-    if final.exists():  # an earlier attempt finished, but its result never reached the client
-        shutil.rmtree(final)
-    os.rename(work, final)
     return meta
 
 

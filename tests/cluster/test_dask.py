@@ -318,3 +318,52 @@ def test_sensor_needs_dask_and_stdin_cannot_be_split(tmp_path: Path) -> None:
     assert r.returncode == 2 and "need --dask" in r.stderr and r.stderr.count("\n") == 1
     r = cli("analyze", "-", "-o", str(tmp_path / "o"), "--dask", "local:1")
     assert r.returncode == 2 and "cannot be split" in r.stderr and r.stderr.count("\n") == 1
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An S3-compatible object store on loopback (moto's server) with a bucket ``lab``."""
+    s3fs = pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
+    port = free_port()
+    proc = subprocess.Popen(
+        [PY, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.monotonic() < deadline and proc.poll() is None, "moto did not start"
+            time.sleep(0.1)
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "lab",
+            "AWS_SECRET_ACCESS_KEY": "lab-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        }.items():
+            monkeypatch.setenv(key, value)
+        fs = s3fs.S3FileSystem(skip_instance_cache=True)
+        fs.mkdir("lab")
+        yield fs
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_output_to_an_object_store(s3: Any, tmp_path: Path) -> None:
+    files = rotate(CAPTURES / "dicom_lab.pcap", tmp_path / "in", 9)
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f'[privacy]\nsalt = "{TEST_SALT.decode()}"\n')
+    ref = single([str(files)], tmp_path / "one")
+    r = cli("analyze", str(files), "-o", "s3://lab/run1", "--config", str(cfg),
+            "--dask", "local:2", "--task-mb", "0.005")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "s3://lab/run1/conn.parquet" in r.stderr
+    names = sorted(p.rsplit("/", 1)[1] for p in s3.ls("lab/run1"))
+    assert names == sorted([*(f"{t}.parquet" for t in TABLES), "alerts.jsonl"])  # no .parts
+    got = tmp_path / "got"
+    got.mkdir()
+    for name in TABLES:
+        s3.get_file(f"lab/run1/{name}.parquet", str(got / f"{name}.parquet"))
+    same_tables(ref, got)

@@ -1,7 +1,8 @@
-"""``live`` with a state directory and Zeek logs: two live sessions on loopback with real peers
-(DCMTK echoscu, then pynetdicom under the same AE title); the second session, with two workers,
-compares with what the first one learned; every part file is a whole Zeek log that a Zeek log
-reader (parsezeeklogs) reads."""
+"""``live`` with everything of the SOC issue: two live sessions on loopback with real peers
+(DCMTK echoscu, then pynetdicom under the same AE title) and one state directory; the second
+session, with two workers, compares with what the first one learned, runs a site rule from
+``[rules] modules``, suppresses a rule and writes ECS alerts; every part file is a whole Zeek
+log that a Zeek log reader (parsezeeklogs) reads."""
 
 from __future__ import annotations
 
@@ -45,10 +46,31 @@ def read_logs(out: Path, table: str) -> list[dict[str, object]]:
     return rows
 
 
+SITE_RULE = """
+from analyzer.findings.model import FlowRule, Severity
+from analyzer.findings.rules.common import assoc_finding
+
+
+class LabEcho(FlowRule):
+    id = "lab_echo"
+    title = "An association from the lab's pynetdicom"
+    description = "Every association whose calling AE title is PYNETDICOM_SCU."
+    severity = Severity.INFO
+
+    def on_association_end(self, assoc):
+        if assoc.calling_ae == "PYNETDICOM_SCU":
+            self.ctx.emit(
+                assoc_finding(self.id, assoc, self.severity, self.title, "seen", {}),
+                dedup=(assoc.orig_h,),
+            )
+"""
+
+
 @needs_capture
-def test_live_state_survives_a_restart_and_writes_zeek_logs(
+def test_live_supports_state_zeek_logs_site_rules_suppressions_and_ecs(
     tmp_path: Path,
     peers: dict[str, object],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     a = int(peers["a"])  # type: ignore[call-overload]
     state = tmp_path / "state"
@@ -66,13 +88,34 @@ def test_live_state_survives_a_restart_and_writes_zeek_logs(
         r for r in read_logs(tmp_path / "one", "finding") if r["rule"] == "inventory_change"
     ]
 
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "lab_rules.py").write_text(SITE_RULE)
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(
+        '[rules]\nmodules = ["lab_rules"]\n'
+        '[[suppress]]\nrules = ["no_user_identity"]\nreason = "lab traffic, accepted"\n'
+    )
+    monkeypatch.setenv("PYTHONPATH", str(mods))
     pynetdicom = [PY, str(PEERS), "echo", "127.0.0.1", str(a), "PYSCP"]
-    session(tmp_path / "two", a, "zeek-json", state, pynetdicom, "--workers", "2")
+    session(
+        tmp_path / "two", a, "zeek-json", state, pynetdicom,
+        "--workers", "2", "--config", str(cfg), "--alerts-format", "ecs",
+    )  # fmt: skip
     changes = [r for r in read_logs(tmp_path / "two", "finding") if r["rule"] == "inventory_change"]
     (change,) = changes  # the second association is as the first: learned, not new
     assert str(change["detail"]).startswith(f"PYNETDICOM_SCU@127.0.0.1: {version} -> PYNETDICOM")
     assert change["count"] == 1
     assert len(read_logs(tmp_path / "two", "dicom_assoc")) == 2
-    alerts = (tmp_path / "two" / "alerts.jsonl").read_text()
-    assert "new implementation version" in alerts
+    findings = read_logs(tmp_path / "two", "finding")
+    site = [r for r in findings if r["rule"] == "lab_echo"]
+    assert len(site) == 1 and site[0]["count"] == 2  # the site rule, folded over both
+    quiet = [r for r in findings if r["rule"] == "no_user_identity"]
+    assert quiet and all(r["suppressed"] == "suppress[1]" for r in quiet)
+    alerts = [
+        json.loads(line) for line in (tmp_path / "two" / "alerts.jsonl").read_text().splitlines()
+    ]
+    assert alerts and all(a["event"]["kind"] == "alert" and "@timestamp" in a for a in alerts)
+    ids = {a["rule"]["id"] for a in alerts}
+    assert {"inventory_change", "lab_echo"} <= ids and "no_user_identity" not in ids
     assert json.loads((state / "baseline.json").read_text())["runs"] == 2
