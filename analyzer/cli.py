@@ -740,7 +740,8 @@ def _baseline(args: argparse.Namespace) -> int:
             summary = run_analysis(config, readers, Path(tmp), "parquet", progress)
     if not args.quiet:
         print(
-            f"{summary.stats.packets:,} packets from {summary.inputs} input(s) learned from",
+            f"baseline: learned from {summary.stats.packets:,} packets of "
+            f"{summary.inputs} input(s)",
             file=sys.stderr,
         )
         _print_state(config)

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from analyzer.dicom.items import text, wire_text
-from analyzer.logs.records import TABLES
+from analyzer.logs.records import TABLES, Weird
 from analyzer.output.writer import TableWriter, csv_safe
 from analyzer.report.load import load_table
 
@@ -34,7 +34,7 @@ def test_csv_cells_are_formula_safe_and_read_back_exactly(tmp_path: Path) -> Non
     schema = TABLES["weird"]
     w = TableWriter("weird", schema, tmp_path, "csv")
     for v in values:
-        w.add(("C1", 1.0, v, v, "dicom"))
+        w.add(Weird("C1", 1.0, v, v, "dicom"))
     w.close()
     raw = (tmp_path / "weird.csv").read_text()
     for line in raw.splitlines()[1:]:

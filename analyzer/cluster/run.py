@@ -68,8 +68,10 @@ def connect(address: str) -> tuple[Any, Any]:
             n = 0
         if n < 1:
             raise ConfigError(f"--dask {address}: expected local:N with N at least 1")
+        # the dashboard needs bokeh; without it there is none to point to
+        dashboard = "127.0.0.1:0" if _has_bokeh() else None
         cluster = distributed.LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=dashboard
         )
         return distributed.Client(cluster), cluster
     try:
@@ -113,7 +115,7 @@ def run_cluster(
         out.workers = len(info.get("workers", {}))
         plan.split(shards or plan.default_shards(max(out.workers, 1)))
         out.tasks = len(plan.tasks)
-        if "dashboard" in info.get("services", {}):
+        if "dashboard" in info.get("services", {}) and (cluster is None or _has_bokeh()):
             out.dashboard = client.dashboard_link
             if not quiet:
                 print(f"dask: dashboard {out.dashboard}", file=sys.stderr)
@@ -185,6 +187,12 @@ def run_cluster(
             shutil.rmtree(local, ignore_errors=True)
     out.run.seconds = time.monotonic() - started
     return out
+
+
+def _has_bokeh() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bokeh") is not None
 
 
 class _TaskError(AnalyzerError):

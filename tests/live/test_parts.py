@@ -14,7 +14,7 @@ from analyzer.errors import ConfigError
 from analyzer.live.alerts import SyslogSink, syslog_message
 from analyzer.live.dumpcap import DROPS, _first_error
 from analyzer.live.ring import ring_filter
-from analyzer.logs.records import TABLES
+from analyzer.logs.records import TABLES, Weird
 from analyzer.output.writer import PartWriter, SnapshotWriter
 from analyzer.report.load import load_tables
 
@@ -24,7 +24,7 @@ WEIRD = TABLES["weird"]
 def test_part_writer_writes_durable_numbered_parts(tmp_path: Path) -> None:
     w = PartWriter("weird", WEIRD, tmp_path, chunk_rows=3)
     for i in range(7):  # two full chunks flush by themselves
-        w.add(("C1", float(i), "x", str(i), "capture"))
+        w.add(Weird("C1", float(i), "x", str(i), "capture"))
     assert len(list((tmp_path / "weird").glob("part-*.parquet"))) == 2
     w.flush()
     w.flush()  # nothing new: no empty part
@@ -36,7 +36,7 @@ def test_part_writer_writes_durable_numbered_parts(tmp_path: Path) -> None:
     assert not list((tmp_path / "weird").glob(".*"))
     # A new run in the same directory continues the numbering, and readers see both runs.
     again = PartWriter("weird", WEIRD, tmp_path)
-    again.add(("C2", 9.0, "y", "9", "capture"))
+    again.add(Weird("C2", 9.0, "y", "9", "capture"))
     again.close()
     assert sorted(p.name.split("-")[1] for p in (tmp_path / "weird").glob("part-*"))[-1] == "000003"
     frame = load_tables(tmp_path)["weird"]
@@ -45,10 +45,10 @@ def test_part_writer_writes_durable_numbered_parts(tmp_path: Path) -> None:
 
 def test_snapshot_writer_replaces_the_whole_table(tmp_path: Path) -> None:
     w = SnapshotWriter("weird", WEIRD, tmp_path)
-    w.add(("C1", 1.0, "x", "1", "capture"))
+    w.add(Weird("C1", 1.0, "x", "1", "capture"))
     w.close()
-    w.add(("C1", 1.0, "x", "1", "capture"))
-    w.add(("C2", 2.0, "y", "2", "capture"))
+    w.add(Weird("C1", 1.0, "x", "1", "capture"))
+    w.add(Weird("C2", 2.0, "y", "2", "capture"))
     assert w.close() == 2
     assert pl.read_parquet(tmp_path / "weird.parquet").height == 2
     assert stat.S_IMODE((tmp_path / "weird.parquet").stat().st_mode) == 0o600
