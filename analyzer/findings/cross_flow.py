@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from analyzer.errors import AnalyzerError
 from analyzer.findings.model import CrossFlowRule
 from analyzer.findings.per_flow import ReportError, call_guarded
 from analyzer.findings.sink import FindingSink
@@ -97,9 +98,13 @@ class CrossFlowStage:
             self.baseline.fact(r)
 
     def save_state(self) -> None:
-        """Write the baseline to the state directory (live does at every rotation)."""
+        """Write the baseline to the state directory (live does at every rotation). A state
+        that cannot be written is an anomaly row, never the loss of the run's tables."""
         if self.state is not None:
-            self.state.save(self.baseline)
+            try:
+                self.state.save(self.baseline)
+            except AnalyzerError as exc:
+                self.report(None, 0.0, "analyzer_state_not_saved", str(exc))
 
     def finish(self) -> None:
         self.flush()

@@ -313,3 +313,22 @@ def test_the_same_capture_twice_learns_and_then_stays_quiet(tmp_path: Path) -> N
     doc = json.loads((tmp_path / "state" / FILE).read_text())
     assert doc["move_destinations"] and doc["peers"] and doc["runs"] == 2
     assert os.stat(tmp_path / "state" / FILE).st_mode & 0o777 == 0o600
+
+
+def test_a_state_that_cannot_be_written_is_an_anomaly_not_a_lost_run(tmp_path: Path) -> None:
+    from analyzer.findings.cross_flow import CrossFlowStage
+    from analyzer.findings.sink import FindingSink
+    from analyzer.logs.sinks import ListSink
+
+    state = StateDir(tmp_path / "state", 100, 100)
+    rows: list[tuple[object, ...]] = []
+    stage = CrossFlowStage(
+        [], FindingSink(ListSink(), {}), False, lambda *row: rows.append(row), None,
+        state.load(), state,
+    )  # fmt: skip
+    stage.baseline.association(assoc_summary())
+    shutil.rmtree(tmp_path / "state")
+    (tmp_path / "state").write_text("not a directory any more")
+    stage.finish()
+    ((uid, _, name, detail),) = rows
+    assert uid is None and name == "analyzer_state_not_saved" and "is a file" in str(detail)
