@@ -213,7 +213,11 @@ def test_deidentify_leaves_no_phi_value_in_any_file(tmp_path: Path) -> None:
     }
     assert "DOE^JANE" in values and len(values) > 20
     out = tmp_path / "out"
-    result = export(out, *inputs, "--deidentify")
+    # a fixed salt: the keyed 2.25 pseudonyms are then the same on every run (a random one
+    # gives 39 fresh digits per UID, which now and then hold a short numeric value by chance)
+    cfg = tmp_path / "salt.toml"
+    cfg.write_text('[privacy]\nsalt = "deidentify-test-salt"\n')
+    result = export(out, *inputs, "--deidentify", "--config", str(cfg))
     assert result.returncode == 0 and "patient data included" not in result.stderr
     m = pl.read_parquet(out / "exported.parquet")
     assert m["deidentified"].all()
