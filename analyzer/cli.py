@@ -591,12 +591,7 @@ def _analyze(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.report:
-        _with_numpy()
-        from analyzer.report.html import write_report
-
-        path = write_report(outdir, outdir / "report.html", config)
-        if not args.quiet:
-            print(f"report: {path}", file=sys.stderr)
+        _write_report(outdir, config, args.quiet)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 
@@ -647,13 +642,18 @@ def _analyze_on_cluster(args: argparse.Namespace, config: Config) -> int:
             _print_suppressed(config, outdir)
         _print_state(config)
     if args.report:
-        _with_numpy()
-        from analyzer.report.html import write_report
-
-        path = write_report(outdir, outdir / "report.html", config)
-        if not args.quiet:
-            print(f"report: {path}", file=sys.stderr)
+        _write_report(outdir, config, args.quiet)
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
+
+
+def _write_report(outdir: Path, config: Config, quiet: bool) -> None:
+    """``--report``: OUTDIR/report.html from the tables just written."""
+    _with_numpy()
+    from analyzer.report.html import write_report
+
+    path = write_report(outdir, outdir / "report.html", config)
+    if not quiet:
+        print(f"report: {path}", file=sys.stderr)
 
 
 def _workers(requested: int | None, inputs: list[str], total: int | None) -> int:
