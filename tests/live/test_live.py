@@ -190,7 +190,20 @@ def tcpdump(path: Path, bpf: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         # --immediate-mode: without it the kernel may still hold the last burst (TPACKET_V3
         # blocks) when SIGTERM arrives, and the reference would lack the last association.
-        ["tcpdump", "-i", "lo", "--immediate-mode", "-U", "-s0", "-w", str(path), bpf],
+        # -B: a 64 MiB kernel buffer; with the default 2 MiB a loaded CI box dropped a segment.
+        [
+            "tcpdump",
+            "-i",
+            "lo",
+            "--immediate-mode",
+            "-B",
+            "65536",
+            "-U",
+            "-s0",
+            "-w",
+            str(path),
+            bpf,
+        ],  # fmt: skip
         stderr=err.open("wb"),
         stdout=subprocess.DEVNULL,
     )
@@ -232,17 +245,56 @@ def keys(frame: pl.DataFrame, cols: list[str]) -> list[tuple[object, ...]]:
     return sorted(frame.select(cols).iter_rows(), key=repr)
 
 
+def lost_flows(capture: Path) -> set[frozenset[int]]:
+    """Port pairs of the flows in which Wireshark sees a segment the capture did not get."""
+    out = subprocess.run(
+        ["tshark", "-n", "-r", str(capture), "-Y", "tcp.analysis.lost_segment",
+         "-T", "fields", "-e", "tcp.srcport", "-e", "tcp.dstport"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return {frozenset(int(p) for p in ln.split()) for ln in out.splitlines() if ln.strip()}
+
+
+def without_flows(tables: Any, flows: set[frozenset[int]]) -> dict[str, pl.DataFrame]:
+    """``dicom_assoc``, ``dimse`` and ``finding`` without the rows of the flows ``flows``."""
+
+    def lost(frame: pl.DataFrame) -> pl.Series:
+        pairs = zip(frame["orig_p"].to_list(), frame["resp_p"].to_list(), strict=True)
+        return pl.Series([frozenset(p) in flows for p in pairs], dtype=pl.Boolean)
+
+    conn = tables["conn"]
+    gone = set(conn.filter(lost(conn))["uid"].to_list())
+    finding = tables["finding"]
+    keep = [
+        not (set(us or []) & gone) and uid not in gone
+        for us, uid in zip(finding["uids"].to_list(), finding["uid"].to_list(), strict=True)
+    ]
+    assoc = tables["dicom_assoc"]
+    return {
+        "dicom_assoc": assoc.filter(~lost(assoc)),
+        "dimse": tables["dimse"].filter(~pl.col("uid").is_in(list(gone))),
+        "finding": finding.filter(pl.Series(keep, dtype=pl.Boolean)),
+    }
+
+
 def same_as_offline(tables: Any, out: Path, tmp_path: Path, associations: int) -> Any:
     """Live's tables hold the associations, DIMSE messages, findings and assets that analyze
     finds in tcpdump's capture of the same traffic (``tmp_path/ref.pcap``); return those."""
     offline = load_tables(analyze_to(tmp_path / "ref.pcap", tmp_path / "offline"))
-    cols = ["orig_p", "resp_p", "calling_ae", "called_ae", "result", "end_state", "n_dimse"]
-    assert keys(tables["dicom_assoc"], cols) == keys(offline["dicom_assoc"], cols)
     assert tables["dicom_assoc"].height == associations
-    same_rows(tables["dimse"], offline["dimse"], ["command", "message_id", "status"])
+    # The reference is a second capture and can itself miss a segment on a loaded box; then the
+    # flow it lost is no oracle and is set aside on both sides (at most one, else the test fails).
+    lossy = lost_flows(tmp_path / "ref.pcap")
+    assert len(lossy) <= 1, f"the reference capture lost segments of {len(lossy)} flows"
+    live_t, off_t = without_flows(tables, lossy), without_flows(offline, lossy)
+    cols = ["orig_p", "resp_p", "calling_ae", "called_ae", "result", "end_state", "n_dimse"]
+    assert keys(live_t["dicom_assoc"], cols) == keys(off_t["dicom_assoc"], cols)
+    assert live_t["dicom_assoc"].height >= associations - 1
+    same_rows(live_t["dimse"], off_t["dimse"], ["command", "message_id", "status"])
     fcols = ["rule", "severity", "orig_h", "resp_h", "calling_ae", "called_ae", "detail"]
-    same_rows(tables["finding"], offline["finding"], fcols)
-    assert tables["asset"].height == offline["asset"].height
+    same_rows(live_t["finding"], off_t["finding"], fcols)
+    if not lossy:
+        assert tables["asset"].height == offline["asset"].height
     # one alert per finding at once; a folded finding adds one more with its final count
     first = [a for a in alerts(out / "alerts.jsonl") if '"count": 1,' in a]
     assert len(first) == tables["finding"].height
