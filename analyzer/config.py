@@ -117,6 +117,9 @@ class Limits:
     """Requests awaiting their final response per association (oldest dropped beyond)."""
     max_queries: int = 4096
     """Queries and retrieves remembered per association."""
+    bulk_fast_path: bool = True
+    """Count in-order bulk segments nothing reads in one step (``FlowTable.counted``); false
+    takes every packet through the whole decoder (the same tables, slower: for cross-checks)."""
     memory_budget: int = 512 << 20
     """Bytes the whole process may use for what traffic makes it hold; past the share of
     open flows, the largest flows are shed (``analyzer/memory.py``)."""

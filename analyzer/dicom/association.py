@@ -143,6 +143,15 @@ class AssociationParser:
         self.unread[direction] = fr.pdv_left if self.counts_only(direction) else 0
         return self._out
 
+    def skip(self, direction: int, n: int) -> None:
+        """Count ``n`` in-order bytes, fewer than ``unread[direction]``: the middle of a dataset
+        PDV past its kept head (what ``feed`` would do with them, without reading them)."""
+        fr = self.framers[direction]
+        fr.pdv_left -= n
+        fr.pdu_left -= n
+        self.unread[direction] = fr.pdv_left
+        self.pending[direction][fr.pdv_ctx].dataset_bytes += n
+
     def counts_only(self, direction: int) -> bool:
         """``feed`` would only count the next bytes (fewer than the PDV has left): inside a
         dataset PDV, past its first bytes, the dataset head already complete."""

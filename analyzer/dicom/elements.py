@@ -58,6 +58,7 @@ KNOWN_VRS = LONG_LENGTH_VRS | frozenset(
     | {b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 )
 US_OR_SS = frozenset({"US or SS", "US or SS or OW"})
+VR_TEXT = {vr: vr.decode() for vr in KNOWN_VRS}
 
 
 class Element(NamedTuple):
@@ -195,6 +196,7 @@ class _Walker:
         self.u32 = struct.Struct(e + "L").unpack_from
         self.u16 = struct.Struct(e + "H").unpack_from
         self.tag_len = struct.Struct(e + "HHL").unpack_from
+        self.explicit_head = struct.Struct(e + "HH2sH").unpack_from
         self.out: list[Element] = []
         self.anomalies: list[tuple[str, str]] = []
         self.truncated = False
@@ -262,42 +264,49 @@ class _Walker:
 
     def dataset(self, pos: int, end: int, depth: int, level: _Level) -> int:
         """Walk elements in ``[pos, end)``; return the offset after the last one consumed
-        (after an item delimiter when one ends the dataset)."""
+        (after an item delimiter when one ends the dataset). The common element (a known
+        explicit VR or an implicit one, not a sequence, not a private creator) is decoded
+        and recorded inline; everything else takes the methods below."""
         data, implicit = self.data, self.implicit
         n = len(data)
         end = min(end, n)
         keep = self.keep
+        out = self.out
+        seen = level.seen
+        head, tag_len, u32 = self.explicit_head, self.tag_len, self.u32
+        vr_text, known = VR_TEXT.get, _DICT.get
+        listed = depth <= MAX_DEPTH
         while pos < end:
             if pos + 8 > n:
                 self.truncated = True
                 return n
-            group, elem = self.u16x2(data, pos)
-            tag = group << 16 | elem
-            if tag == ITEM_END:
-                return pos + 8
             wire_vr: str | None = None
             if implicit:
-                length = self.u32(data, pos + 4)[0]
+                group, elem, length = tag_len(data, pos)
+                tag = group << 16 | elem
+                if tag == ITEM_END:
+                    return pos + 8
                 vpos = pos + 8
             else:
-                raw_vr = data[pos + 4 : pos + 6]
-                if raw_vr in KNOWN_VRS:
-                    wire_vr = raw_vr.decode()
+                group, elem, raw_vr, length = head(data, pos)
+                tag = group << 16 | elem
+                if tag == ITEM_END:
+                    return pos + 8
+                wire_vr = vr_text(raw_vr)
+                if wire_vr is not None:
                     if raw_vr in LONG_LENGTH_VRS:
                         if pos + 12 > n:
                             self.truncated = True
                             return n
-                        length = self.u32(data, pos + 8)[0]
+                        length = u32(data, pos + 8)[0]
                         vpos = pos + 12
                     else:
-                        length = self.u16(data, pos + 6)[0]
                         vpos = pos + 8
                 elif not (b"AA" <= raw_vr <= b"ZZ"):  # implicit inside explicit: as pydicom
-                    length = self.u32(data, pos + 4)[0]
+                    length = u32(data, pos + 4)[0]
                     vpos = pos + 8
                 else:  # an unknown VR, read with a 2-byte length
                     wire_vr = raw_vr.decode("latin-1")
-                    length = self.u16(data, pos + 6)[0]
                     vpos = pos + 8
             if depth == 0 and group == PIXEL_GROUP:
                 self.stopped = True
@@ -307,7 +316,10 @@ class _Walker:
                 pos = self._undefined(tag, wire_vr, vpos, depth, level)
                 continue
             vend = vpos + length
-            vr = self._vr(tag, wire_vr, length, level)
+            if wire_vr is None or wire_vr == "UN":
+                vr = self._vr(tag, wire_vr, length, level)
+            else:
+                vr = wire_vr
             if vr == "SQ":
                 self._emit(tag, vr, None, length, depth, level)
                 self._items(vpos, min(vend, end), depth + 1, level)
@@ -321,33 +333,59 @@ class _Walker:
                 pos = vend
                 continue
             value: str | None = None
-            if tag == SPECIFIC_CHARACTER_SET or (group & 1 and 0x10 <= elem <= 0xFF):
-                value = self._value(tag, vr, data[vpos:vend], level)
-                if tag == SPECIFIC_CHARACTER_SET:
-                    try:
-                        level.encodings = convert_encodings(
-                            (value or "").split("\\") if value and "\\" in value else value or ""
-                        )
-                    except (ValueError, LookupError):  # pydicom warns of unknown names; a NUL
-                        # in one makes the codec lookup raise (found by the fuzzer)
-                        level.encodings = [default_encoding]
-                        self._anomaly(
-                            "dicom_charset_invalid",
-                            f"Specific Character Set {wire_text((value or '').encode('utf-8', 'replace'))[:80]}; "
-                            "decoded as the default repertoire",
-                        )
-                else:
+            if group & 1:
+                if 0x10 <= elem <= 0xFF:
+                    value = self._value(tag, vr, data[vpos:vend], level)
                     level.creators[tag] = value or ""
+                elif vr not in BULK_VRS and (keep is None or tag in keep or vr == "UI"):
+                    value = self._value(tag, vr, data[vpos:vend], level, vend > n)
+                self._emit(tag, vr, value, length, depth, level)
+                pos = vend
+                continue
+            if tag == SPECIFIC_CHARACTER_SET:
+                value = self._value(tag, vr, data[vpos:vend], level)
+                self._charset(level, value)
             elif tag == PIXEL_REPRESENTATION and length == 2 and vend <= n:
                 level.pixel_rep = self.u16(data, vpos)[0]
                 value = str(level.pixel_rep)
-            elif vr not in BULK_VRS and (keep is None or tag in keep or vr == "UI"):
+            elif vr in BULK_VRS:
+                pass
+            elif vr in ASCII_VRS and (keep is None or tag in keep or vr == "UI"):
+                value = data[vpos:vend].decode(default_encoding).rstrip(" \x00")[:MAX_VALUE_CHARS]
+            elif keep is None or tag in keep:
                 value = self._value(tag, vr, data[vpos:vend], level, vend > n)
-            elif vr not in BULK_VRS:
-                value = None
-            self._emit(tag, vr, value, length, depth, level)
             pos = vend
+            if not listed:
+                continue
+            public = known(tag) or _public(tag)
+            element = Element(
+                tag, public[0] if public is not None else "", vr, value, length, depth
+            )
+            at = seen.get(tag)
+            if at is not None:
+                out[at] = element
+                continue
+            if len(out) >= self.max_elements:
+                self.full = True
+                continue
+            seen[tag] = len(out)
+            out.append(element)
         return pos
+
+    def _charset(self, level: _Level, value: str | None) -> None:
+        """Specific Character Set: the codecs of this dataset's (and its items') text."""
+        try:
+            level.encodings = convert_encodings(
+                (value or "").split("\\") if value and "\\" in value else value or ""
+            )
+        except (ValueError, LookupError):  # pydicom warns of unknown names; a NUL
+            # in one makes the codec lookup raise (found by the fuzzer)
+            level.encodings = [default_encoding]
+            self._anomaly(
+                "dicom_charset_invalid",
+                f"Specific Character Set {wire_text((value or '').encode('utf-8', 'replace'))[:80]}; "
+                "decoded as the default repertoire",
+            )
 
     def _emit(
         self, tag: int, vr: str, value: str | None, length: int, depth: int, level: _Level

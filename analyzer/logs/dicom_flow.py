@@ -70,6 +70,7 @@ class DicomFlow:
         "max_queries",
         "strict",
         "unread",
+        "skip",
     )
 
     def __init__(
@@ -97,6 +98,7 @@ class DicomFlow:
         """(requester direction, message id) -> request ts, until the final response."""
         self.ended = False
         self.unread = self.parser.unread
+        self.skip = self.parser.skip
 
     def data(self, direction: int, ts: float, data: bytes) -> None:
         self._events(self.parser.feed(direction, data, ts))

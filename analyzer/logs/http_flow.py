@@ -153,6 +153,9 @@ class HttpFlow:
     def data(self, direction: int, ts: float, data: bytes) -> None:
         self._events(self.parser.feed(direction, data, ts))
 
+    def skip(self, direction: int, n: int) -> None:
+        pass  # never called: every byte is read (``unread`` stays 0)
+
     def gap(self, direction: int, ts: float, length: int) -> None:
         self._events(self.parser.gap(direction, ts, length))
 

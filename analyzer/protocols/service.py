@@ -137,6 +137,9 @@ class ServiceSniffer:
         lim.held_total += len(keep)
         self._decide()
 
+    def skip(self, direction: int, n: int) -> None:
+        pass  # never called: every byte is read (``unread`` stays 0)
+
     def footprint(self) -> int:
         return len(self.held[0]) + len(self.held[1]) + len(self.order) * BUFFERED_PIECE
 

@@ -258,14 +258,55 @@ class Pipeline:
     def feed(
         self, records: Iterable[Record], on_progress: Callable[[int], None] | None = None
     ) -> None:
-        """Process records; an internal error in one packet is an anomaly, not the end."""
+        """Process records; an internal error in one packet is an anomaly, not the end.
+
+        Most frames of a busy capture are plain (Ethernet, IPv4 without options or fragments,
+        TCP, whole, lengths consistent: ``plain_frame_shard``'s test), and two kinds of them
+        are settled here without the decoder: in a shard worker, a frame of another shard is
+        only counted and moves the clock; a bulk segment nothing reads (``FlowTable.counted``)
+        is counted in one step. Every other frame takes the decoder. ``[limits]
+        bulk_fast_path = false`` turns the second off; the tables are the same either way
+        (``tests/run/test_fast_path.py``)."""
         packet: Callable[[float, int, bytes, int], None] = self.decoder.packet
-        if self.shard is not None:
-            packet = _skip_other_shards(packet, self.decoder.stats, self.table.tick, *self.shard)
+        stats = self.decoder.stats
+        table = self.table
+        counted = table.counted if self.config.limits.bulk_fast_path else None
+        k, shards = self.shard if self.shard is not None else (0, 1)
+        tick = table.tick
+        crc32 = zlib.crc32
         strict = self.config.strict
         for n, (ts, linktype, buf, wire_len) in enumerate(records, 1):
             try:
-                packet(ts, linktype, buf, wire_len)
+                if (
+                    linktype == 1
+                    and wire_len == len(buf) >= 54
+                    and buf[12] == 8
+                    and buf[13] == 0
+                    and buf[14] == 0x45
+                    and buf[23] == 6
+                    and not (buf[20] & 0x3F or buf[21])
+                    and 54 <= 34 + (buf[46] >> 4 << 2) <= 14 + (buf[16] << 8 | buf[17]) <= wire_len
+                ):
+                    if shards > 1:
+                        a, b = buf[26:30] + buf[34:36], buf[30:34] + buf[36:38]
+                        other = crc32(a + b if a < b else b + a) % shards != k
+                    else:
+                        other = False
+                    if other:
+                        stats.packets += 1
+                        stats.wire_bytes += wire_len
+                        stats.ipv4 += 1
+                        stats.tcp += 1
+                        tick(ts)
+                    elif counted is not None and counted(ts, buf):
+                        stats.packets += 1
+                        stats.wire_bytes += wire_len
+                        stats.ipv4 += 1
+                        stats.tcp += 1
+                    else:
+                        packet(ts, linktype, buf, wire_len)
+                else:
+                    packet(ts, linktype, buf, wire_len)
             except Exception as exc:
                 if strict:
                     raise
@@ -387,30 +428,6 @@ def flow_shard(src: bytes, sport: int, dst: bytes, dport: int, n: int) -> int:
     """The shard of a TCP flow: the same for both directions and in every process."""
     a, b = src + sport.to_bytes(2, "big"), dst + dport.to_bytes(2, "big")
     return zlib.crc32(a + b if a < b else b + a) % n
-
-
-def _skip_other_shards(
-    packet: Callable[[float, int, bytes, int], None],
-    stats: DecodeStats,
-    tick: Callable[[float], None],
-    k: int,
-    n: int,
-) -> Callable[[float, int, bytes, int], None]:
-    """A shard's packet path: a plain frame of another shard (``plain_frame_shard``) is only
-    counted and moves the clock; every other frame takes the full decoder."""
-
-    def shard_packet(ts: float, linktype: int, buf: bytes, wire_len: int) -> None:
-        shard = plain_frame_shard(linktype, buf, wire_len, n)
-        if shard is not None and shard != k:
-            stats.packets += 1
-            stats.wire_bytes += wire_len
-            stats.ipv4 += 1
-            stats.tcp += 1
-            tick(ts)
-            return
-        packet(ts, linktype, buf, wire_len)
-
-    return shard_packet
 
 
 def plain_frame_shard(linktype: int, buf: bytes, wire_len: int, n: int) -> int | None:

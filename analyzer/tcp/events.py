@@ -45,6 +45,11 @@ class StreamSink(Protocol):
 
     def close(self, ts: float, reason: str) -> None: ...
 
+    def skip(self, direction: int, n: int) -> None:
+        """Count ``n`` in-order bytes, fewer than ``unread[direction]``, without their content
+        (the flow table's fast path; called only while ``unread`` allows it)."""
+        ...
+
     def footprint(self) -> int:
         """Bytes of state this consumer holds (``analyzer/memory.py``)."""
         ...

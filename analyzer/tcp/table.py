@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import socket
-from collections import OrderedDict
+import struct
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from analyzer.config import Config
@@ -19,7 +20,21 @@ from analyzer.logs.weird import WeirdLog
 from analyzer.memory import budget_of
 from analyzer.net.checksum import Checksums, Verdict
 from analyzer.tcp.events import CloseReason, StreamSink
-from analyzer.tcp.flow import ACK, ACTIVE, ATTEMPT, CLOSING, ESTABLISHED, FIN, RESET, RST, SYN, Flow
+from analyzer.tcp.flow import (
+    ACK,
+    ACTIVE,
+    ATTEMPT,
+    CLOSING,
+    ESTABLISHED,
+    FIN,
+    RESET,
+    RST,
+    SYN,
+    SYN_ACK_SENT,
+    SYN_SENT,
+    Flow,
+)
+from analyzer.tcp.stream import MASK, Stream
 
 FlowKey = tuple[bytes, int, bytes, int]
 SinkFactory = Callable[[Flow], StreamSink | None]
@@ -27,6 +42,7 @@ PROTECTED_SERVICE = "dicom"
 """Flows of this service are shed last."""
 EXPIRE_EVERY = 1.0
 UID_MAP_MAX = 1 << 16
+TCP_HEAD = struct.Struct("!HHIIBBH").unpack_from
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -159,6 +175,22 @@ class FlowTable:
                         and not s.hold
                         and not s.held
                     )
+                    if (
+                        unread
+                        and not flags & (SYN | FIN | RST)
+                        and win
+                        and cap_end - start == n
+                        and flow.bucket == ACTIVE
+                        and s.hole is None
+                    ):
+                        o = flow.streams[1 - d]
+                        if (
+                            o.hole is None
+                            and (not flags & ACK or ack == o.nseq or not o.started)
+                            and flow.state[d] not in (SYN_SENT, SYN_ACK_SENT)
+                        ):
+                            self._counted(flow, d, s, sink, ts, frame, start, n, ip_len)
+                            return
         correct = False
         # SYN, FIN, RST and data are verified, except bytes nothing reads: a flow with no
         # decoder, or in order inside a dataset past its kept head (the sink's ``unread``)
@@ -206,6 +238,80 @@ class FlowTable:
             flow.mem = size
             if self.mem > self.mem_limit:
                 self.shed(ts)
+
+    def counted(self, ts: float, frame: bytes) -> bool:
+        """Settle a plain Ethernet/IPv4/TCP frame (checked by the caller, ``Pipeline.feed``)
+        that is the common segment of a bulk transfer (``_counted``); False: not one, it takes
+        the whole path. Also False when the clock is due to expire flows."""
+        if ts >= self.next_expire:
+            return False
+        src, dst = frame[26:30], frame[30:34]
+        sport, dport, seq, ack, offres, flags, win = TCP_HEAD(frame, 34)
+        flow = self.flows.get((src, sport, dst, dport))
+        if flow is None or flow.bucket != ACTIVE or flags & (SYN | FIN | RST) or not win:
+            return False
+        sink = flow.sink
+        if sink is None:
+            return False
+        d = 0 if (sport == flow.orig_p and src == flow.orig_h) else 1
+        start = 34 + (offres >> 4 << 2)
+        end = 14 + (frame[16] << 8 | frame[17])
+        n = end - start
+        if not 0 < n < sink.unread[d]:
+            return False
+        s = flow.streams[d]
+        o = flow.streams[1 - d]
+        if (
+            s.nseq != seq
+            or s.ooo
+            or s.fin_off is not None
+            or s.hold
+            or s.held
+            or s.hole is not None
+            or o.hole is not None
+            or (flags & ACK and ack != o.nseq and o.started)
+            or flow.state[d] in (SYN_SENT, SYN_ACK_SENT)
+        ):
+            return False
+        if ts > self.now:
+            self.now = ts
+        self._counted(flow, d, s, sink, ts, frame, start, n, end - 14)
+        return True
+
+    def _counted(
+        self,
+        flow: Flow,
+        d: int,
+        s: Stream,
+        sink: StreamSink,
+        ts: float,
+        frame: bytes,
+        start: int,
+        n: int,
+        ip_len: int,
+    ) -> None:
+        """The common segment of a bulk transfer, in one step: in order, fully captured, read
+        by nothing (``sink.unread``), no SYN/FIN/RST, a non-zero window, acknowledging nothing
+        new and no wait for acknowledged bytes in either direction. What ``Flow.packet``,
+        ``Stream.segment`` and the sink would do with it, without the calls: counters, the
+        stream's position, the bytes kept for the retransmission check, the sink's count."""
+        flow.last_ts = ts
+        flow.pkts[d] += 1
+        flow.ip_bytes[d] += ip_len
+        keep = self.limits.overlap_check_bytes
+        if keep:
+            data = frame[start : start + n]
+            recent = s.recent
+            if recent is None:
+                recent = s.recent = deque()
+            recent.append((s.noff, data))
+            s.recent_bytes += n
+            while s.recent_bytes > keep and len(recent) > 1:
+                s.recent_bytes -= len(recent.popleft()[1])
+        s.noff += n
+        s.nseq = (s.nseq + n) & MASK
+        sink.skip(d, n)
+        self.lru[ACTIVE].move_to_end(flow.id)
 
     def _checksum(
         self, ts: float, flow: Flow | None, d: int, key: FlowKey, seq: int, n: int

@@ -1,0 +1,252 @@
+"""The bulk fast path (``Pipeline.feed`` and ``FlowTable.counted``) settles most segments of a
+C-STORE in one step; with ``[limits] bulk_fast_path = false`` every packet takes the whole
+decoder. Both must give the same tables, on every sample capture and on a large store whose
+pixel data is reordered, retransmitted (also with other bytes), lost, stalled by a zero
+window, acknowledged ahead of what was seen, or cut by a FIN or RST."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dpkt
+import numpy as np
+import polars as pl
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from analyzer.capture import open_inputs
+from analyzer.config import Config, Limits
+from analyzer.logs.records import TABLES
+from analyzer.run.pipeline import run_analysis
+from analyzer.run.progress import Progress
+from analyzer.run.workers import run_parallel
+from analyzer.tcp.table import FlowTable
+from tests.dicom import fixtures as fx
+from tests.helpers import CAPTURES, TEST_SALT
+from tests.hostile import ORDINARY_CLIENT, Conn, Frame
+
+SAMPLES = sorted(p for p in CAPTURES.glob("*.pcap*") if p.is_file()) + [CAPTURES / "rotated"]
+FAST = Config(strict=True, salt=TEST_SALT)
+SLOW = dataclasses.replace(FAST, limits=Limits(bulk_fast_path=False))
+QUIET = Progress(None, enabled=False)
+
+
+def run(capture: Path, out: Path, config: Config, workers: int = 1) -> None:
+    readers, _ = open_inputs([str(capture)])
+    out.mkdir(parents=True)
+    if workers == 1:
+        run_analysis(config, readers, out, "parquet", QUIET)
+    else:
+        run_parallel(config, [str(capture)], readers, out, "parquet", QUIET, workers)
+
+
+def tables(out: Path) -> dict[str, list[str]]:
+    got = {}
+    for name in TABLES:
+        path = out / f"{name}.parquet"
+        if path.exists():
+            got[name] = sorted(repr(r) for r in pl.read_parquet(path).rows())
+    got["alerts"] = sorted((out / "alerts.jsonl").read_text().splitlines())
+    return got
+
+
+@pytest.fixture
+def hits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Segments the fast path settled in this process."""
+    counter = [0]
+    counted = FlowTable.counted
+
+    def counting(self: FlowTable, ts: float, frame: bytes) -> bool:
+        done = counted(self, ts, frame)
+        counter[0] += done
+        return done
+
+    monkeypatch.setattr(FlowTable, "counted", counting)
+    return counter
+
+
+@pytest.mark.parametrize("capture", SAMPLES, ids=lambda p: p.name)
+def test_fast_path_changes_nothing_on_sample_captures(capture: Path, tmp_path: Path) -> None:
+    run(capture, tmp_path / "fast", FAST)
+    run(capture, tmp_path / "slow", SLOW)
+    assert tables(tmp_path / "fast") == tables(tmp_path / "slow")
+
+
+def ct_slice(pixels: int = 256) -> Dataset:
+    ds = fx.patient("ROE^RICHARD", "PAT-0042")
+    ds.SOPInstanceUID = generate_uid()
+    ds.Rows = ds.Columns = pixels
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    rng = np.random.default_rng(7)
+    ds.PixelData = rng.integers(0, 4096, pixels * pixels, dtype=np.uint16).tobytes()
+    return ds
+
+
+def store_session(ts: float = 1_700_000_000.0, stores: int = 2) -> Conn:
+    """A client storing 128 kB slices (about 90 segments each) and releasing."""
+    c = Conn(ORDINARY_CLIENT, 40404, ts).open()
+    c.send(0, fx.A_ASSOCIATE_RQ_PLAIN).send(1, fx.A_ASSOCIATE_AC_PLAIN)
+    for i in range(stores):
+        c.send(0, fx.c_store_rq(max_pdu=65536, message_id=7 + i, ds=ct_slice()))
+        c.send(1, fx.dimse_message("C-STORE-RSP"))
+    c.send(0, fx.A_RELEASE_RQ_PDU).send(1, fx.A_RELEASE_RP_PDU)
+    return c.close()
+
+
+def client_data(frames: list[Frame]) -> list[int]:
+    """Indexes of the client's data segments of the first store's pixel data."""
+    out = []
+    for i, (_, buf) in enumerate(frames):
+        tcp = dpkt.ethernet.Ethernet(buf).data.data
+        if tcp.sport == 40404 and len(tcp.data) >= 1000:
+            out.append(i)
+    return out[10:60]
+
+
+def tcp_edit(buf: bytes, edit: Callable[[dpkt.tcp.TCP], None]) -> bytes:
+    eth = dpkt.ethernet.Ethernet(buf)
+    ip = eth.data
+    edit(ip.data)
+    ip.data.sum = 0
+    ip.len = 0
+    ip.sum = 0
+    return bytes(eth)
+
+
+def reorder(f: list[Frame]) -> list[Frame]:
+    i = client_data(f)[5]
+    f[i], f[i + 1] = (f[i][0], f[i + 1][1]), (f[i + 1][0], f[i][1])
+    return f
+
+
+def retransmit(f: list[Frame]) -> list[Frame]:
+    i = client_data(f)[8]
+    return f[: i + 3] + [(f[i + 3][0], f[i][1])] + f[i + 3 :]
+
+
+def retransmit_other_bytes(f: list[Frame]) -> list[Frame]:
+    i = client_data(f)[8]
+
+    def flip(tcp: dpkt.tcp.TCP) -> None:
+        tcp.data = bytes(b ^ 0xFF for b in tcp.data[:20]) + tcp.data[20:]
+
+    return f[: i + 3] + [(f[i + 3][0], tcp_edit(f[i][1], flip))] + f[i + 3 :]
+
+
+def lose(f: list[Frame]) -> list[Frame]:
+    i = client_data(f)[12]
+    return f[:i] + f[i + 1 :]
+
+
+def zero_window(f: list[Frame]) -> list[Frame]:
+    i = client_data(f)[15]
+
+    def stall(tcp: dpkt.tcp.TCP) -> None:
+        tcp.win = 0
+
+    f[i] = (f[i][0], tcp_edit(f[i][1], stall))
+    return f
+
+
+def ack_ahead(f: list[Frame]) -> list[Frame]:
+    """The server acknowledges 3 kB the capture has not shown yet, then they come."""
+    idx = client_data(f)
+    i = idx[20]
+    _, last = f[i + 2]
+    tcp = dpkt.ethernet.Ethernet(last).data.data
+    ahead = tcp.seq + len(tcp.data)
+
+    def acking(t: dpkt.tcp.TCP) -> None:
+        t.sport, t.dport = tcp.dport, tcp.sport
+        t.seq, t.ack, t.flags, t.data = tcp.ack, ahead, dpkt.tcp.TH_ACK, b""
+
+    ack = tcp_edit(last, acking)
+    src_dst = dpkt.ethernet.Ethernet(ack)
+    src_dst.data.src, src_dst.data.dst = src_dst.data.dst, src_dst.data.src
+    src_dst.data.sum = 0
+    src_dst.data.data.sum = 0
+    return f[:i] + [(f[i][0], bytes(src_dst))] + f[i:]
+
+
+def fin_inside(f: list[Frame]) -> list[Frame]:
+    i = client_data(f)[25]
+
+    def fin(tcp: dpkt.tcp.TCP) -> None:
+        tcp.flags |= dpkt.tcp.TH_FIN
+
+    f[i] = (f[i][0], tcp_edit(f[i][1], fin))
+    return f
+
+
+def rst_inside(f: list[Frame]) -> list[Frame]:
+    i = client_data(f)[30]
+
+    def rst(tcp: dpkt.tcp.TCP) -> None:
+        tcp.flags = dpkt.tcp.TH_RST | dpkt.tcp.TH_ACK
+        tcp.data = b""
+
+    return f[:i] + [(f[i][0], tcp_edit(f[i][1], rst))] + f[i:]
+
+
+MUTATIONS: dict[str, Callable[[list[Frame]], list[Frame]]] = {
+    "plain": lambda f: f,
+    "reorder": reorder,
+    "retransmit": retransmit,
+    "retransmit_other_bytes": retransmit_other_bytes,
+    "lose": lose,
+    "zero_window": zero_window,
+    "ack_ahead": ack_ahead,
+    "fin_inside": fin_inside,
+    "rst_inside": rst_inside,
+}
+
+
+def write(frames: Iterator[Frame] | list[Frame], path: Path) -> Path:
+    with path.open("wb") as fh:
+        w = dpkt.pcap.Writer(fh)
+        for ts, buf in frames:
+            w.writepkt(buf, ts=ts)
+    return path
+
+
+@pytest.mark.parametrize("mutation", sorted(MUTATIONS))
+def test_fast_path_changes_nothing_on_damaged_transfers(
+    mutation: str, tmp_path: Path, hits: list[int]
+) -> None:
+    capture = write(MUTATIONS[mutation](store_session().out), tmp_path / "c.pcap")
+    run(capture, tmp_path / "fast", FAST)
+    fast_hits = hits[0]
+    run(capture, tmp_path / "slow", SLOW)
+    assert hits[0] == fast_hits  # the slow run never asked
+    fast, slow = tables(tmp_path / "fast"), tables(tmp_path / "slow")
+    assert fast == slow
+    # most of the ~180 pixel-data segments took the fast path (fewer after the damage)
+    assert fast_hits > (150 if mutation == "plain" else 20), fast_hits
+    assert any("C-STORE-RQ" in r for r in fast["dimse"])
+
+
+def test_fast_path_with_workers(tmp_path: Path) -> None:
+    sessions = [store_session(1_700_000_000.0 + k * 5e-4, stores=1) for k in range(4)]
+    frames: list[Frame] = []
+    for k, s in enumerate(sessions):  # four clients, interleaved
+        for ts, buf in s.out:
+            eth = dpkt.ethernet.Ethernet(buf)
+            tcp = eth.data.data
+            if tcp.sport == 40404:
+                tcp.sport = 40404 + k
+            else:
+                tcp.dport = 40404 + k
+            tcp.sum = 0
+            frames.append((ts, bytes(eth)))
+    frames.sort(key=lambda t: t[0])
+    capture = write(frames, tmp_path / "c.pcap")
+    run(capture, tmp_path / "fast", FAST, workers=2)
+    run(capture, tmp_path / "slow", SLOW, workers=1)
+    assert tables(tmp_path / "fast") == tables(tmp_path / "slow")
