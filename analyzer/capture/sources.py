@@ -25,8 +25,10 @@ from analyzer.capture.formats import (
     GZIP_MAGIC,
     PCAP_MAGIC,
     PCAPNG_MAGIC,
+    Mapped,
     Record,
     WeirdSink,
+    map_file,
     read_pcap,
     read_pcapng,
 )
@@ -46,9 +48,12 @@ class CaptureReader:
     first_ts: float | None = None
     _stdin_stream: IO[bytes] | None = None
     _raw: IO[bytes] | None = None
+    _mapped: Mapped | None = None
 
     def position(self) -> int:
         """Bytes of the underlying (possibly compressed) file consumed so far."""
+        if self._mapped is not None:
+            return self._mapped.pos
         raw = self._raw
         if raw is None:
             return 0
@@ -74,9 +79,26 @@ class CaptureReader:
                 raise InputError(f"{self.name}: cannot open: {exc.strerror}") from None
         self._raw = raw
         try:
-            yield from _records_of(raw, self.name, weird)
+            yield from self._records_of(raw, weird)
         finally:
+            self._mapped = None
             raw.close()
+
+    def _records_of(self, raw: IO[bytes], weird: WeirdSink) -> Iterator[Record]:
+        """A plain pcap file is mapped into memory and read in place; anything else (pcapng,
+        gzip, standard input) through a read buffer."""
+        name = self.name
+        plain = self.path is not None and isinstance(raw, io.BufferedReader)
+        if plain and _peek(raw, 4, name) in PCAP_MAGIC:
+            mm = map_file(raw)
+            if mm is not None:
+                with mm:
+                    if len(mm) < 24:
+                        raise InputError(f"{name}: pcap file header is cut off")
+                    self._mapped = Mapped(mm, 24)
+                    yield from read_pcap(raw, mm[:24], weird, name, self._mapped)
+                return
+        yield from _records_of(raw, name, weird)
 
 
 def _records_of(raw: IO[bytes], name: str, weird: WeirdSink) -> Iterator[Record]:

@@ -275,6 +275,7 @@ class _Walker:
         seen = level.seen
         head, tag_len, u32 = self.explicit_head, self.tag_len, self.u32
         vr_text, known = VR_TEXT.get, _DICT.get
+        new_tuple = tuple.__new__  # Element without its Python-level __new__
         listed = depth <= MAX_DEPTH
         while pos < end:
             if pos + 8 > n:
@@ -358,9 +359,8 @@ class _Walker:
             if not listed:
                 continue
             public = known(tag) or _public(tag)
-            element = Element(
-                tag, public[0] if public is not None else "", vr, value, length, depth
-            )
+            keyword = public[0] if public is not None else ""
+            element = new_tuple(Element, (tag, keyword, vr, value, length, depth))
             at = seen.get(tag)
             if at is not None:
                 out[at] = element
