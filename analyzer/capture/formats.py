@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import mmap
+import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -107,22 +108,24 @@ class Mapped:
     """A whole uncompressed file mapped into memory, with ``_Chunks``' interface: records are
     sliced straight from the page cache, with no read buffer to copy and refill."""
 
-    __slots__ = ("buf", "pos", "eof", "error", "released")
+    __slots__ = ("buf", "pos", "limit", "eof", "error", "released")
 
     WINDOW = 8 << 20
     """Bytes read between two releases of the pages already read."""
 
-    def __init__(self, buf: mmap.mmap, pos: int) -> None:
+    def __init__(self, buf: mmap.mmap, pos: int, limit: int | None = None) -> None:
         self.buf = buf
         self.pos = pos
+        self.limit = len(buf) if limit is None else min(limit, len(buf))
+        """Where the records end (a span of the file: ``pcap_cuts``)."""
         self.eof = True
         self.error: str | None = None
-        self.released = 0
+        self.released = pos & ~(mmap.PAGESIZE - 1)
         if hasattr(mmap, "MADV_SEQUENTIAL"):
             buf.madvise(mmap.MADV_SEQUENTIAL)
 
     def end(self) -> int:
-        return min(len(self.buf), self.pos + self.WINDOW)
+        return min(self.limit, self.pos + self.WINDOW)
 
     def _fill(self, n: int) -> bool:
         """Drop the pages already read from this process (they stay in the page cache), so
@@ -131,10 +134,10 @@ class Mapped:
         if upto - self.released >= self.WINDOW and hasattr(mmap, "MADV_DONTNEED"):
             self.buf.madvise(mmap.MADV_DONTNEED, self.released, upto - self.released)
             self.released = upto
-        return self.pos + n <= len(self.buf)
+        return self.pos + n <= self.limit
 
     def remaining(self) -> int:
-        return len(self.buf) - self.pos
+        return self.limit - self.pos
 
 
 def map_file(fh: IO[bytes]) -> mmap.mmap | None:
@@ -144,6 +147,46 @@ def map_file(fh: IO[bytes]) -> mmap.mmap | None:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, io.UnsupportedOperation):
         return None
+
+
+def pcap_cuts(path: str | os.PathLike[str], parts: int) -> list[int] | None:
+    """Offsets that cut the records of a classic pcap file into ``parts`` runs of about equal
+    size, at record boundaries: ``[24, c1, ..., file size]``, found by walking the record
+    headers. None when the file is not a plain pcap file or a record header before the last cut
+    is implausible (such a file is not split)."""
+    with open(path, "rb") as fh:
+        if fh.read(4) not in PCAP_MAGIC:
+            return None
+        mm = map_file(fh)
+        if mm is None:
+            return None
+        with mm:
+            order = PCAP_MAGIC[mm[:4]][0]
+            unpack_from = struct.Struct(order + "IIII").unpack_from
+            size = len(mm)
+            cuts = [24]
+            pos = released = 24
+            drop = hasattr(mmap, "MADV_DONTNEED")
+            for k in range(1, parts):
+                target = size * k // parts
+                while pos < target:
+                    if pos + 16 > size:
+                        return None
+                    caplen = unpack_from(mm, pos)[2]
+                    if caplen > MAX_RECORD:
+                        return None
+                    pos += 16 + caplen
+                    if drop and pos - released > Mapped.WINDOW:  # as read_pcap: RSS stays flat
+                        upto = min(pos, size) & ~(mmap.PAGESIZE - 1)
+                        mm.madvise(
+                            mmap.MADV_DONTNEED,
+                            released & ~(mmap.PAGESIZE - 1),
+                            upto - (released & ~(mmap.PAGESIZE - 1)),
+                        )
+                        released = upto
+                cuts.append(min(pos, size))
+            cuts.append(size)
+    return cuts
 
 
 def _end_of_input(chunks: _Chunks | Mapped, ts: float, weird: WeirdSink, what: str) -> None:

@@ -49,6 +49,8 @@ class CaptureReader:
     _stdin_stream: IO[bytes] | None = None
     _raw: IO[bytes] | None = None
     _mapped: Mapped | None = None
+    span: tuple[int, int] | None = None
+    """Only the records between these offsets of a plain pcap file (``pcap_cuts``)."""
 
     def position(self) -> int:
         """Bytes of the underlying (possibly compressed) file consumed so far."""
@@ -95,9 +97,12 @@ class CaptureReader:
                 with mm:
                     if len(mm) < 24:
                         raise InputError(f"{name}: pcap file header is cut off")
-                    self._mapped = Mapped(mm, 24)
+                    start, end = self.span or (24, len(mm))
+                    self._mapped = Mapped(mm, start, end)
                     yield from read_pcap(raw, mm[:24], weird, name, self._mapped)
                 return
+        if self.span is not None:
+            raise InputError(f"{name}: a span of records needs a plain pcap file")
         yield from _records_of(raw, name, weird)
 
 

@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,7 @@ class Pipeline:
         counted = table.counted if self.config.limits.bulk_fast_path else None
         k, shards = self.shard if self.shard is not None else (0, 1)
         tick = table.tick
+        carry = self.carry
         crc32 = zlib.crc32
         strict = self.config.strict
         for n, (ts, linktype, buf, wire_len) in enumerate(records, 1):
@@ -298,7 +300,11 @@ class Pipeline:
                         stats.ipv4 += 1
                         stats.tcp += 1
                         tick(ts)
-                    elif counted is not None and counted(ts, buf):
+                    elif (
+                        counted is not None
+                        and (carry is None or not carry.later)  # later: ``Carry.handler``
+                        and counted(ts, buf)
+                    ):
                         stats.packets += 1
                         stats.wire_bytes += wire_len
                         stats.ipv4 += 1
@@ -326,28 +332,45 @@ class Pipeline:
     ) -> None:
         """Process the task's own records merged by time with the later files' records, which
         only its own flows take (``run/carry.py``); stop once the own records are done and
-        every flow has ended."""
+        every flow has ended. Own records before the first later one are taken as they come
+        (files cut in time rarely overlap): the merge costs only where they do."""
         carry = self.carry
         assert carry is not None
         stats = self.summary.stats_own = DecodeStats()
-        own_done = False
-
-        def own_tagged() -> Iterator[tuple[float, int, Record]]:
-            nonlocal own_done
-            for rec in own:
-                yield rec[0], 0, rec
-            own_done = True
-            carry.own_files_done()
-
-        def later_tagged() -> Iterator[tuple[float, int, Record]]:
-            for rec in later:
-                yield rec[0], 1, rec
-
         flows, tick = self.table.flows, self.table.tick
+        later_it = iter(later)
+        first_later = next(later_it, None)
 
-        def records() -> Iterator[Record]:
-            merged = heapq.merge(own_tagged(), later_tagged(), key=lambda t: (t[0], t[1]))
-            for i, (ts, source, rec) in enumerate(merged, 1):
+        def only_own_flows(rest: Iterable[Record]) -> Iterator[Record]:
+            """Later records once the own ones are done: those of flows the task has."""
+            carry.later = True
+            for i, rec in enumerate(rest, 1):
+                if not i & 0xFF and not carry.following():
+                    break
+                key = plain_frame_key(rec[1], rec[2], rec[3])
+                if key is not None and key not in flows:
+                    tick(rec[0])  # no flow of this task: only the clock moves
+                    continue
+                yield rec
+            carry.later = False
+
+        def merged(own_rest: Iterable[Record], later_rest: Iterable[Record]) -> Iterator[Record]:
+            """Own and later records overlapping in time, merged as one whole run reads them."""
+            own_done = False
+
+            def own_tagged() -> Iterator[tuple[float, int, Record]]:
+                nonlocal own_done
+                for rec in own_rest:
+                    yield rec[0], 0, rec
+                own_done = True
+                carry.own_files_done()
+
+            def later_tagged() -> Iterator[tuple[float, int, Record]]:
+                for rec in later_rest:
+                    yield rec[0], 1, rec
+
+            both = heapq.merge(own_tagged(), later_tagged(), key=lambda t: (t[0], t[1]))
+            for i, (ts, source, rec) in enumerate(both, 1):
                 carry.later = source == 1
                 if not carry.later:
                     stats.packets += 1
@@ -357,10 +380,23 @@ class Pipeline:
                         return
                     key = plain_frame_key(rec[1], rec[2], rec[3])
                     if key is not None and key not in flows:
-                        tick(ts)  # no flow of this task: only the clock moves
+                        tick(ts)
                         continue
                 yield rec
             carry.later = False
+
+        def records() -> Iterator[Record]:
+            own_it = iter(own)
+            for rec in own_it:
+                if first_later is not None and rec[0] > first_later[0]:  # from here, overlap
+                    yield from merged(chain([rec], own_it), chain([first_later], later_it))
+                    return
+                stats.packets += 1
+                stats.wire_bytes += rec[3]
+                yield rec
+            carry.own_files_done()
+            if first_later is not None:
+                yield from only_own_flows(chain([first_later], later_it))
 
         self.feed(records(), on_progress)
 

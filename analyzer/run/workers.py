@@ -51,6 +51,7 @@ from analyzer.logs.weird import source_of
 from analyzer.output.writer import TableWriter
 from analyzer.run.pipeline import RunSummary, run_analysis, table_writers
 from analyzer.run.progress import Progress
+from analyzer.run.spans import run_spans, splittable
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -213,6 +214,10 @@ def run_parallel(
 ) -> RunSummary:
     """Analyze ``inputs`` with ``workers`` processes into tables in ``outdir``; with
     ``export``, each process writes its flows' objects and the manifests are merged."""
+    if export is None and inputs != ["-"] and len(readers) == 1 and splittable(readers[0], workers):
+        spans = run_spans(config, readers[0], outdir, fmt, progress, workers)
+        if spans is not None:
+            return spans
     started = time.monotonic()
     if config.salt is None:
         config = dataclasses.replace(config, salt=secrets.token_bytes(32))

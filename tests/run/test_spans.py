@@ -1,0 +1,90 @@
+"""``analyze --workers N`` on one plain pcap file cuts it in time (``run/spans.py``): the tables
+equal one process's, as multisets of rows with the same uids, wherever the cuts fall (inside
+associations, PDUs and datasets, between the fragments of a datagram)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import analyzer.run.spans as spans
+from analyzer.capture import open_inputs
+from analyzer.capture.formats import pcap_cuts
+from analyzer.run.workers import run_parallel
+from tests.helpers import CAPTURES
+from tests.run.test_fast_path import FAST, QUIET, run, store_session, tables, write
+
+PCAPS = sorted(
+    p for p in CAPTURES.glob("*.pcap") if p.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")
+)  # fmt: skip
+
+
+def spans_run(capture: Path, out: Path, workers: int) -> None:
+    readers, _ = open_inputs([str(capture)])
+    out.mkdir(parents=True)
+    summary = spans.run_spans(FAST, readers[0], out, "parquet", QUIET, workers)
+    assert summary is not None
+
+
+def test_sample_pcaps_are_plain() -> None:
+    assert len(PCAPS) >= 25
+
+
+@pytest.mark.parametrize("capture", PCAPS, ids=lambda p: p.name)
+def test_spans_equal_one_process(capture: Path, tmp_path: Path) -> None:
+    run(capture, tmp_path / "one", FAST)
+    spans_run(capture, tmp_path / "three", 3)
+    assert tables(tmp_path / "three") == tables(tmp_path / "one")
+
+
+def test_cuts_fall_on_record_boundaries(tmp_path: Path) -> None:
+    capture = write(store_session().out, tmp_path / "c.pcap")
+    cuts = pcap_cuts(capture, 4)
+    assert cuts is not None and cuts[0] == 24 and cuts[-1] == capture.stat().st_size
+    assert cuts == sorted(cuts) and len(set(cuts)) == 5
+    offsets, pos = set(), 24
+    data = capture.read_bytes()
+    while pos < len(data):
+        offsets.add(pos)
+        pos += 16 + int.from_bytes(data[pos + 8 : pos + 12], "little")
+    assert set(cuts[1:-1]) <= offsets
+    (tmp_path / "ng.pcapng").write_bytes(b"\x0a\x0d\x0d\x0a" + b"\x00" * 60)
+    assert pcap_cuts(tmp_path / "ng.pcapng", 2) is None
+
+
+def test_cut_inside_busy_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four clients storing at once, the file cut into 2 and 3 spans through ``run_parallel``
+    (the minimum span lowered so that a small file is split)."""
+    import dpkt
+
+    frames = []
+    for k in range(4):
+        for ts, buf in store_session(1_700_000_000.0 + k * 5e-4).out:
+            eth = dpkt.ethernet.Ethernet(buf)
+            tcp = eth.data.data
+            if tcp.sport == 40404:
+                tcp.sport = 40404 + k
+            else:
+                tcp.dport = 40404 + k
+            tcp.sum = 0
+            frames.append((ts, bytes(eth)))
+    frames.sort(key=lambda t: t[0])
+    capture = write(frames, tmp_path / "c.pcap")
+    run(capture, tmp_path / "one", FAST)
+    used = []
+    real = spans.run_spans
+
+    def counting(*args: object, **kw: object) -> object:
+        used.append(args[-1])
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(spans, "MIN_SPAN", 0)
+    monkeypatch.setattr("analyzer.run.workers.run_spans", counting)
+    for workers in (2, 3):
+        readers, _ = open_inputs([str(capture)])
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        run_parallel(FAST, [str(capture)], readers, out, "parquet", QUIET, workers)
+        assert tables(out) == tables(tmp_path / "one")
+    assert used == [2, 3]
