@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from analyzer.errors import AnalyzerError
-from analyzer.findings.model import CrossFlowRule
+from analyzer.findings.model import CrossFlowRule, hooked
 from analyzer.findings.per_flow import ReportError, call_guarded
 from analyzer.findings.sink import FindingSink
 from analyzer.findings.summary import (
@@ -42,6 +42,7 @@ class CrossFlowStage:
         ``baseline`` learns from every record after the rules have seen it; with ``state`` it
         is saved there by ``save_state`` and ``finish``."""
         self.rules = list(rules)
+        self.hooked = hooked(self.rules, ("on_association", "on_flow", "on_fact"), CrossFlowRule)
         self.baseline = baseline if baseline is not None else Baseline()
         self.state = state
         self.inventory = inventory
@@ -90,7 +91,7 @@ class CrossFlowStage:
             hook, ts = "on_fact", r.message_ts
         else:  # pragma: no cover - the union is closed
             return
-        for rule in self.rules:
+        for rule in self.hooked[hook]:
             call_guarded(rule, hook, r.uid, ts, (r,), self.strict, self.report)
         if isinstance(r, AssocSummary):
             self.baseline.association(r)
@@ -114,4 +115,5 @@ class CrossFlowStage:
 
     def release(self) -> None:
         self.rules = []
+        self.hooked = {hook: [] for hook in self.hooked}
         self.sink.release()

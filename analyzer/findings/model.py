@@ -14,6 +14,7 @@ Each overrides the hooks it needs; the engine calls each inside its own error bo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from analyzer.findings.finding import Finding, Severity
@@ -47,6 +48,11 @@ class Rule:
 
     def finish(self) -> None:
         """The run is over: report what state still holds."""
+
+
+def hooked(rules: Sequence[Rule], hooks: Sequence[str], base: type[Rule]) -> dict[str, list[Rule]]:
+    """Per hook, the rules whose class defines it (calling the others would call a no-op)."""
+    return {h: [r for r in rules if getattr(type(r), h) is not getattr(base, h)] for h in hooks}
 
 
 class FlowRule(Rule):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from analyzer.dicom.messages import Anomaly, Message
-from analyzer.findings.model import FlowRule, Rule
+from analyzer.findings.model import FlowRule, Rule, hooked
 from analyzer.logs.http_flow import Exchange
 from analyzer.logs.observer import DicomObserver, MessageInfo
 from analyzer.logs.views import AssocView, FlowView
@@ -42,14 +42,18 @@ def call_guarded(
         )
 
 
+HOOKS = ("on_message", "on_anomaly", "on_association_end", "on_flow_end", "on_http", "finish")
+
+
 class FlowRules(DicomObserver):
     def __init__(self, rules: Sequence[FlowRule], strict: bool, report: ReportError) -> None:
         self.rules = list(rules)
         self.strict = strict
         self.report = report
+        self.hooked = hooked(self.rules, HOOKS, FlowRule)
 
     def _each(self, hook: str, uid: str | None, ts: float, *args: object) -> None:
-        for r in self.rules:
+        for r in self.hooked[hook]:
             call_guarded(r, hook, uid, ts, args, self.strict, self.report)
 
     def message(self, a: AssocView, m: Message, info: MessageInfo) -> None:
@@ -72,3 +76,4 @@ class FlowRules(DicomObserver):
 
     def release(self) -> None:
         self.rules = []
+        self.hooked = {hook: [] for hook in HOOKS}

@@ -34,7 +34,7 @@ from analyzer.tcp.flow import (
     SYN_SENT,
     Flow,
 )
-from analyzer.tcp.stream import MASK, Stream
+from analyzer.tcp.stream import HALF, MASK, Stream
 
 FlowKey = tuple[bytes, int, bytes, int]
 SinkFactory = Callable[[Flow], StreamSink | None]
@@ -241,8 +241,9 @@ class FlowTable:
 
     def counted(self, ts: float, frame: bytes) -> bool:
         """Settle a plain Ethernet/IPv4/TCP frame (checked by the caller, ``Pipeline.feed``)
-        that is the common segment of a bulk transfer (``_counted``); False: not one, it takes
-        the whole path. Also False when the clock is due to expire flows."""
+        that is the common segment of a bulk transfer (``_counted``) or a pure ACK that
+        acknowledges nothing new (what the receiver of a C-STORE sends); False: not one, it
+        takes the whole path. Also False when the clock is due to expire flows."""
         if ts >= self.next_expire:
             return False
         src, dst = frame[26:30], frame[30:34]
@@ -250,27 +251,43 @@ class FlowTable:
         flow = self.flows.get((src, sport, dst, dport))
         if flow is None or flow.bucket != ACTIVE or flags & (SYN | FIN | RST) or not win:
             return False
-        sink = flow.sink
-        if sink is None:
-            return False
         d = 0 if (sport == flow.orig_p and src == flow.orig_h) else 1
-        start = 34 + (offres >> 4 << 2)
-        end = 14 + (frame[16] << 8 | frame[17])
-        n = end - start
-        if not 0 < n < sink.unread[d]:
-            return False
         s = flow.streams[d]
         o = flow.streams[1 - d]
         if (
-            s.nseq != seq
+            s.hole is not None
+            or o.hole is not None
+            or not s.started
+            or flow.state[d] in (SYN_SENT, SYN_ACK_SENT)
+        ):
+            return False
+        start = 34 + (offres >> 4 << 2)
+        end = 14 + (frame[16] << 8 | frame[17])
+        n = end - start
+        if not n:
+            # ``Flow.packet`` would only count it: its letter is in the history already and
+            # ``Stream.acked`` ignores an ACK at or before what was seen
+            if flags != ACK or ("A" if d == 0 else "a") not in flow.history:
+                return False
+            if o.started and 0 < (ack - o.nseq) & MASK < HALF:
+                return False
+            if ts > self.now:
+                self.now = ts
+            flow.last_ts = ts
+            flow.pkts[d] += 1
+            flow.ip_bytes[d] += end - 14
+            self.lru[ACTIVE].move_to_end(flow.id)
+            return True
+        sink = flow.sink
+        if (
+            sink is None
+            or n >= sink.unread[d]
+            or s.nseq != seq
             or s.ooo
             or s.fin_off is not None
             or s.hold
             or s.held
-            or s.hole is not None
-            or o.hole is not None
             or (flags & ACK and ack != o.nseq and o.started)
-            or flow.state[d] in (SYN_SENT, SYN_ACK_SENT)
         ):
             return False
         if ts > self.now:
