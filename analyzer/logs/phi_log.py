@@ -15,6 +15,15 @@ MEMO_SIZE = 4096
 and institution values in every slice."""
 
 
+ROW_ORDER = (
+    "uid", "ts", "message_id", "direction", "tag", "keyword", "vr", "value", "value_hash",
+    "value_length", "depth", "patient_key", "tier", "sensor",
+)  # fmt: skip
+"""The order ``PhiLog.message`` builds rows in, positionally."""
+if Phi._fields != ROW_ORDER:  # pragma: no cover - a changed record must change the builder
+    raise RuntimeError("records.Phi changed: update PhiLog.message")
+
+
 class PhiLog(DicomObserver):
     __slots__ = ("sink", "policy", "memo", "tags")
 
@@ -34,6 +43,7 @@ class PhiLog(DicomObserver):
         hasher, shown = self.policy.hasher, self.policy.shown
         memo, tags, add = self.memo, self.tags, self.sink.add
         uid, ts, patient_key = a.uid, m.ts, phi.patient_key
+        new = tuple.__new__
         for e in phi.elements:
             value = e.value or ""
             seen = memo.get(value)
@@ -48,20 +58,14 @@ class PhiLog(DicomObserver):
                     e.keyword or f"{e.tag:08X}",
                     tier(e.keyword, e.vr),
                 )
+            # in ``ROW_ORDER``, without the named tuple's Python-level __new__: seventy rows
+            # per CT slice
             add(
-                Phi(
-                    uid=uid,
-                    ts=ts,
-                    message_id=message_id,
-                    direction=direction,
-                    tag=names[0],
-                    keyword=names[1],
-                    vr=e.vr,
-                    value=seen[0],
-                    value_hash=seen[1],
-                    value_length=e.length,
-                    depth=e.depth,
-                    patient_key=patient_key,
-                    tier=names[2],
+                new(
+                    Phi,
+                    (
+                        uid, ts, message_id, direction, names[0], names[1], e.vr, seen[0],
+                        seen[1], e.length, e.depth, patient_key, names[2], None,
+                    ),
                 )
-            )
+            )  # fmt: skip
