@@ -1,12 +1,13 @@
 """The reduce step: every task's parts as one result, in the usual layout.
 
-1. Flows that crossed a run boundary were followed to their end by the task of the run they
+1. Fragments of followed flows are dropped (``run/fragments.py``): flows that crossed a run
+   boundary were followed to their end by the task of the run they
    began in; the later runs' tasks saw their tail as a flow of its own (begun mid-stream). A
    flow of task ``j`` is such a fragment when an earlier task ``i`` of the same sensor and shard
    followed a flow with the same two endpoints whose last packet is not before the fragment's
    first: every row and summary record of the fragment's uid is dropped from ``j``'s parts.
 2. The per-flow tables are concatenated and the cross-flow stage runs once over all summary
-   records (``run/workers.py:_merge``), sensors together: the ``finding`` and ``asset`` rows
+   records (``run/merge.py``), sensors together: the ``finding`` and ``asset`` rows
    then get the sensors of the flows and hosts they concern.
 """
 
@@ -15,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,121 +23,9 @@ import polars as pl
 
 from analyzer.cluster.task import META
 from analyzer.config import Config
-from analyzer.findings.replay import SUMMARY_DIR
+from analyzer.run.fragments import Fragments, drop_fragments, fragments, string_set
+from analyzer.run.merge import merge_parts as _merge
 from analyzer.run.pipeline import RunSummary
-from analyzer.run.workers import _merge
-
-
-def _values(values: Iterable[str]) -> pl.Expr:
-    """A set of strings for ``is_in``."""
-    return pl.lit(pl.Series(sorted(values), dtype=pl.String)).implode()
-
-
-def _ends(frame: pl.LazyFrame) -> pl.LazyFrame:
-    e1 = pl.concat_str([pl.col("orig_h"), pl.lit(":"), pl.col("orig_p").cast(pl.String)])
-    e2 = pl.concat_str([pl.col("resp_h"), pl.lit(":"), pl.col("resp_p").cast(pl.String)])
-    return frame.with_columns(
-        pl.when(e1 < e2).then(e1).otherwise(e2).alias("end_a"),
-        pl.when(e1 < e2).then(e2).otherwise(e1).alias("end_b"),
-    )
-
-
-CHECKSUM_ROWS = ("ip_checksum_bad", "tcp_checksum_bad")
-"""Flow-less rows of a segment with a wrong checksum (``tcp/table.py``): when no flow exists yet
-(a fragment cannot begin with an unusable segment) they name the endpoints in the detail."""
-
-
-@dataclass(slots=True)
-class Fragments:
-    """What to drop from one task directory: flow uids, and flow-less checksum rows of the
-    followed flows' segments (in one whole run those were rows of the flow, kept by the task
-    that followed it)."""
-
-    uids: set[str] = field(default_factory=set)
-    carried: list[pl.DataFrame] = field(default_factory=list)
-
-
-def fragments(dirs: list[Path], metas: list[dict[str, Any]]) -> dict[Path, Fragments]:
-    """Per task directory, the fragments to drop. ``dirs``/``metas``: the tasks of one sensor
-    and shard, in run order."""
-    drops: dict[Path, Fragments] = defaultdict(Fragments)
-    for i, (d, meta) in enumerate(zip(dirs, metas, strict=True)):
-        followed = meta.get("followed") or []
-        if not followed or i + 1 == len(dirs):
-            continue
-        carried = (
-            _ends(
-                pl.scan_parquet(d / "conn.parquet").filter(pl.col("uid").is_in(_values(followed)))
-            )
-            .select("end_a", "end_b", (pl.col("ts") + pl.col("duration")).alias("last"))
-            .collect()
-        )
-        if carried.height == 0:
-            continue
-        for later in dirs[i + 1 :]:
-            hits = (
-                _ends(pl.scan_parquet(later / "conn.parquet"))
-                .join(carried.lazy(), on=["end_a", "end_b"])
-                .filter(pl.col("ts") <= pl.col("last"))
-                .select("uid")
-                .collect()
-            )
-            drops[later].uids.update(hits["uid"].to_list())
-            drops[later].carried.append(carried)
-    return drops
-
-
-def _drop(path: Path, uids: set[str]) -> None:
-    frame = pl.scan_parquet(path)
-    if "uid" not in frame.collect_schema().names():
-        return
-    keep = pl.col("uid").is_null() | ~pl.col("uid").is_in(_values(uids))
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.filter(keep).sink_parquet(tmp)
-    os.replace(tmp, path)
-
-
-def _drop_checksum_rows(path: Path, carried: list[pl.DataFrame]) -> None:
-    rows = pl.read_parquet(path)
-    ends = rows.with_row_index("_row").filter(
-        pl.col("uid").is_null() & pl.col("name").is_in(CHECKSUM_ROWS)
-    )
-    if ends.height == 0:
-        return
-    ends = ends.with_columns(
-        pl.col("detail").str.extract(r"^(\S+) > \S+ seq ", 1).alias("e1"),
-        pl.col("detail").str.extract(r"^\S+ > (\S+) seq ", 1).alias("e2"),
-    ).with_columns(
-        pl.when(pl.col("e1") < pl.col("e2"))
-        .then(pl.col("e1"))
-        .otherwise(pl.col("e2"))
-        .alias("end_a"),
-        pl.when(pl.col("e1") < pl.col("e2"))
-        .then(pl.col("e2"))
-        .otherwise(pl.col("e1"))
-        .alias("end_b"),
-    )
-    gone = (
-        ends.join(pl.concat(carried), on=["end_a", "end_b"])
-        .filter(pl.col("ts") <= pl.col("last"))
-        .select("_row")
-        .unique()
-    )
-    if gone.height == 0:
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    rows.with_row_index("_row").join(gone, on="_row", how="anti").drop("_row").write_parquet(tmp)
-    os.replace(tmp, path)
-
-
-def drop_fragments(drops: dict[Path, Fragments]) -> int:
-    for d, f in drops.items():
-        if f.uids:
-            for path in [*d.glob("*.parquet"), *(d / SUMMARY_DIR).glob("*.parquet")]:
-                _drop(path, f.uids)
-        if f.carried and (d / "weird.parquet").exists():
-            _drop_checksum_rows(d / "weird.parquet", f.carried)
-    return sum(len(f.uids) for f in drops.values())
 
 
 def _joined(values: pl.Series) -> str | None:
@@ -162,7 +49,7 @@ def attribution(dirs: list[Path]) -> Any:
             for uids in frame["uids"].to_list():
                 wanted.update(uids or [])
             of = dict(
-                scan.filter(pl.col("uid").is_in(_values(wanted)))
+                scan.filter(pl.col("uid").is_in(string_set(wanted)))
                 .select("uid", "sensor")
                 .collect()
                 .iter_rows()
@@ -182,7 +69,7 @@ def attribution(dirs: list[Path]) -> Any:
                         scan.select(pl.col("resp_h").alias("ip"), "sensor"),
                     ]
                 )
-                .filter(pl.col("ip").is_in(_values(ips)))
+                .filter(pl.col("ip").is_in(string_set(ips)))
                 .unique()
                 .collect()
             )

@@ -8,7 +8,7 @@ boundaries): worker ``k`` reads only its span, as the cluster's tasks read their
 file (only their packets are analysed; the others move the clock, and a fast check skips them
 once the span is done), and stop being followed when they end. The next span's worker sees
 their tail as a flow begun mid-stream; the merge drops those fragments
-(``cluster/reduce.py:fragments``), then runs the cross-flow stage once (``workers._merge``).
+(``run/fragments.py``), then runs the cross-flow stage once (``run/merge.py``).
 The tables equal a single process's, as multisets of rows, uids included
 (``tests/run/test_spans.py``).
 
@@ -41,13 +41,14 @@ from analyzer.capture import CaptureReader, Record, WeirdSink
 from analyzer.capture.formats import PCAP_MAGIC, pcap_cuts
 from analyzer.config import Config
 from analyzer.net.decode import DecodeStats
+from analyzer.run.fragments import Fragments, drop_fragments, fragments
+from analyzer.run.merge import interrupt_once, merge_parts
 from analyzer.run.pipeline import RunSummary, run_analysis
 from analyzer.run.progress import Progress
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
 
-    from analyzer.cluster.reduce import Fragments
 
 MIN_SPAN = 64 << 20
 """Bytes per worker below which a file is sharded by flow hash instead (spans cost a fixed
@@ -106,10 +107,8 @@ def _worker(
     packets: Synchronized[int],
     results: Queue[tuple[int, RunSummary | None, str | None]],
 ) -> None:
-    from analyzer.run.workers import _interrupt_once
-
     sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
-    signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGINT, interrupt_once)
     try:
         ready.wait()
         offsets: list[int] = cuts[:]
@@ -135,9 +134,6 @@ def run_spans(
 ) -> RunSummary | None:
     """Analyze ``reader``'s file in ``workers`` spans into tables in ``outdir``; None when the
     file cannot be cut (the caller shards by flow instead)."""
-    from analyzer.cluster.reduce import drop_fragments, fragments
-    from analyzer.run.workers import _merge
-
     started = time.monotonic()
     if config.salt is None:
         config = dataclasses.replace(config, salt=secrets.token_bytes(32))
@@ -241,7 +237,7 @@ def run_spans(
         drops = fragments([dirs[k] for k in ks], [{"followed": summaries[k].followed} for k in ks])
         dropped_services = _services(drops)
         drop_fragments(drops)
-        summary = _merge(config, [dirs[k] for k in ks], outdir, fmt)
+        summary = merge_parts(config, [dirs[k] for k in ks], outdir, fmt)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     parts = [summaries[k] for k in ks]
