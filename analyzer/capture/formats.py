@@ -110,7 +110,7 @@ class Mapped:
 
     __slots__ = ("buf", "pos", "limit", "eof", "error", "released")
 
-    WINDOW = 8 << 20
+    WINDOW = 2 << 20
     """Bytes read between two releases of the pages already read."""
 
     def __init__(self, buf: mmap.mmap, pos: int, limit: int | None = None) -> None:

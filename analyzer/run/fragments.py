@@ -89,7 +89,7 @@ def _drop(path: Path, uids: set[str]) -> None:
         return
     keep = pl.col("uid").is_null() | ~pl.col("uid").is_in(string_set(uids))
     tmp = path.with_name(f".{path.name}.tmp")
-    frame.filter(keep).sink_parquet(tmp)
+    frame.filter(keep).sink_parquet(tmp, row_group_size=4096, engine="streaming")
     os.replace(tmp, path)
 
 

@@ -184,6 +184,7 @@ def run_spans(
             if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signal.SIGINT)
 
+    merger = Merger(ctx, config, outdir, fmt)
     try:
         for p in procs:
             p.start()  # they import while the cuts are found
@@ -194,6 +195,7 @@ def run_spans(
         if cuts is None:
             for p in procs:
                 p.join(30)
+            merger.cancel()
             shutil.rmtree(scratch, ignore_errors=True)
             return None
         summaries[0] = analyze_span(config, reader, cuts, 0, dirs[0], Overall())
@@ -230,14 +232,13 @@ def run_spans(
         ):
             errors.append(f"worker {k}: ended without a result (exit code {p.exitcode})")
     if errors:  # no table that silently lacks a span
+        merger.cancel()
         shutil.rmtree(scratch, ignore_errors=True)
         raise RuntimeError("; ".join(errors))
     ks = sorted(summaries)
     try:
-        drops = fragments([dirs[k] for k in ks], [{"followed": summaries[k].followed} for k in ks])
-        dropped_services = _services(drops)
-        drop_fragments(drops)
-        summary = merge_parts(config, [dirs[k] for k in ks], outdir, fmt)
+        merger.start_merge([[str(dirs[k]), summaries[k].followed] for k in ks])
+        summary, dropped, dropped_services = merger.result()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     parts = [summaries[k] for k in ks]
@@ -248,19 +249,82 @@ def run_spans(
         summary.stats.packets += own.packets
         summary.stats.wire_bytes += own.wire_bytes
         summary.stats.bad_checksum += s.stats.bad_checksum
-    summary.flows = sum(s.flows for s in parts) - sum(len(f.uids) for f in drops.values())
+    summary.flows = sum(s.flows for s in parts) - dropped
     summary.flows_evicted = sum(s.flows_evicted for s in parts)
     summary.segments_bad_checksum = sum(s.segments_bad_checksum for s in parts)
     summary.segments_offloaded = sum(s.segments_offloaded for s in parts)
     for s in parts:
         for svc, count in s.services.items():
             summary.services[svc] = summary.services.get(svc, 0) + count
+        summary.warnings.extend(w for w in s.warnings if w not in summary.warnings)
     for svc, count in dropped_services.items():
         summary.services[svc] -= count
-        summary.warnings.extend(w for w in s.warnings if w not in summary.warnings)
     summary.interrupted = any(s.interrupted for s in parts)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+class Merger:
+    """The merge in a process of its own, started with the workers (it imports meanwhile): the
+    main process, which analysed span 0, would otherwise add the merge's peak to what its own
+    tables left behind. Ctrl-C does not stop it (the merge of what was decoded must run)."""
+
+    def __init__(
+        self, ctx: multiprocessing.context.SpawnContext, config: Config, outdir: Path, fmt: str
+    ) -> None:
+        self.go: Queue[list[list[object]] | None] = ctx.Queue()
+        self.done: Queue[tuple[RunSummary, int, dict[str, int]] | str] = ctx.Queue()
+        self.proc = ctx.Process(
+            target=_merger,
+            args=(config, str(outdir), fmt, self.go, self.done),
+            name="dicom-analyzer-merge",
+            daemon=True,  # never outlives the main process, whatever stops it
+        )
+        self.proc.start()
+
+    def start_merge(self, parts: list[list[object]]) -> None:
+        self.go.put(parts)
+
+    def result(self) -> tuple[RunSummary, int, dict[str, int]]:
+        while True:
+            try:
+                got = self.done.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not self.proc.is_alive() and self.done.empty():
+                    got = f"ended without a result (exit code {self.proc.exitcode})"
+                    break
+        self.proc.join(30)
+        if isinstance(got, str):
+            raise RuntimeError(f"merge: {got}")
+        return got
+
+    def cancel(self) -> None:
+        self.go.put(None)
+        self.proc.join(30)
+
+
+def _merger(
+    config: Config,
+    outdir: str,
+    fmt: str,
+    go: Queue[list[list[object]] | None],
+    done: Queue[tuple[RunSummary, int, dict[str, int]] | str],
+) -> None:
+    sys.modules.setdefault("numpy", cast(ModuleType, None))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parts = go.get()
+    if parts is None:
+        return
+    try:
+        dirs = [Path(str(d)) for d, _ in parts]
+        drops = fragments(dirs, [{"followed": followed} for _, followed in parts])
+        dropped_services = _services(drops)
+        drop_fragments(drops)
+        summary = merge_parts(config, dirs, Path(outdir), fmt)
+        done.put((summary, sum(len(f.uids) for f in drops.values()), dropped_services))
+    except BaseException as exc:  # noqa: BLE001 - reported to the main process
+        done.put(f"{type(exc).__name__}: {exc}")
 
 
 def _services(drops: dict[Path, Fragments]) -> dict[str, int]:
