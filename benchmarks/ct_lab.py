@@ -58,7 +58,21 @@ def lab_up() -> None:
     sh("ip", "netns", "exec", NS, "ip", "link", "set", "lo", "up")
     for ns, dev in ((None, HOST_IF), (NS, NS_IF)):
         pre = ["ip", "netns", "exec", ns] if ns else []
-        sh(*pre, "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", check=False)
+        sh(
+            *pre,
+            "ethtool",
+            "-K",
+            dev,
+            "tso",
+            "off",
+            "gso",
+            "off",
+            "gro",
+            "off",
+            "tx",
+            "off",
+            check=False,
+        )
 
 
 def wait_port(port: int) -> None:
