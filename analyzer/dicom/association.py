@@ -135,7 +135,8 @@ class AssociationParser:
                 else:
                     self.unread[direction] = fr.pdv_left
                 p.dataset_bytes += n
-                if self.tap is not None:
+                if self.tap is not None:  # a tap reads every byte: none may be skipped
+                    self.unread[direction] = 0
                     self.tap.data(direction, p.context_id, data)
                 return []
         self._out = []

@@ -286,3 +286,27 @@ def test_fast_path_with_workers(tmp_path: Path) -> None:
     run(capture, tmp_path / "fast", FAST, workers=2)
     run(capture, tmp_path / "slow", SLOW, workers=1)
     assert tables(tmp_path / "fast") == tables(tmp_path / "slow")
+
+
+def test_export_still_gets_every_byte(tmp_path: Path) -> None:
+    """A dataset tap (``export``) reads every byte, so no segment of a tapped flow may be
+    counted by the fast path: the exported slices carry their whole pixel data."""
+    import subprocess
+    import sys
+
+    import pydicom
+
+    capture = write(store_session().out, tmp_path / "c.pcap")
+    out = tmp_path / "export"
+    done = subprocess.run(
+        [sys.executable, "-m", "analyzer", "export", str(capture), "-o", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = pl.read_parquet(out / "exported.parquet")
+    assert rows.height == 2 and rows["complete"].all()
+    want = ct_slice().PixelData
+    for path in rows["path"]:
+        assert pydicom.dcmread(out / path).PixelData == want
