@@ -21,13 +21,19 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_every_limit_field_can_be_set(tmp_path: Path) -> None:
+    flags = [f for f in dataclasses.fields(Limits) if isinstance(f.default, bool)]
+    numbers = [f for f in dataclasses.fields(Limits) if f not in flags]
+    assert [f.name for f in flags] == ["bulk_fast_path"]
     lines = ["[limits]"]
-    lines += [f"{f.name} = {int(f.default) + 11}" for f in dataclasses.fields(Limits)]  # type: ignore[arg-type]
+    lines += [f"{f.name} = {int(f.default) + 11}" for f in numbers]  # type: ignore[arg-type]
+    lines += [f"{f.name} = {'false' if f.default else 'true'}" for f in flags]
     lines += ["[dicom]"]
     lines += [f"{f.name} = {int(f.default) + 2}" for f in dataclasses.fields(DicomLimits)]  # type: ignore[arg-type]
     cfg = load_config(_write(tmp_path, "\n".join(lines)))
-    for f in dataclasses.fields(Limits):
+    for f in numbers:
         assert getattr(cfg.limits, f.name) == type(f.default)(int(f.default) + 11), f.name  # type: ignore[arg-type]
+    for f in flags:
+        assert getattr(cfg.limits, f.name) is not f.default, f.name
     for f in dataclasses.fields(DicomLimits):
         assert getattr(cfg.dicom, f.name) == int(f.default) + 2, f.name  # type: ignore[arg-type]
 
