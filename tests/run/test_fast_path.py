@@ -268,11 +268,11 @@ def test_fast_path_changes_nothing_on_damaged_transfers(
     assert any("C-STORE-RQ" in r for r in fast["dimse"])
 
 
-def test_fast_path_with_workers(tmp_path: Path) -> None:
-    sessions = [store_session(1_700_000_000.0 + k * 5e-4, stores=1) for k in range(4)]
+def busy_stores(clients: int, stores: int) -> list[Frame]:
+    """``clients`` store sessions at once (client ports 40404, 40405, ...), interleaved in time."""
     frames: list[Frame] = []
-    for k, s in enumerate(sessions):  # four clients, interleaved
-        for ts, buf in s.out:
+    for k in range(clients):
+        for ts, buf in store_session(1_700_000_000.0 + k * 5e-4, stores=stores).out:
             eth = dpkt.ethernet.Ethernet(buf)
             tcp = eth.data.data
             if tcp.sport == 40404:
@@ -281,8 +281,11 @@ def test_fast_path_with_workers(tmp_path: Path) -> None:
                 tcp.dport = 40404 + k
             tcp.sum = 0
             frames.append((ts, bytes(eth)))
-    frames.sort(key=lambda t: t[0])
-    capture = write(frames, tmp_path / "c.pcap")
+    return sorted(frames, key=lambda t: t[0])
+
+
+def test_fast_path_with_workers(tmp_path: Path) -> None:
+    capture = write(busy_stores(4, stores=1), tmp_path / "c.pcap")
     run(capture, tmp_path / "fast", FAST, workers=2)
     run(capture, tmp_path / "slow", SLOW, workers=1)
     assert tables(tmp_path / "fast") == tables(tmp_path / "slow")

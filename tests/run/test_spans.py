@@ -13,7 +13,7 @@ from analyzer.capture import open_inputs
 from analyzer.capture.formats import pcap_cuts
 from analyzer.run.workers import run_parallel
 from tests.helpers import CAPTURES
-from tests.run.test_fast_path import FAST, QUIET, run, store_session, tables, write
+from tests.run.test_fast_path import FAST, QUIET, busy_stores, run, store_session, tables, write
 
 PCAPS = sorted(
     p for p in CAPTURES.glob("*.pcap") if p.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\xa1\xb2\x3c\x4d")
@@ -56,21 +56,7 @@ def test_cuts_fall_on_record_boundaries(tmp_path: Path) -> None:
 def test_cut_inside_busy_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Four clients storing at once, the file cut into 2 and 3 spans through ``run_parallel``
     (the minimum span lowered so that a small file is split)."""
-    import dpkt
-
-    frames = []
-    for k in range(4):
-        for ts, buf in store_session(1_700_000_000.0 + k * 5e-4).out:
-            eth = dpkt.ethernet.Ethernet(buf)
-            tcp = eth.data.data
-            if tcp.sport == 40404:
-                tcp.sport = 40404 + k
-            else:
-                tcp.dport = 40404 + k
-            tcp.sum = 0
-            frames.append((ts, bytes(eth)))
-    frames.sort(key=lambda t: t[0])
-    capture = write(frames, tmp_path / "c.pcap")
+    capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
     run(capture, tmp_path / "one", FAST)
     used = []
     real = spans.run_spans
