@@ -4,7 +4,8 @@
     python benchmarks/ct_lab.py OUT.pcap --size-mb 1000 [--slices 20] [--concurrent 3]
 
 Needs root (network namespace, veth, tcpdump). A namespace ``dcmbench`` holds two
-pynetdicom SCPs (PACS on 11112, archive on 104); the host side of the veth (MTU 1500,
+pynetdicom SCPs (PACS on 11112 taking 16 kB PDUs, archive on 104 taking any size: four
+associations in five go to the PACS); the host side of the veth (MTU 1500,
 offloads off) carries six client addresses, one per modality. Client processes run
 concurrently, picked in turn from: CT and MR series of 512x512x16-bit slices with full
 headers (benchmarks/ct_objects.py) in Explicit VR Little Endian, every seventh series
@@ -32,6 +33,9 @@ HOST_IP, SRV_IP = "10.239.0.1", "10.239.0.2"
 CLIENTS = [f"10.239.0.{n}" for n in range(11, 17)]
 PY = sys.executable
 PEERS = str(HERE / "ct_peers.py")
+SCPS = ((11112, "PACS", 16382), (104, "ARCHIVE", 0))
+"""Port, AE title, largest PDU accepted: the PACS takes the common 16 kB PDUs (pynetdicom's
+default; DCMTK and Orthanc use 16384), the archive no limit (an object in one PDU)."""
 
 
 def sh(*cmd: str, check: bool = True) -> None:
@@ -133,11 +137,11 @@ def record(out: Path, size_mb: float, slices: int, concurrent: int, data: Path) 
     lab_up()
     scps = [
         subprocess.Popen(
-            ["ip", "netns", "exec", NS, PY, PEERS, "scp", str(port), title],
+            ["ip", "netns", "exec", NS, PY, PEERS, "scp", str(port), title, str(max_pdu)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for port, title in ((11112, "PACS"), (104, "ARCHIVE"))
+        for port, title, max_pdu in SCPS
     ]
     dump = None
     try:

@@ -61,9 +61,11 @@ def _store(event: Any) -> int:
     return 0x0000
 
 
-def scp(port: int, title: str) -> None:
+def scp(port: int, title: str, max_pdu: int) -> None:
     ae = AE(ae_title=title)
-    ae.maximum_pdu_size = 0  # no limit: the SCU's own maximum decides the PDV size
+    # what the SCP accepts decides the SCU's PDV size: 16382 is pynetdicom's default (DCMTK
+    # and Orthanc default to 16384); 0 is no limit (a whole object in one PDV)
+    ae.maximum_pdu_size = max_pdu
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, SYNTAXES)
     ae.add_supported_context(Verification)
@@ -125,7 +127,7 @@ def echo(bind: str, host: str, port: int, calling: str, called: str) -> None:
 def main(argv: list[str]) -> None:
     cmd, args = argv[0], argv[1:]
     if cmd == "scp":
-        scp(int(args[0]), args[1])
+        scp(int(args[0]), args[1], int(args[2]) if len(args) > 2 else 16382)
     elif cmd == "store":
         store(args[0], args[1], int(args[2]), args[3], args[4], args[5:])
     elif cmd == "worklist":

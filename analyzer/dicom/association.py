@@ -30,7 +30,7 @@ from analyzer.dicom.events import (
     PdvChunk,
     Resynchronized,
 )
-from analyzer.dicom.framing import S_PDV_VALUE, PduFramer
+from analyzer.dicom.framing import HEADER, P_DATA, PDV_HEADER, S_HEADER, S_PDV_VALUE, PduFramer
 from analyzer.dicom.items import Associate, decode_abort, decode_associate, decode_reject
 from analyzer.dicom.limits import DicomLimits
 from analyzer.dicom.messages import (
@@ -153,15 +153,83 @@ class AssociationParser:
         self.unread[direction] = fr.pdv_left
         self.pending[direction][fr.pdv_ctx].dataset_bytes += n
 
+    def cross(self, direction: int, data: bytes) -> bool:
+        """A segment at a P-DATA-TF boundary inside a dataset being counted (see ``skip``):
+        the rest of the PDV being counted, when it ends its PDU (possibly none of it: the
+        previous segment ended the PDU), then, if the segment goes on, the next P-DATA-TF's
+        header and first bytes of one PDV of the same dataset on the same context, whose
+        value goes on past the segment::
+
+            [rest of the PDV] | 04 00 LLLL (PDU header) | llll cc mm (PDV header) | value...
+
+        Counted as ``feed`` would count it (PDUs, state machine, the message's bytes) and
+        True; False, and nothing done, for anything else (``feed`` takes it: the last
+        fragment, a command, other PDVs, anomalies, a header cut by the segment's end)."""
+        fr = self.framers[direction]
+        if fr.pdv_mch & 3 or fr.buf:
+            return False  # a command, or the dataset's last fragment: its end is an event
+        if fr.state == S_PDV_VALUE:
+            k = fr.pdv_left
+            if k != fr.pdu_left or k != self.unread[direction]:
+                return False  # more PDVs in this PDU, or not counting (the head is read)
+        elif fr.state == S_HEADER and not fr.pdv_left and not fr.pdu_left:
+            k = 0  # the previous segment ended both; counting?
+            if not self._counting(self.pending[direction].get(fr.pdv_ctx)):
+                return False
+        else:
+            return False
+        n = len(data)
+        p = self.pending[direction][fr.pdv_ctx]
+        if n == k:  # the segment ends with the PDU
+            fr.pdv_left = fr.pdu_left = 0
+            fr.state = S_HEADER
+            p.dataset_bytes += k
+            self.unread[direction] = 0
+            return True
+        rest = n - k - HEADERS
+        if rest <= 0 or data[k] != P_DATA or data[k + 1]:
+            return False
+        length = int.from_bytes(data[k + 2 : k + 6], "big")
+        value = int.from_bytes(data[k + 6 : k + 10], "big") - 2
+        ctx, mch = data[k + 10], data[k + 11]
+        if (
+            ctx != fr.pdv_ctx
+            or mch & ~2
+            or not ctx & 1
+            or length > fr.max_pdu
+            or not rest < value <= length - PDV_HEADER
+            or next_state(self.state, P_DATA, direction) != self.state
+        ):
+            return False
+        if not self.midstream:
+            cs = self.contexts.get(ctx)
+            if cs is None or cs.result not in (0, None):
+                return False  # an anomaly for each PDV: ``feed`` reports it
+        fr.pdus += 1
+        fr.pdu_type = P_DATA
+        fr.state = S_PDV_VALUE
+        fr.pdu_left = length - PDV_HEADER - rest
+        fr.pdv_left = value - rest
+        fr.pdv_mch = mch
+        fr.pdv_first = fr.pdu_start = False
+        self.pdu_counts[P_DATA] = self.pdu_counts.get(P_DATA, 0) + 1
+        p.dataset_bytes += k + rest
+        self.unread[direction] = fr.pdv_left
+        return True
+
     def counts_only(self, direction: int) -> bool:
         """``feed`` would only count the next bytes (fewer than the PDV has left): inside a
         dataset PDV, past its first bytes, the dataset head already complete."""
         fr = self.framers[direction]
-        if fr.state != S_PDV_VALUE or fr.pdv_first or fr.pdv_mch & 1 or self.tap is not None:
+        if fr.state != S_PDV_VALUE or fr.pdv_first or fr.pdv_mch & 1:
             return False
-        p = self.pending[direction].get(fr.pdv_ctx)
+        return self._counting(self.pending[direction].get(fr.pdv_ctx))
+
+    def _counting(self, p: _Pending | None) -> bool:
+        """Is ``p`` a dataset whose next bytes are only counted (its head complete)?"""
         return (
             p is not None
+            and self.tap is None
             and p.head is not None
             and p.command is not None
             and (p.summary is not None or len(p.head) >= self.limits.max_dataset_head)
@@ -546,6 +614,8 @@ class AssociationParser:
         self._out.append(message)
 
 
+HEADERS = HEADER + PDV_HEADER
+"""A P-DATA-TF header and its first PDV's header."""
 MAX_ANOMALIES = 1000
 """Anomalies of one association handed on; the rest are counted."""
 MAX_PIXEL_TRIES = 4

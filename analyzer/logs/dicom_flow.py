@@ -71,6 +71,7 @@ class DicomFlow:
         "strict",
         "unread",
         "skip",
+        "cross",
     )
 
     def __init__(
@@ -99,6 +100,7 @@ class DicomFlow:
         self.ended = False
         self.unread = self.parser.unread
         self.skip = self.parser.skip
+        self.cross = self.parser.cross
 
     def data(self, direction: int, ts: float, data: bytes) -> None:
         self._events(self.parser.feed(direction, data, ts))

@@ -156,6 +156,9 @@ class HttpFlow:
     def skip(self, direction: int, n: int) -> None:
         pass  # never called: every byte is read (``unread`` stays 0)
 
+    def cross(self, direction: int, data: bytes) -> bool:
+        return False
+
     def gap(self, direction: int, ts: float, length: int) -> None:
         self._events(self.parser.gap(direction, ts, length))
 

@@ -140,6 +140,9 @@ class ServiceSniffer:
     def skip(self, direction: int, n: int) -> None:
         pass  # never called: every byte is read (``unread`` stays 0)
 
+    def cross(self, direction: int, data: bytes) -> bool:
+        return False
+
     def footprint(self) -> int:
         return len(self.held[0]) + len(self.held[1]) + len(self.order) * BUFFERED_PIECE
 

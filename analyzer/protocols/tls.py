@@ -109,6 +109,9 @@ class TlsSink:
     def skip(self, direction: int, n: int) -> None:
         pass
 
+    def cross(self, direction: int, data: bytes) -> bool:
+        return False
+
     def footprint(self) -> int:
         return len(self.bufs[0]) + len(self.bufs[1])
 

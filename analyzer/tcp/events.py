@@ -50,6 +50,12 @@ class StreamSink(Protocol):
         (the flow table's fast path; called only while ``unread`` allows it)."""
         ...
 
+    def cross(self, direction: int, data: bytes) -> bool:
+        """Count an in-order segment of at least ``unread[direction]`` bytes when it only
+        crosses into more of the same unread content (``AssociationParser.cross``); False,
+        and nothing done, when it needs ``data``."""
+        ...
+
     def footprint(self) -> int:
         """Bytes of state this consumer holds (``analyzer/memory.py``)."""
         ...

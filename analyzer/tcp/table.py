@@ -18,7 +18,7 @@ from collections.abc import Callable
 from analyzer.config import Config
 from analyzer.logs.weird import WeirdLog
 from analyzer.memory import budget_of
-from analyzer.net.checksum import Checksums, Verdict
+from analyzer.net.checksum import Checksums, Verdict, ip_header_ok, tcp_verdict
 from analyzer.tcp.events import CloseReason, StreamSink
 from analyzer.tcp.flow import (
     ACK,
@@ -35,6 +35,9 @@ from analyzer.tcp.flow import (
     Flow,
 )
 from analyzer.tcp.stream import HALF, MASK, Stream
+
+P_DATA_TF = 4
+"""The first byte of a segment that may begin a P-DATA-TF PDU."""
 
 FlowKey = tuple[bytes, int, bytes, int]
 SinkFactory = Callable[[Flow], StreamSink | None]
@@ -189,7 +192,8 @@ class FlowTable:
                             and (not flags & ACK or ack == o.nseq or not o.started)
                             and flow.state[d] not in (SYN_SENT, SYN_ACK_SENT)
                         ):
-                            self._counted(flow, d, s, sink, ts, frame, start, n, ip_len)
+                            self._counted(flow, d, s, ts, frame, start, n, ip_len)
+                            sink.skip(d, n)
                             return
         correct = False
         # SYN, FIN, RST and data are verified, except bytes nothing reads: a flow with no
@@ -241,9 +245,10 @@ class FlowTable:
 
     def counted(self, ts: float, frame: bytes) -> bool:
         """Settle a plain Ethernet/IPv4/TCP frame (checked by the caller, ``Pipeline.feed``)
-        that is the common segment of a bulk transfer (``_counted``) or a pure ACK that
-        acknowledges nothing new (what the receiver of a C-STORE sends); False: not one, it
-        takes the whole path. Also False when the clock is due to expire flows."""
+        that is the common segment of a bulk transfer (``_counted``), the segment that crosses
+        from one P-DATA-TF of such a transfer into the next (``StreamSink.cross``), or a pure
+        ACK that acknowledges nothing new (what the receiver of a C-STORE sends); False: not
+        one, it takes the whole path. Also False when the clock is due to expire flows."""
         if ts >= self.next_expire:
             return False
         src, dst = frame[26:30], frame[30:34]
@@ -281,7 +286,6 @@ class FlowTable:
         sink = flow.sink
         if (
             sink is None
-            or n >= sink.unread[d]
             or s.nseq != seq
             or s.ooo
             or s.fin_off is not None
@@ -290,9 +294,35 @@ class FlowTable:
             or (flags & ACK and ack != o.nseq and o.started)
         ):
             return False
+        unread = sink.unread[d]
+        if n < unread:
+            if ts > self.now:
+                self.now = ts
+            self._counted(flow, d, s, ts, frame, start, n, end - 14)
+            sink.skip(d, n)
+            return True
+        # a segment at a P-DATA-TF boundary of a dataset being counted (``StreamSink.cross``):
+        # its bytes are read (the headers), so its checksums are verified as on the whole path
+        if not unread and frame[start] != P_DATA_TF:
+            return False
+        verify = self.verdict is not None
+        if verify and not (
+            ip_header_ok(frame, 14, 20) and tcp_verdict(frame, 34, end, src, dst) == Verdict.GOOD
+        ):
+            return False  # the whole path reports it
+        if not sink.cross(d, frame[start:end]):
+            return False
+        if verify:
+            flow.ck_full |= 1 << d
         if ts > self.now:
             self.now = ts
-        self._counted(flow, d, s, sink, ts, frame, start, n, end - 14)
+        self._counted(flow, d, s, ts, frame, start, n, end - 14)
+        if flow.end_reason is None:  # as the whole path accounts a segment something reads
+            size = flow.footprint()
+            self.mem += size - flow.mem
+            flow.mem = size
+            if self.mem > self.mem_limit:
+                self.shed(ts)
         return True
 
     def _counted(
@@ -300,18 +330,17 @@ class FlowTable:
         flow: Flow,
         d: int,
         s: Stream,
-        sink: StreamSink,
         ts: float,
         frame: bytes,
         start: int,
         n: int,
         ip_len: int,
     ) -> None:
-        """The common segment of a bulk transfer, in one step: in order, fully captured, read
-        by nothing (``sink.unread``), no SYN/FIN/RST, a non-zero window, acknowledging nothing
-        new and no wait for acknowledged bytes in either direction. What ``Flow.packet``,
-        ``Stream.segment`` and the sink would do with it, without the calls: counters, the
-        stream's position, the bytes kept for the retransmission check, the sink's count."""
+        """The common segment of a bulk transfer, in one step: in order, fully captured, no
+        SYN/FIN/RST, a non-zero window, acknowledging nothing new and no wait for acknowledged
+        bytes in either direction. What ``Flow.packet`` and ``Stream.segment`` would do with
+        it, without the calls: counters, the stream's position, the bytes kept for the
+        retransmission check. The caller settles the sink (``skip`` or ``cross``)."""
         flow.last_ts = ts
         flow.pkts[d] += 1
         flow.ip_bytes[d] += ip_len
@@ -327,7 +356,6 @@ class FlowTable:
                 s.recent_bytes -= len(recent.popleft()[1])
         s.noff += n
         s.nseq = (s.nseq + n) & MASK
-        sink.skip(d, n)
         self.lru[ACTIVE].move_to_end(flow.id)
 
     def _checksum(

@@ -89,12 +89,27 @@ def ct_slice(pixels: int = 256) -> Dataset:
     return ds
 
 
-def store_session(ts: float = 1_700_000_000.0, stores: int = 2) -> Conn:
-    """A client storing 128 kB slices (about 90 segments each) and releasing."""
+def pdus(data: bytes) -> Iterator[bytes]:
+    """The PDUs of an encoded run of them."""
+    i = 0
+    while i < len(data):
+        end = i + 6 + int.from_bytes(data[i + 2 : i + 6], "big")
+        yield data[i:end]
+        i = end
+
+
+def store_session(
+    ts: float = 1_700_000_000.0, stores: int = 2, max_pdu: int = 65536, per_pdu: bool = False
+) -> Conn:
+    """A client storing 128 kB slices (about 90 segments each) in PDUs of ``max_pdu``, each
+    PDU sent on its own (``per_pdu``: segments end where PDUs end, as pynetdicom and DCMTK
+    send) or the message in one stream of segments, and releasing."""
     c = Conn(ORDINARY_CLIENT, 40404, ts).open()
     c.send(0, fx.A_ASSOCIATE_RQ_PLAIN).send(1, fx.A_ASSOCIATE_AC_PLAIN)
     for i in range(stores):
-        c.send(0, fx.c_store_rq(max_pdu=65536, message_id=7 + i, ds=ct_slice()))
+        message = fx.c_store_rq(max_pdu=max_pdu, message_id=7 + i, ds=ct_slice())
+        for pdu in pdus(message) if per_pdu else [message]:
+            c.send(0, pdu)
         c.send(1, fx.dimse_message("C-STORE-RSP"))
     c.send(0, fx.A_RELEASE_RQ_PDU).send(1, fx.A_RELEASE_RP_PDU)
     return c.close()
@@ -313,3 +328,122 @@ def test_export_still_gets_every_byte(tmp_path: Path) -> None:
     want = ct_slice().PixelData
     for path in rows["path"]:
         assert pydicom.dcmread(out / path).PixelData == want
+
+
+LAYOUTS = {
+    "64k_pdus": {},
+    "16k_pdus_one_send_each": {"max_pdu": 16384, "per_pdu": True},
+    "16k_pdus_streamed": {"max_pdu": 16384},
+}
+
+
+def crossings(frames: list[Frame]) -> list[int]:
+    """Indexes of the client's segments that hold a P-DATA-TF header (a PDU boundary inside a
+    dataset: ``StreamSink.cross``), past the first store's head."""
+    out = []
+    offset = 0
+    starts = set()
+    stream = b""
+    for _, buf in frames:
+        tcp = dpkt.ethernet.Ethernet(buf).data.data
+        if tcp.sport == 40404 and tcp.data:
+            stream += tcp.data
+    i = 0
+    while i < len(stream):
+        starts.add(i)
+        i += 6 + int.from_bytes(stream[i + 2 : i + 6], "big")
+    for i, (_, buf) in enumerate(frames):
+        tcp = dpkt.ethernet.Ethernet(buf).data.data
+        if tcp.sport == 40404 and tcp.data:
+            if any(offset <= s < offset + len(tcp.data) for s in starts) and offset > 30_000:
+                out.append(i)
+            offset += len(tcp.data)
+    return out
+
+
+def bad_checksum_at_crossing(f: list[Frame]) -> list[Frame]:
+    """A crossing segment whose TCP checksum is wrong: dropped and reported on both paths,
+    its retransmission (correct) follows."""
+    i = crossings(f)[2]
+    eth = dpkt.ethernet.Ethernet(f[i][1])
+    eth.data.data.sum ^= 0x5A5A
+    bad = eth.pack()
+    return f[:i] + [(f[i][0], bad)] + f[i : i + 1] + f[i + 1 :]
+
+
+def lose_crossing(f: list[Frame]) -> list[Frame]:
+    i = crossings(f)[3]
+    return f[:i] + f[i + 1 :]
+
+
+def reorder_crossing(f: list[Frame]) -> list[Frame]:
+    i = crossings(f)[4]
+    f[i], f[i + 1] = (f[i][0], f[i + 1][1]), (f[i + 1][0], f[i][1])
+    return f
+
+
+def odd_pdv_at_crossing(f: list[Frame]) -> list[Frame]:
+    """A crossing whose next PDV says "command" (bit 0): not the same dataset, ``feed``
+    decides (an anomaly, a new message)."""
+    i = crossings(f)[5]
+    eth = dpkt.ethernet.Ethernet(f[i][1])
+    tcp = eth.data.data
+    data = bytearray(tcp.data)
+    at = data.find(b"\x04\x00\x00")
+    if at >= 0 and at + 11 < len(data):
+        data[at + 11] |= 1
+    tcp.data = bytes(data)
+    tcp.sum = 0
+    return f[:i] + [(f[i][0], eth.pack())] + f[i + 1 :]
+
+
+CROSSING_MUTATIONS: dict[str, Callable[[list[Frame]], list[Frame]]] = {
+    "plain": lambda f: f,
+    "bad_checksum_at_crossing": bad_checksum_at_crossing,
+    "lose_crossing": lose_crossing,
+    "reorder_crossing": reorder_crossing,
+    "odd_pdv_at_crossing": odd_pdv_at_crossing,
+    "receiver_acks": receiver_acks,
+}
+
+
+@pytest.fixture
+def crossed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """PDU boundaries the fast path settled (``AssociationParser.cross``) in this process."""
+    from analyzer.dicom.association import AssociationParser
+
+    counter = [0]
+    cross = AssociationParser.cross
+
+    def counting(self: AssociationParser, direction: int, data: bytes) -> bool:
+        done = cross(self, direction, data)
+        counter[0] += done
+        return done
+
+    monkeypatch.setattr(AssociationParser, "cross", counting)
+    return counter
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("mutation", sorted(CROSSING_MUTATIONS))
+def test_pdu_boundaries_inside_a_dataset(
+    layout: str, mutation: str, tmp_path: Path, crossed: list[int]
+) -> None:
+    """Segments that cross from one P-DATA-TF into the next of the same dataset (or end
+    exactly where a PDU ends) are settled on the fast path too, with the same tables."""
+    frames = store_session(**LAYOUTS[layout]).out  # type: ignore[arg-type]
+    capture = write(CROSSING_MUTATIONS[mutation](frames), tmp_path / "c.pcap")
+    run(capture, tmp_path / "fast", FAST)
+    fast_crossed = crossed[0]
+    run(capture, tmp_path / "slow", SLOW)
+    assert crossed[0] == fast_crossed
+    fast, slow = tables(tmp_path / "fast"), tables(tmp_path / "slow")
+    assert fast == slow
+    assert any("C-STORE-RQ" in r for r in fast["dimse"])
+    # two 128 kB datasets: one boundary each in 64 kB PDUs, seven in 16 kB ones (sent PDU by
+    # PDU, a boundary is two segments: one ends a PDU, the next begins one); damage costs
+    # the fast path the rest of that dataset at most
+    least = {"64k_pdus": 1, "16k_pdus_one_send_each": 14, "16k_pdus_streamed": 6}[layout]
+    assert fast_crossed >= least, fast_crossed
+    if mutation == "bad_checksum_at_crossing":
+        assert any("tcp_checksum_bad" in r for r in fast["weird"])
