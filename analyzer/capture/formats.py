@@ -19,8 +19,6 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import IO
 
-import dpkt
-
 Record = tuple[float, int, bytes, int]
 WeirdSink = Callable[[float, str, str], None]
 
@@ -250,6 +248,8 @@ class _Interface:
 
 def _parse_idb(block: bytes, little: bool) -> _Interface:
     """Interface Description Block: linktype(2) reserved(2) snaplen(4) options."""
+    import dpkt  # here, not at the top: only pcapng needs it (0.1 s to import)
+
     cls = (
         dpkt.pcapng.InterfaceDescriptionBlockLE if little else dpkt.pcapng.InterfaceDescriptionBlock
     )
@@ -332,9 +332,11 @@ def read_pcapng(fh: IO[bytes], weird: WeirdSink, name: str) -> Iterator[Record]:
                 continue
             yield ts, iface.linktype, body[20 : 20 + caplen], max(wire_len, caplen)
         elif btype == BT_IDB:
+            from dpkt import UnpackError
+
             try:
                 interfaces.append(_parse_idb(head + body, little))
-            except (dpkt.UnpackError, struct.error, ValueError, IndexError) as exc:
+            except (UnpackError, struct.error, ValueError, IndexError) as exc:
                 weird(ts, "capture_corrupt_record", f"{name}: interface block: {exc}")
                 return
         elif btype == BT_SPB:

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from types import ModuleType
-from typing import Any, cast
+from typing import Any
 
 from analyzer.capture.formats import Record
 from analyzer.config import Config
 from analyzer.findings.summary import SummaryRecord, order_key
+from analyzer.lean import leave_out, start_lean
 from analyzer.live.stats import rss_mb
 from analyzer.logs.records import TABLES
 from analyzer.logs.sinks import RowSink
@@ -92,7 +91,7 @@ def _worker_main(
 ) -> None:
     """One worker: records in, per-flow part files out, summary records back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides when to stop
-    sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
+    leave_out()  # as the CLI (start_lean made it so already when the CLI started it)
     out = Path(outdir)
     writers: dict[str, TableWriter] = {
         name: PartWriter(name, schema, out, tag=f"-w{k}", fmt=fmt)
@@ -192,7 +191,7 @@ class WorkerPool:
             name=f"dicom-analyzer-live-worker-{k}",
             daemon=True,
         )
-        proc.start()
+        start_lean(proc)
         inbox_r.close()
         outbox_w.close()
         return _Worker(proc, inbox_w, outbox_r)

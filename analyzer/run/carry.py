@@ -22,7 +22,7 @@ SYN, ACK = 0x02, 0x10
 
 
 class Carry:
-    __slots__ = ("table", "later", "followed")
+    __slots__ = ("table", "later", "followed", "settled")
 
     def __init__(self) -> None:
         self.table: FlowTable | None = None
@@ -30,6 +30,10 @@ class Carry:
         """Is the record being analysed from a later file?"""
         self.followed: set[str] = set()
         """Flows that took packets from later files, or were open when the own files ended."""
+        self.settled = False
+        """The own files are done: every flow left is followed, and later records make no new
+        one, so they may take the bulk fast path (before, a flow that takes later records and
+        ends must be marked on the whole path, ``handler``)."""
 
     def handler(self, table: FlowTable, on_tcp: TcpHandler) -> TcpHandler:
         """``on_tcp`` that passes a later file's segment only to a flow the task has."""
@@ -75,6 +79,7 @@ class Carry:
     def own_files_done(self) -> None:
         assert self.table is not None
         self.followed.update(f.uid for f in self.table.flows.values())
+        self.settled = True
 
     def following(self) -> bool:
         """Has the task any flow left (after its own files: only followed ones)?"""

@@ -302,7 +302,8 @@ class Pipeline:
                         tick(ts)
                     elif (
                         counted is not None
-                        and (carry is None or not carry.later)  # later: ``Carry.handler``
+                        # later records before the own ones are done: ``Carry.handler``
+                        and (carry is None or not carry.later or carry.settled)
                         and counted(ts, buf)
                     ):
                         stats.packets += 1

@@ -18,6 +18,7 @@ file and it holds at least ``MIN_SPAN`` bytes per worker; otherwise flow-hash sh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -25,21 +26,20 @@ import queue
 import secrets
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from analyzer.capture import CaptureReader, Record, WeirdSink
 from analyzer.capture.formats import PCAP_MAGIC, pcap_cuts
 from analyzer.config import Config
+from analyzer.lean import leave_out, start_lean
 from analyzer.net.decode import DecodeStats
 from analyzer.run.fragments import Fragments, drop_fragments, fragments
 from analyzer.run.merge import interrupt_once, merge_parts
@@ -107,7 +107,7 @@ def _worker(
     packets: Synchronized[int],
     results: Queue[tuple[int, RunSummary | None, str | None]],
 ) -> None:
-    sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
+    leave_out()  # as the CLI (start_lean made it so already when the CLI started it)
     signal.signal(signal.SIGINT, interrupt_once)
     try:
         ready.wait()
@@ -187,7 +187,7 @@ def run_spans(
     merger = Merger(ctx, config, outdir, fmt)
     try:
         for p in procs:
-            p.start()  # they import while the cuts are found
+            start_lean(p)  # they import while the cuts are found
         assert reader.path is not None
         cuts = pcap_cuts(reader.path, workers)
         shared_cuts[:] = cuts if cuts is not None else [-1] * (workers + 1)
@@ -280,7 +280,12 @@ class Merger:
             name="dicom-analyzer-merge",
             daemon=True,  # never outlives the main process, whatever stops it
         )
-        self.proc.start()
+        start_lean(self.proc)
+        if self.proc.pid is not None:
+            # lowest priority: it imports while every core analyses a span, and would take
+            # their time; by the time it merges, nothing else runs
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, 19)
 
     def start_merge(self, parts: list[list[object]]) -> None:
         self.go.put(parts)
@@ -311,7 +316,7 @@ def _merger(
     go: Queue[list[list[object]] | None],
     done: Queue[tuple[RunSummary, int, dict[str, int]] | str],
 ) -> None:
-    sys.modules.setdefault("numpy", cast(ModuleType, None))
+    leave_out()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parts = go.get()
     if parts is None:

@@ -37,11 +37,11 @@ import time
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from types import ModuleType
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING
 
 from analyzer.capture import CaptureReader, open_inputs
 from analyzer.config import Config
+from analyzer.lean import leave_out, start_lean
 from analyzer.run.merge import interrupt_once as _interrupt_once
 from analyzer.run.merge import merge_parts as _merge
 from analyzer.run.pipeline import RunSummary, run_analysis
@@ -117,7 +117,7 @@ def _worker(
     results: Queue[tuple[int, RunSummary | None, str | None]],
     export: ExportJob | None = None,
 ) -> None:
-    sys.modules.setdefault("numpy", cast(ModuleType, None))  # as the CLI: no pixel data
+    leave_out()  # as the CLI (start_lean made it so already when the CLI started it)
     signal.signal(signal.SIGINT, _interrupt_once)
     try:
         if conn is not None:
@@ -262,7 +262,7 @@ def run_parallel(
 
     try:
         for p in procs:
-            p.start()
+            start_lean(p)
         own_readers = readers
         if stdin:
             threading.Thread(target=_tee_stdin, args=([w for _, w in pipes],), daemon=True).start()

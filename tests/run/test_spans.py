@@ -58,6 +58,9 @@ def test_cut_inside_busy_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     (the minimum span lowered so that a small file is split)."""
     capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
     run(capture, tmp_path / "one", FAST)
+    one = tables(tmp_path / "one")
+    assert sum("C-STORE-RQ" in r for r in one["dimse"]) == 8  # every store decoded
+    assert not any("checksum_bad" in r for r in one["weird"])
     used = []
     real = spans.run_spans
 
@@ -74,3 +77,40 @@ def test_cut_inside_busy_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         run_parallel(FAST, [str(capture)], readers, out, "parquet", QUIET, workers)
         assert tables(out) == tables(tmp_path / "one")
     assert used == [2, 3]
+
+
+def test_followed_flows_take_the_fast_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its span's end a worker follows the flows still open; once its own records are
+    done no new flow can start, so the bulk of the followed ones is settled on the fast path
+    (``Carry.settled``), and the spans still equal one process."""
+    from analyzer.config import Config
+    from analyzer.tcp.table import FlowTable
+
+    capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
+    cuts = pcap_cuts(capture, 2)
+    assert cuts is not None
+    data = capture.read_bytes()
+    cut_ts = int.from_bytes(data[cuts[1] : cuts[1] + 4], "little") + (
+        int.from_bytes(data[cuts[1] + 4 : cuts[1] + 8], "little") * 1e-6
+    )
+    hits: list[float] = []
+    counted = FlowTable.counted
+
+    def counting(self: FlowTable, ts: float, frame: bytes) -> bool:
+        done = counted(self, ts, frame)
+        if done:
+            hits.append(ts)
+        return done
+
+    monkeypatch.setattr(FlowTable, "counted", counting)
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "span0"
+    out.mkdir()
+    summary = spans.analyze_span(Config(strict=True), readers[0], cuts, 0, out, QUIET)
+    assert summary.followed, "the cut falls inside the stores"
+    followed_hits = sum(1 for ts in hits if ts >= cut_ts)
+    assert followed_hits > 100, followed_hits
+    monkeypatch.setattr(spans, "MIN_SPAN", 0)
+    spans_run(capture, tmp_path / "two", 2)
+    run(capture, tmp_path / "one", FAST)
+    assert tables(tmp_path / "two") == tables(tmp_path / "one")
