@@ -160,7 +160,7 @@ def pcap_cuts(path: str | os.PathLike[str], parts: int) -> list[int] | None:
             return None
         with mm:
             order = PCAP_MAGIC[mm[:4]][0]
-            unpack_from = struct.Struct(order + "IIII").unpack_from
+            caplen_at = struct.Struct(order + "I").unpack_from
             size = len(mm)
             cuts = [24]
             pos = released = 24
@@ -168,19 +168,21 @@ def pcap_cuts(path: str | os.PathLike[str], parts: int) -> list[int] | None:
             for k in range(1, parts):
                 target = size * k // parts
                 while pos < target:
-                    if pos + 16 > size:
-                        return None
-                    caplen = unpack_from(mm, pos)[2]
-                    if caplen > MAX_RECORD:
-                        return None
-                    pos += 16 + caplen
-                    if drop and pos - released > Mapped.WINDOW:  # as read_pcap: RSS stays flat
+                    # a window at a time (then its pages are released, as read_pcap does: RSS
+                    # stays flat); within it, one unpack per record
+                    stop = min(target, released + Mapped.WINDOW, size - 15)
+                    if pos >= stop:
+                        return None  # a record header would run past the end of the file
+                    while pos < stop:
+                        caplen = caplen_at(mm, pos + 8)[0]
+                        if caplen > MAX_RECORD:
+                            return None
+                        pos += 16 + caplen
+                    if pos - released >= Mapped.WINDOW:
                         upto = min(pos, size) & ~(mmap.PAGESIZE - 1)
-                        mm.madvise(
-                            mmap.MADV_DONTNEED,
-                            released & ~(mmap.PAGESIZE - 1),
-                            upto - (released & ~(mmap.PAGESIZE - 1)),
-                        )
+                        if drop:
+                            start = released & ~(mmap.PAGESIZE - 1)
+                            mm.madvise(mmap.MADV_DONTNEED, start, upto - start)
                         released = upto
                 cuts.append(min(pos, size))
             cuts.append(size)
