@@ -220,24 +220,29 @@ def run_spans(
             except KeyboardInterrupt:
                 summaries[0].interrupted = True
                 interrupt_children()
-    finally:
-        progress.done()
+    except BaseException:
         for p in procs:
             p.join(30)
+        raise
+    finally:
+        progress.done()
     for k, p in enumerate(procs, 1):
-        if (
-            k not in summaries
-            and k not in missing
-            and not any(e.startswith(f"worker {k}:") for e in errors)
-        ):
+        if k in summaries:
+            continue  # joined after the merge started: its interpreter's exit takes a while
+        p.join(30)
+        if k not in missing and not any(e.startswith(f"worker {k}:") for e in errors):
             errors.append(f"worker {k}: ended without a result (exit code {p.exitcode})")
     if errors:  # no table that silently lacks a span
+        for p in procs:
+            p.join(30)
         merger.cancel()
         shutil.rmtree(scratch, ignore_errors=True)
         raise RuntimeError("; ".join(errors))
     ks = sorted(summaries)
     try:
         merger.start_merge([[str(dirs[k]), summaries[k].followed] for k in ks])
+        for p in procs:
+            p.join(30)
         summary, dropped, dropped_services = merger.result()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -299,10 +304,10 @@ class Merger:
                 if not self.proc.is_alive() and self.done.empty():
                     got = f"ended without a result (exit code {self.proc.exitcode})"
                     break
-        self.proc.join(30)
         if isinstance(got, str):
+            self.proc.join(30)
             raise RuntimeError(f"merge: {got}")
-        return got
+        return got  # not joined: it exits while the caller goes on (a daemon, joined at exit)
 
     def cancel(self) -> None:
         self.go.put(None)

@@ -114,3 +114,26 @@ def test_followed_flows_take_the_fast_path(tmp_path: Path, monkeypatch: pytest.M
     spans_run(capture, tmp_path / "two", 2)
     run(capture, tmp_path / "one", FAST)
     assert tables(tmp_path / "two") == tables(tmp_path / "one")
+
+
+def test_a_span_worker_that_dies_fails_the_run(tmp_path: Path) -> None:
+    """A span's worker killed by the system leaves no silent hole: the run fails with a clear
+    line, and no scratch directory stays behind."""
+    capture = write(busy_stores(2, stores=1), tmp_path / "c.pcap")
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "o"
+    out.mkdir()
+    real = spans._worker
+    try:
+        spans._worker = _die  # type: ignore[assignment]
+        with pytest.raises(RuntimeError, match="worker 1: ended without a result"):
+            spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2)
+    finally:
+        spans._worker = real  # type: ignore[assignment]
+    assert not list(out.glob(".workers-*"))
+
+
+def _die(*args: object) -> None:
+    import os
+
+    os._exit(9)
