@@ -80,6 +80,8 @@ class TableWriter:
         self._started = False
         self.sensor: str | None = None
         """A value for the ``sensor`` column of every row (``--sensor`` runs)."""
+        self._keep: dict[Path, pl.Expr] = {}
+        """Parts read through a filter (``add_parquet``)."""
         self._whole_parts = False
         """Some parts are whole tables (``add_parquet``): merged by a streaming scan, which
         reads them row group by row group, instead of one whole part at a time."""
@@ -89,21 +91,28 @@ class TableWriter:
         if len(self.rows) >= self.chunk_rows:
             self.flush()
 
-    def add_parquet(self, path: Path) -> None:
+    def add_parquet(self, path: Path, keep: pl.Expr | None = None) -> None:
         """Add the rows of a Parquet file of this table's schema (a worker's table), streamed:
-        the file becomes one more part (Parquet output) or is appended batch by batch."""
+        the file becomes one more part (Parquet output) or is appended batch by batch.
+        ``keep``: only the rows it selects (the merge of spans leaves out the fragments of
+        flows the span before followed); such a file is read in place, filtered, at close."""
         self.flush()
-        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+        scan = pl.scan_parquet(path) if keep is None else pl.scan_parquet(path).filter(keep)
+        rows = scan.select(pl.len()).collect().item()
         if rows == 0:
             return
         try:
             if self.fmt == "parquet":
-                part = self._next_part()
-                shutil.move(path, part)
+                if keep is None:
+                    part = self._next_part()
+                    shutil.move(path, part)
+                else:
+                    part = path
+                    self._keep[part] = keep
                 self._parts.append(part)
                 self._whole_parts = True
             else:
-                for batch in pl.scan_parquet(path).collect_batches(chunk_size=self.chunk_rows):
+                for batch in scan.collect_batches(chunk_size=self.chunk_rows):
                     self._append(batch)
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot write: {exc.strerror}") from None
@@ -189,7 +198,12 @@ class TableWriter:
         with _private_open(target):
             pass
         if self._whole_parts:  # a few large parts
-            pl.scan_parquet(parts).sink_parquet(
+            keep = self._keep
+            scans = [
+                pl.scan_parquet(p) if p not in keep else pl.scan_parquet(p).filter(keep[p])
+                for p in parts
+            ]
+            (scans[0] if len(scans) == 1 else pl.concat(scans)).sink_parquet(
                 str(target), row_group_size=self.chunk_rows, maintain_order=True
             )
             os.chmod(target, 0o600)

@@ -83,11 +83,16 @@ def fragments(dirs: list[Path], metas: list[dict[str, Any]]) -> dict[Path, Fragm
     return drops
 
 
+def without_fragments(uids: set[str]) -> pl.Expr:
+    """The rows of a table that belong to none of ``uids`` (flow-less rows stay)."""
+    return pl.col("uid").is_null() | ~pl.col("uid").is_in(string_set(uids))
+
+
 def _drop(path: Path, uids: set[str]) -> None:
     frame = pl.scan_parquet(path)
     if "uid" not in frame.collect_schema().names():
         return
-    keep = pl.col("uid").is_null() | ~pl.col("uid").is_in(string_set(uids))
+    keep = without_fragments(uids)
     tmp = path.with_name(f".{path.name}.tmp")
     frame.filter(keep).sink_parquet(tmp, row_group_size=4096, engine="streaming")
     os.replace(tmp, path)
@@ -126,14 +131,25 @@ def _drop_checksum_rows(path: Path, carried: list[pl.DataFrame]) -> None:
     os.replace(tmp, path)
 
 
-def drop_fragments(drops: dict[Path, Fragments]) -> int:
+def drop_fragments(drops: dict[Path, Fragments], tables: bool = True) -> int:
+    """Rewrite each directory's tables without its fragments: the summary records always,
+    the per-flow tables unless ``tables`` is false (the merge then filters them as it
+    reads them: ``without_fragments``), and the checksum rows of carried flows."""
     for d, f in drops.items():
         if f.uids:
-            for path in [*d.glob("*.parquet"), *(d / SUMMARY_DIR).glob("*.parquet")]:
+            per_flow = [*d.glob("*.parquet")] if tables else []
+            for path in [*per_flow, *(d / SUMMARY_DIR).glob("*.parquet")]:
                 _drop(path, f.uids)
         if f.carried and (d / "weird.parquet").exists():
             _drop_checksum_rows(d / "weird.parquet", f.carried)
     return sum(len(f.uids) for f in drops.values())
 
 
-__all__ = ["CHECKSUM_ROWS", "Fragments", "drop_fragments", "fragments", "string_set"]
+__all__ = [
+    "CHECKSUM_ROWS",
+    "Fragments",
+    "drop_fragments",
+    "fragments",
+    "string_set",
+    "without_fragments",
+]

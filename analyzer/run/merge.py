@@ -17,6 +17,7 @@ from analyzer.findings.replay import replay
 from analyzer.logs.records import EXPORT_TABLES, TABLES, Weird
 from analyzer.logs.weird import source_of
 from analyzer.output.writer import TableWriter
+from analyzer.run.fragments import without_fragments
 from analyzer.run.pipeline import RunSummary, table_writers
 
 PER_FLOW_TABLES = (
@@ -39,10 +40,13 @@ def merge_parts(
     fmt: str,
     exported: bool = False,
     attribute: Callable[[str, pl.DataFrame], pl.DataFrame] | None = None,
+    fragments: dict[Path, set[str]] | None = None,
 ) -> RunSummary:
     """The workers' per-flow tables as one, then the cross-flow stage over their summaries.
     ``attribute(name, frame)`` may complete the ``finding`` and ``asset`` rows (the cluster's
-    sensor column) before they are written."""
+    sensor column) before they are written. ``fragments``: per directory, flows whose rows are
+    left out of its per-flow tables as they are read (spans: ``drop_fragments`` then rewrites
+    only the summary records)."""
     writers = table_writers(outdir, fmt)
     if exported:
         writers["exported"] = TableWriter("exported", EXPORT_TABLES["exported"], outdir, fmt)
@@ -75,7 +79,9 @@ def merge_parts(
         # streamed, worker by worker: rows come grouped by worker, never all in memory
         for d in dirs:
             if (d / f"{name}.parquet").exists():
-                writers[name].add_parquet(d / f"{name}.parquet")
+                uids = fragments.get(d) if fragments else None
+                keep = without_fragments(uids) if uids and "uid" in TABLES[name] else None
+                writers[name].add_parquet(d / f"{name}.parquet", keep)
         if name == "weird" and internal:
             writers[name].add_frame(pl.DataFrame(internal, schema=TABLES[name], orient="row"))
     for name, writer in writers.items():

@@ -330,8 +330,10 @@ def _merger(
         dirs = [Path(str(d)) for d, _ in parts]
         drops = fragments(dirs, [{"followed": followed} for _, followed in parts])
         dropped_services = _services(drops)
-        drop_fragments(drops)
-        summary = merge_parts(config, dirs, Path(outdir), fmt)
+        drop_fragments(drops, tables=False)  # the merge leaves them out as it reads
+        summary = merge_parts(
+            config, dirs, Path(outdir), fmt, fragments={d: f.uids for d, f in drops.items()}
+        )
         done.put((summary, sum(len(f.uids) for f in drops.values()), dropped_services))
     except BaseException as exc:  # noqa: BLE001 - reported to the main process
         done.put(f"{type(exc).__name__}: {exc}")

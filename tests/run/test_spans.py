@@ -137,3 +137,29 @@ def _die(*args: object) -> None:
     import os
 
     os._exit(9)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "zeek"])
+def test_spans_in_text_formats(fmt: str, tmp_path: Path) -> None:
+    """The merge leaves the followed flows' fragments out as it appends a text table."""
+    from analyzer.run.pipeline import run_analysis
+
+    capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
+    readers, _ = open_inputs([str(capture)])
+    (tmp_path / "one").mkdir()
+    run_analysis(FAST, readers, tmp_path / "one", fmt, QUIET)
+    readers, _ = open_inputs([str(capture)])
+    (tmp_path / "two").mkdir()
+    summary = spans.run_spans(FAST, readers[0], tmp_path / "two", fmt, QUIET, 2)
+    assert summary is not None and summary.flows == 4
+
+    def lines(out: Path) -> dict[str, list[str]]:
+        return {
+            p.name: sorted(x for x in p.read_text().splitlines() if not x.startswith("#"))
+            for p in out.iterdir()
+            if p.suffix in (".jsonl", ".log") and p.name != "alerts.jsonl"
+        }
+
+    one, two = lines(tmp_path / "one"), lines(tmp_path / "two")
+    assert one == two
+    assert any("C-STORE-RQ" in x for x in one[f"dimse.{'jsonl' if fmt == 'jsonl' else 'log'}"])
