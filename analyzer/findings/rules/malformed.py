@@ -244,12 +244,17 @@ FILE_NAME_KEYWORDS = frozenset(
 """Besides every UI: attributes real SCPs have built file and directory names from."""
 
 
+UID_CHARACTERS = str.maketrans("", "", "0123456789.")
+
+
 def _path_danger(value: str) -> str | None:
+    if not value.translate(UID_CHARACTERS):
+        return None  # digits and dots (every well-formed UID, most numbers): none of the below
     if any(t in value for t in TRAVERSAL):
         return "path traversal"
     if value.startswith(("/", "\\")) or value[1:3] in (":\\", ":/"):
         return "absolute path"
-    if any(ch in SHELL for ch in value):
+    if not SHELL.isdisjoint(value):
         return "shell metacharacter"
     return None
 
