@@ -268,7 +268,29 @@ def _parse_idb(block: bytes, little: bool) -> _Interface:
 
 
 def read_pcapng(fh: IO[bytes], weird: WeirdSink, name: str) -> Iterator[Record]:
-    """Yield the packets of a pcapng file, every section and interface included.
+    """Yield the packets of a pcapng file, every section and interface included."""
+    for rec in _pcapng(fh, weird, name):
+        if rec is not None:
+            yield rec
+
+
+def read_pcapng_batches(fh: IO[bytes], weird: WeirdSink, name: str) -> Iterator[list[Record]]:
+    """The packets of a pcapng stream in lists: each list what the bytes read so far hold,
+    handed over before the next read (which may wait for a pipe: ``live``'s dumpcap), so a
+    batch never waits for more traffic."""
+    batch: list[Record] = []
+    for rec in _pcapng(fh, weird, name):
+        if rec is not None:
+            batch.append(rec)
+        elif batch:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _pcapng(fh: IO[bytes], weird: WeirdSink, name: str) -> Iterator[Record | None]:
+    """The packets of a pcapng stream, and None before a block needs bytes not yet read.
 
     Block: type(4) total_length(4) body trailing_total_length(4).
     EPB body: interface_id(4) ts_high(4) ts_low(4) caplen(4) wire_len(4) data options.
@@ -283,6 +305,8 @@ def read_pcapng(fh: IO[bytes], weird: WeirdSink, name: str) -> Iterator[Record]:
     epb_s = struct.Struct("<IIIII")
     ts = 0.0
     while True:
+        if chunks.remaining() < 8:
+            yield None  # the next read may wait
         head = take(8)
         if head is None:
             _end_of_input(chunks, ts, weird, name)
@@ -315,6 +339,8 @@ def read_pcapng(fh: IO[bytes], weird: WeirdSink, name: str) -> Iterator[Record]:
         if length < 12 or length % 4 or length > MAX_BLOCK:
             weird(ts, "capture_corrupt_record", f"{name}: block length {length} is not plausible")
             return
+        if chunks.remaining() < length - 8:
+            yield None
         body = take(length - 8)
         if body is None:
             _end_of_input(chunks, ts, weird, name)

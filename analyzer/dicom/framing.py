@@ -12,6 +12,7 @@ header and says how many bytes it skipped.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from analyzer.dicom.events import ControlPdu, FramerEvent, FramingAnomaly, PdvCh
 
 HEADER = 6
 PDV_HEADER = 6
+TYPE_AND_ZERO = re.compile(rb"[\x01-\x07]\x00")
+"""Where a PDU header may begin: its type, then the reserved byte."""
 P_DATA = 4
 FIXED_FOUR = (3, 5, 6, 7)  # RJ, release RQ/RP, abort: bodies of exactly 4 bytes
 
@@ -254,22 +257,26 @@ class PduFramer:
         included), so ``feed`` continues in its own loop (never a recursion per header)."""
         self.buf += data[pos:]
         buf = self.buf
-        i = 0
-        while i < len(buf):
-            verdict = self.header.verdict(buf, i)
+        # Only a type byte 1..7 followed by a zero can begin a header: the scan jumps from one
+        # such pair to the next (a C search); every position before is no header. Positions
+        # with fewer than 6 bytes after them cannot be judged yet: the scan waits there.
+        wait = max(len(buf) - 5, 0)
+        i = wait
+        scanned = bytes(buf)  # the search holds what it scans: ``buf`` is resized below
+        for m in TYPE_AND_ZERO.finditer(scanned, 0, wait + 1):  # pairs that begin before wait
+            j = m.start()
+            verdict = self.header.verdict(scanned, j)
             if verdict is None:
-                break  # too few bytes left to judge this position: wait for more
-            if verdict and not self._candidate(buf, i):
-                verdict = False
-            if verdict:
-                self.skipped += i
+                i = j  # too few bytes left to judge this position: wait for more
+                break
+            if verdict and self._candidate(buf, j):
+                self.skipped += j
                 self.events.append(Resynchronized(ts=self.ts, skipped=self.skipped))
                 self.skipped = 0
-                rest = bytes(buf[i:])
+                rest = scanned[j:]
                 buf.clear()
                 self.state = S_HEADER
                 return rest, 0
-            i += 1
         self.skipped += i
         del buf[:i]
         return data, len(data)

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from analyzer.capture.formats import read_pcapng
+from analyzer.capture.formats import read_pcapng_batches
 from analyzer.config import Config
 from analyzer.errors import InputError, OutputError
 from analyzer.live.alerts import alert_sinks
@@ -42,6 +42,10 @@ from analyzer.run.pipeline import Pipeline, release_free_memory
 from analyzer.tcp.flow import Flow
 
 QUEUE_RECORDS = 50_000
+"""About the records the reader thread may be ahead (in batches: ``QUEUE_BATCHES``)."""
+QUEUE_BATCHES = QUEUE_RECORDS // 64
+"""A batch is what one read of dumpcap's pipe brought (at most a pipe's 64 kB: about 45
+full-size frames), so the queue holds at most about 50 MB."""
 BATCH = 4096
 START_TIMEOUT = 10.0
 EXPIRE_EVERY = 5.0
@@ -117,7 +121,11 @@ class LiveMonitor:
         self.config = config
         self.opt = options
         self.outdir = options.outdir
-        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(QUEUE_RECORDS)
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(QUEUE_BATCHES)
+        self._read_records = 0
+        """Records the reader thread has queued (written by it alone)."""
+        self._taken_records = 0
+        """Records the loop has taken from the queue (written by it alone)."""
         self.stop_requested = ""
         self.summary = LiveSummary()
         self.totals = _Totals(dicom_ports=set(config.dicom_ports))
@@ -234,8 +242,11 @@ class LiveMonitor:
             put(("weird", (ts, what, detail)))
 
         try:
-            for rec in read_pcapng(stream, weird, name):  # type: ignore[arg-type]
-                put(("rec", rec))
+            # a batch per read of the pipe: a queue operation per packet cost a quarter of
+            # the loop's time at 400 Mbps
+            for batch in read_pcapng_batches(stream, weird, name):  # type: ignore[arg-type]
+                self._read_records += len(batch)
+                put(("recs", batch))
         except (InputError, OSError, ValueError) as exc:
             put(("weird", (time.time(), "capture_stream_error", f"{name}: {exc}")))
         finally:
@@ -325,7 +336,7 @@ class LiveMonitor:
         pipe = self.pipe
         assert pipe is not None
         pool = self.pool
-        packet = pipe.decoder.packet if pool is None else None
+        packet = pipe.record_handler() if pool is None else None
         strict = self.config.strict
         get = self.queue.get
         get_nowait = self.queue.get_nowait
@@ -344,24 +355,28 @@ class LiveMonitor:
             last_ts = 0.0
             while item is not None:
                 kind, value = item
-                if kind == "rec":
-                    ts, linktype, buf, wire_len = value
-                    if pool is not None:
-                        pool.dispatch(value)
-                    else:
-                        assert packet is not None
-                        try:
-                            packet(ts, linktype, buf, wire_len)
-                        except Exception as exc:
-                            if strict:
-                                raise
-                            pipe.weirds.capture(
-                                ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}"
-                            )
-                    n += 1
-                    last_ts = ts
-                    self.interval.wire_bytes += wire_len
-                    rotate_bytes += wire_len
+                if kind == "recs":
+                    wire = 0
+                    for rec in value:
+                        ts, linktype, buf, wire_len = rec
+                        if pool is not None:
+                            pool.dispatch(rec)
+                        else:
+                            assert packet is not None
+                            try:
+                                packet(ts, linktype, buf, wire_len)
+                            except Exception as exc:
+                                if strict:
+                                    raise
+                                pipe.weirds.capture(
+                                    ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}"
+                                )
+                        wire += wire_len
+                        last_ts = ts
+                    n += len(value)
+                    self._taken_records += len(value)
+                    self.interval.wire_bytes += wire
+                    rotate_bytes += wire
                 elif kind == "weird":
                     pipe.weirds.capture(*value)
                 elif kind == "eof":
@@ -464,7 +479,7 @@ class LiveMonitor:
             packets=iv.packets,
             wire_bytes=iv.wire_bytes,
             packets_total=self.summary.packets,
-            queued=self.queue.qsize(),
+            queued=self._read_records - self._taken_records,
             lag=iv.lag,
             open_flows=open_flows,
             dicom_flows=dicom_flows,

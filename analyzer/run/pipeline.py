@@ -262,7 +262,7 @@ class Pipeline:
         """Process records; an internal error in one packet is an anomaly, not the end.
 
         Most frames of a busy capture are plain (Ethernet, IPv4 without options or fragments,
-        TCP, whole, lengths consistent: ``plain_frame_shard``'s test), and two kinds of them
+        TCP, whole, lengths consistent: ``plain_frame``, spelled inline here), and two kinds of them
         are settled here without the decoder: in a shard worker, a frame of another shard is
         only counted and moves the clock; a bulk segment nothing reads (``FlowTable.counted``)
         is counted in one step. Every other frame takes the decoder. ``[limits]
@@ -324,6 +324,30 @@ class Pipeline:
                     on_progress(n)
                 if not n & 0x3FFFF:
                     release_free_memory()
+
+    def record_handler(self) -> Callable[[float, int, bytes, int], None]:
+        """One record at a time as ``feed`` takes it (the bulk fast path first), for a caller
+        that is handed records one by one (``live``); the caller keeps its error boundary."""
+        packet = self.decoder.packet
+        if (
+            not self.config.limits.bulk_fast_path
+            or self.shard is not None
+            or self.carry is not None
+        ):
+            return packet
+        stats = self.decoder.stats
+        counted = self.table.counted
+
+        def handle(ts: float, linktype: int, buf: bytes, wire_len: int) -> None:
+            if plain_frame(linktype, buf, wire_len) and counted(ts, buf):
+                stats.packets += 1
+                stats.wire_bytes += wire_len
+                stats.ipv4 += 1
+                stats.tcp += 1
+            else:
+                packet(ts, linktype, buf, wire_len)
+
+        return handle
 
     def feed_owned(
         self,
@@ -467,11 +491,11 @@ def flow_shard(src: bytes, sport: int, dst: bytes, dport: int, n: int) -> int:
     return zlib.crc32(a + b if a < b else b + a) % n
 
 
-def plain_frame_shard(linktype: int, buf: bytes, wire_len: int, n: int) -> int | None:
-    """The ``flow_shard`` of a plain Ethernet/IPv4/TCP frame (no VLAN, IP options or fragment,
-    lengths consistent: nothing the decoder would report about it), read from its bytes; None
-    for any other frame, which every shard must decode itself."""
-    if (
+def plain_frame(linktype: int, buf: bytes, wire_len: int) -> bool:
+    """A plain Ethernet/IPv4/TCP frame: no VLAN, IP options or fragment, whole, lengths
+    consistent (nothing the decoder would report about it). ``Pipeline.feed`` spells the same
+    test inline (its per-packet loop)."""
+    return (
         linktype == 1
         and wire_len == len(buf) >= 54
         and buf[12] == 8
@@ -479,28 +503,22 @@ def plain_frame_shard(linktype: int, buf: bytes, wire_len: int, n: int) -> int |
         and buf[14] == 0x45
         and buf[23] == 6
         and not (buf[20] & 0x3F or buf[21])
-        and 40 + ((buf[46] >> 4) - 5) * 4 <= (buf[16] << 8 | buf[17]) <= len(buf) - 14
-        and buf[46] >> 4 >= 5
-    ):
+        and 54 <= 34 + (buf[46] >> 4 << 2) <= 14 + (buf[16] << 8 | buf[17]) <= wire_len
+    )
+
+
+def plain_frame_shard(linktype: int, buf: bytes, wire_len: int, n: int) -> int | None:
+    """The ``flow_shard`` of a ``plain_frame``, read from its bytes; None for any other frame,
+    which every shard must decode itself."""
+    if plain_frame(linktype, buf, wire_len):
         a, b = buf[26:30] + buf[34:36], buf[30:34] + buf[36:38]
         return zlib.crc32(a + b if a < b else b + a) % n
     return None
 
 
 def plain_frame_key(linktype: int, buf: bytes, wire_len: int) -> FlowKey | None:
-    """The 4-tuple of a plain Ethernet/IPv4/TCP frame (as ``plain_frame_shard`` takes it), or
-    None for any other frame."""
-    if (
-        linktype == 1
-        and wire_len == len(buf) >= 54
-        and buf[12] == 8
-        and buf[13] == 0
-        and buf[14] == 0x45
-        and buf[23] == 6
-        and not (buf[20] & 0x3F or buf[21])
-        and 40 + ((buf[46] >> 4) - 5) * 4 <= (buf[16] << 8 | buf[17]) <= len(buf) - 14
-        and buf[46] >> 4 >= 5
-    ):
+    """The 4-tuple of a ``plain_frame``, or None for any other frame."""
+    if plain_frame(linktype, buf, wire_len):
         return buf[26:30], buf[34] << 8 | buf[35], buf[30:34], buf[36] << 8 | buf[37]
     return None
 
