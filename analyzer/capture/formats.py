@@ -274,15 +274,19 @@ def read_pcapng(fh: IO[bytes], weird: WeirdSink, name: str) -> Iterator[Record]:
             yield rec
 
 
-def read_pcapng_batches(fh: IO[bytes], weird: WeirdSink, name: str) -> Iterator[list[Record]]:
-    """The packets of a pcapng stream in lists: each list what the bytes read so far hold,
-    handed over before the next read (which may wait for a pipe: ``live``'s dumpcap), so a
-    batch never waits for more traffic."""
+def read_pcapng_batches(
+    fh: IO[bytes], weird: WeirdSink, name: str, most: int = 64
+) -> Iterator[list[Record]]:
+    """The packets of a pcapng stream in lists of at most ``most``: each list what the bytes
+    read so far hold, handed over before the next read (which may wait for a pipe: ``live``'s
+    dumpcap), so a batch never waits for more traffic."""
     batch: list[Record] = []
     for rec in _pcapng(fh, weird, name):
         if rec is not None:
             batch.append(rec)
-        elif batch:
+            if len(batch) < most:
+                continue
+        if batch:
             yield batch
             batch = []
     if batch:

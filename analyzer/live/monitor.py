@@ -44,8 +44,8 @@ from analyzer.tcp.flow import Flow
 QUEUE_RECORDS = 50_000
 """About the records the reader thread may be ahead (in batches: ``QUEUE_BATCHES``)."""
 QUEUE_BATCHES = QUEUE_RECORDS // 64
-"""A batch is what one read of dumpcap's pipe brought (at most a pipe's 64 kB: about 45
-full-size frames), so the queue holds at most about 50 MB."""
+"""A batch is what one read of dumpcap's pipe brought, at most 64 records
+(``read_pcapng_batches``): the queue holds at most ``QUEUE_RECORDS`` records, as before."""
 BATCH = 4096
 START_TIMEOUT = 10.0
 EXPIRE_EVERY = 5.0
