@@ -578,6 +578,8 @@ def _analyze(args: argparse.Namespace) -> int:
         _print_summary(summary, outdir, args.format)
         _print_suppressed(config, outdir)
         _print_state(config)
+    for line in summary.warnings:
+        print(f"warning: {line}", file=sys.stderr)
     # damage is reported even with -q (tcpdump's habit: quiet progress, loud damage)
     for line in _capture_problems(outdir) if summary.rows.get("weird", 0) else []:
         print(f"warning: {line}", file=sys.stderr)

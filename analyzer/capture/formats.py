@@ -106,7 +106,7 @@ class Mapped:
     """A whole uncompressed file mapped into memory, with ``_Chunks``' interface: records are
     sliced straight from the page cache, with no read buffer to copy and refill."""
 
-    __slots__ = ("buf", "pos", "limit", "eof", "error", "released")
+    __slots__ = ("buf", "pos", "limit", "stretch", "eof", "error", "released")
 
     WINDOW = 2 << 20
     """Bytes read between two releases of the pages already read."""
@@ -115,7 +115,10 @@ class Mapped:
         self.buf = buf
         self.pos = pos
         self.limit = len(buf) if limit is None else min(limit, len(buf))
-        """Where the records end (a span of the file: ``pcap_cuts``)."""
+        """Where the records end (a span of the file: ``pcap_cuts``): a record that begins
+        before it is read whole, one that begins at or after it is not read."""
+        self.stretch = 0
+        """The end of the record that crosses ``limit``, once it is asked for."""
         self.eof = True
         self.error: str | None = None
         self.released = pos & ~(mmap.PAGESIZE - 1)
@@ -123,19 +126,26 @@ class Mapped:
             buf.madvise(mmap.MADV_SEQUENTIAL)
 
     def end(self) -> int:
-        return min(self.limit, self.pos + self.WINDOW)
+        end = min(self.limit, self.pos + self.WINDOW)
+        return end if end >= self.stretch else self.stretch
 
     def _fill(self, n: int) -> bool:
         """Drop the pages already read from this process (they stay in the page cache), so
-        that its resident size does not grow with the file; True while ``n`` bytes remain."""
+        that its resident size does not grow with the file; True while ``n`` bytes of a
+        record that begins before ``limit`` remain."""
         upto = self.pos & ~(mmap.PAGESIZE - 1)
         if upto - self.released >= self.WINDOW and hasattr(mmap, "MADV_DONTNEED"):
             self.buf.madvise(mmap.MADV_DONTNEED, self.released, upto - self.released)
             self.released = upto
-        return self.pos + n <= self.limit
+        if self.pos >= self.limit or self.pos + n > len(self.buf):
+            return False
+        if self.pos + n > self.limit:
+            self.stretch = self.pos + n
+        return True
 
     def remaining(self) -> int:
-        return self.limit - self.pos
+        """Bytes of a record cut off by the end of the file (none past ``limit``)."""
+        return len(self.buf) - self.pos if self.pos < self.limit else 0
 
 
 def map_file(fh: IO[bytes]) -> mmap.mmap | None:
@@ -147,11 +157,22 @@ def map_file(fh: IO[bytes]) -> mmap.mmap | None:
         return None
 
 
+CHAIN = 16
+"""Record headers in a row that must be plausible where ``pcap_cuts`` resynchronises."""
+
+
 def pcap_cuts(path: str | os.PathLike[str], parts: int) -> list[int] | None:
     """Offsets that cut the records of a classic pcap file into ``parts`` runs of about equal
-    size, at record boundaries: ``[24, c1, ..., file size]``, found by walking the record
-    headers. None when the file is not a plain pcap file or a record header before the last cut
-    is implausible (such a file is not split)."""
+    size: ``[24, c1, ..., file size]``; None when the file is not a plain pcap file.
+
+    Each cut is found near its target offset, not by walking every record header before it
+    (that took a second per 4 GB before any work could start): the first offset at or after
+    the target where ``CHAIN`` record headers in a row are plausible (``_plausible_chain``).
+    That is the first record boundary there in any real capture, but bytes inside a record
+    can be crafted to look like records: the reader of the span before a cut checks it, as
+    it must stop exactly there (``CaptureReader.stopped_at``), and ``run_spans`` gives up the
+    cuts when it does not. Where no chain is found near the target, the record headers are
+    walked from the previous cut."""
     with open(path, "rb") as fh:
         if fh.read(4) not in PCAP_MAGIC:
             return None
@@ -159,34 +180,91 @@ def pcap_cuts(path: str | os.PathLike[str], parts: int) -> list[int] | None:
         if mm is None:
             return None
         with mm:
-            order = PCAP_MAGIC[mm[:4]][0]
-            caplen_at = struct.Struct(order + "I").unpack_from
+            order, unit = PCAP_MAGIC[mm[:4]]
             size = len(mm)
+            first = struct.unpack_from(order + "I", mm, 24)[0] if size >= 40 else 0
             cuts = [24]
-            pos = released = 24
-            drop = hasattr(mmap, "MADV_DONTNEED")
             for k in range(1, parts):
-                target = size * k // parts
-                while pos < target:
-                    # a window at a time (then its pages are released, as read_pcap does: RSS
-                    # stays flat); within it, one unpack per record
-                    stop = min(target, released + Mapped.WINDOW, size - 15)
-                    if pos >= stop:
-                        return None  # a record header would run past the end of the file
-                    while pos < stop:
-                        caplen = caplen_at(mm, pos + 8)[0]
-                        if caplen > MAX_RECORD:
-                            return None
-                        pos += 16 + caplen
-                    if pos - released >= Mapped.WINDOW:
-                        upto = min(pos, size) & ~(mmap.PAGESIZE - 1)
-                        if drop:
-                            start = released & ~(mmap.PAGESIZE - 1)
-                            mm.madvise(mmap.MADV_DONTNEED, start, upto - start)
-                        released = upto
-                cuts.append(min(pos, size))
+                target = max(size * k // parts, cuts[-1])
+                cut = _resync(mm, order, unit, target, first - 86400)
+                if cut is None:
+                    cut = _walk(mm, order, cuts[-1], target)
+                if cut is None:
+                    return None
+                cuts.append(cut)
             cuts.append(size)
     return cuts
+
+
+def _resync(mm: mmap.mmap, order: str, unit: float, target: int, earliest: int) -> int | None:
+    """The first offset in ``[target, target + 2 records)`` where a plausible chain begins
+    (its seconds not before ``earliest``)."""
+    head = struct.Struct(order + "IIII").unpack_from
+    frac_max = 1_000_000 if unit == 1e-6 else 1_000_000_000
+    size = len(mm)
+    for pos in range(target, min(target + 2 * (16 + MAX_RECORD), size - 15)):
+        sec, frac, caplen, wire = head(mm, pos)
+        if (
+            frac < frac_max
+            and 0 < caplen <= wire <= MAX_RECORD
+            and sec >= earliest
+            and _plausible_chain(mm, head, frac_max, pos, sec)
+        ):
+            return pos
+    return None
+
+
+def _plausible_chain(
+    mm: mmap.mmap,
+    head: Callable[[mmap.mmap, int], tuple[int, int, int, int]],
+    frac_max: int,
+    pos: int,
+    sec: int,
+) -> bool:
+    """Do ``CHAIN`` record headers from ``pos`` (or all of them to the file's exact end) look
+    like records: the sub-second part in range, some bytes captured, at most the wire length
+    and that at most ``MAX_RECORD``, the seconds never an hour before the previous record's?
+    (The wire-length bound rejects the chain read 4 bytes early, whose wire length is the
+    next record's seconds; the time order, the one read with the sub-second part as seconds;
+    the first record's seconds, ``_resync``, a run of zero bytes.)"""
+    size = len(mm)
+    for _ in range(CHAIN):
+        if pos == size:
+            return True
+        if pos + 16 > size:
+            return False
+        prev = sec
+        sec, frac, caplen, wire = head(mm, pos)
+        if frac >= frac_max or not 0 < caplen <= wire <= MAX_RECORD or sec < prev - 3600:
+            return False
+        pos += 16 + caplen
+    return pos <= size
+
+
+def _walk(mm: mmap.mmap, order: str, pos: int, target: int) -> int | None:
+    """The first record boundary at or after ``target``, walking the record headers from the
+    boundary ``pos``; None: a header before it is implausible or cut off."""
+    caplen_at = struct.Struct(order + "I").unpack_from
+    size = len(mm)
+    released = pos
+    drop = hasattr(mmap, "MADV_DONTNEED")
+    while pos < target:
+        # a window at a time (then its pages are released, as read_pcap does: RSS stays flat)
+        stop = min(target, released + Mapped.WINDOW, size - 15)
+        if pos >= stop:
+            return None  # a record header would run past the end of the file
+        while pos < stop:
+            caplen = caplen_at(mm, pos + 8)[0]
+            if caplen > MAX_RECORD:
+                return None
+            pos += 16 + caplen
+        if pos - released >= Mapped.WINDOW:
+            upto = min(pos, size) & ~(mmap.PAGESIZE - 1)
+            if drop:
+                start = released & ~(mmap.PAGESIZE - 1)
+                mm.madvise(mmap.MADV_DONTNEED, start, upto - start)
+            released = upto
+    return min(pos, size)
 
 
 def _end_of_input(chunks: _Chunks | Mapped, ts: float, weird: WeirdSink, what: str) -> None:
@@ -220,6 +298,7 @@ def read_pcap(
             sec, frac, caplen, wire_len = unpack_from(buf, pos)
             ts = sec + frac * unit
             if caplen > MAX_RECORD:
+                chunks.pos = pos
                 weird(
                     ts, "capture_corrupt_record", f"{name}: record length {caplen} is not plausible"
                 )

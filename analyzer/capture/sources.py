@@ -50,7 +50,11 @@ class CaptureReader:
     _raw: IO[bytes] | None = None
     _mapped: Mapped | None = None
     span: tuple[int, int] | None = None
-    """Only the records between these offsets of a plain pcap file (``pcap_cuts``)."""
+    """Only the records that begin between these offsets of a plain pcap file
+    (``pcap_cuts``)."""
+    stopped_at: int | None = None
+    """Where the reading of a mapped file stopped: after its last record, or where damage
+    ended it (a span's end is checked against it)."""
 
     def position(self) -> int:
         """Bytes of the underlying (possibly compressed) file consumed so far."""
@@ -83,6 +87,8 @@ class CaptureReader:
         try:
             yield from self._records_of(raw, weird)
         finally:
+            if self._mapped is not None:
+                self.stopped_at = self._mapped.pos
             self._mapped = None
             raw.close()
 

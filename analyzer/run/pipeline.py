@@ -86,6 +86,8 @@ class RunSummary:
     """With flows followed into later files: the counts of the task's own files."""
     followed: list[str] = field(default_factory=list)
     """The uids of the flows followed into later files."""
+    span_end: int | None = None
+    """Where a span's own records ended (``run/spans.py`` checks it against the cut)."""
 
     @property
     def bad_checksums(self) -> int:

@@ -50,6 +50,11 @@ if TYPE_CHECKING:
     from multiprocessing.queues import Queue
 
 
+class CutMissed(Exception):
+    """A span's records did not end at its cut: the bytes there only looked like records (or
+    damage ended the reading before it). The caller analyses the file another way."""
+
+
 MIN_SPAN = 64 << 20
 """Bytes per worker below which a file is sharded by flow hash instead (spans cost a fixed
 start-up and the fragments of the flows that cross each cut)."""
@@ -93,7 +98,9 @@ def analyze_span(
         yield from later.records(weird)
 
     follow = rest if end < size else None
-    return run_analysis(config, [own], outdir, "parquet", progress, shard=(0, 1), follow=follow)
+    summary = run_analysis(config, [own], outdir, "parquet", progress, shard=(0, 1), follow=follow)
+    summary.span_end = own.stopped_at
+    return summary
 
 
 def _worker(
@@ -239,6 +246,20 @@ def run_spans(
         shutil.rmtree(scratch, ignore_errors=True)
         raise RuntimeError("; ".join(errors))
     ks = sorted(summaries)
+    wrong = [
+        k
+        for k in ks
+        if k + 1 < workers and summaries[k].span_end != cuts[k + 1] and not summaries[k].interrupted
+    ]
+    if wrong:  # a cut that is not where the records are: nothing of this run is used
+        for p in procs:
+            p.join(30)
+        merger.cancel()
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise CutMissed(
+            f"span {wrong[0]} ended at offset {summaries[wrong[0]].span_end}, "
+            f"not at its cut {cuts[wrong[0] + 1]}"
+        )
     try:
         merger.start_merge([[str(dirs[k]), summaries[k].followed] for k in ks])
         for p in procs:
@@ -351,4 +372,4 @@ def _services(drops: dict[Path, Fragments]) -> dict[str, int]:
     return out
 
 
-__all__ = ["MIN_SPAN", "analyze_span", "run_spans", "splittable"]
+__all__ = ["MIN_SPAN", "CutMissed", "analyze_span", "run_spans", "splittable"]

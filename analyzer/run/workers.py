@@ -46,7 +46,7 @@ from analyzer.run.merge import interrupt_once as _interrupt_once
 from analyzer.run.merge import merge_parts as _merge
 from analyzer.run.pipeline import RunSummary, run_analysis
 from analyzer.run.progress import Progress
-from analyzer.run.spans import run_spans, splittable
+from analyzer.run.spans import CutMissed, run_spans, splittable
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -191,8 +191,12 @@ def run_parallel(
 ) -> RunSummary:
     """Analyze ``inputs`` with ``workers`` processes into tables in ``outdir``; with
     ``export``, each process writes its flows' objects and the manifests are merged."""
+    missed: str | None = None
     if export is None and inputs != ["-"] and len(readers) == 1 and splittable(readers[0], workers):
-        spans = run_spans(config, readers[0], outdir, fmt, progress, workers)
+        try:
+            spans = run_spans(config, readers[0], outdir, fmt, progress, workers)
+        except CutMissed as exc:
+            spans, missed = None, str(exc)
         if spans is not None:
             return spans
     started = time.monotonic()
@@ -313,6 +317,10 @@ def run_parallel(
         for svc, count in s.services.items():
             summary.services[svc] = summary.services.get(svc, 0) + count
         summary.warnings.extend(w for w in s.warnings if w not in summary.warnings)
+    if missed is not None:
+        summary.warnings.append(
+            f"the file was analysed again by flow hash: its cut in time missed ({missed})"
+        )
     summary.interrupted = interrupted or any(s.interrupted for s in parts)
     summary.seconds = time.monotonic() - started
     return summary

@@ -316,13 +316,8 @@ class FlowTable:
             flow.ck_full |= 1 << d
         if ts > self.now:
             self.now = ts
+        # nothing is held: the headers read became counters (as ``skip``, no new footprint)
         self._counted(flow, d, s, ts, frame, start, n, end - 14)
-        if flow.end_reason is None:  # as the whole path accounts a segment something reads
-            size = flow.footprint()
-            self.mem += size - flow.mem
-            flow.mem = size
-            if self.mem > self.mem_limit:
-                self.shed(ts)
         return True
 
     def _counted(

@@ -220,3 +220,29 @@ def test_ipv6(tmp_path: Path) -> None:
     conn = analyze(CAPTURES / "ipv6_lab.pcap", tmp_path).conn
     assert set(conn["resp_h"].to_list()) == {"fd00:dc::2"}
     assert (conn["service"] == "dicom").sum() == 3
+
+
+def test_a_span_reads_the_records_that_begin_in_it() -> None:
+    """A span ``(start, end)`` of a plain pcap file takes every record that begins before
+    ``end`` whole, however ``end`` falls (inside a record's data, inside its header, on the
+    next boundary), and says where it stopped; the rest of the file takes the others."""
+    import dataclasses
+
+    data = SAMPLE.read_bytes()
+    offsets, pos = [], 24
+    while pos < len(data):
+        offsets.append(pos)
+        pos += 16 + int.from_bytes(data[pos + 8 : pos + 12], "little")
+    assert pos == len(data) and len(offsets) > 20
+    reader = open_inputs([str(SAMPLE)])[0][0]
+    every = list(reader.records(lambda *a: None))
+    k = len(offsets) // 2
+    for end in (offsets[k], offsets[k] + 5, offsets[k] + 20, offsets[k + 1] - 1):
+        weird: list[tuple[float, str, str]] = []
+        head = dataclasses.replace(reader, span=(24, end))
+        got = list(head.records(lambda ts, name, detail, w=weird: w.append((ts, name, detail))))
+        begun = sum(1 for o in offsets if o < end)
+        assert got == every[:begun] and not weird
+        assert head.stopped_at == (offsets[begun] if begun < len(offsets) else len(data))
+        tail = dataclasses.replace(reader, span=(head.stopped_at, len(data)))
+        assert got + list(tail.records(lambda *a: None)) == every

@@ -53,6 +53,94 @@ def test_cuts_fall_on_record_boundaries(tmp_path: Path) -> None:
     assert pcap_cuts(tmp_path / "ng.pcapng", 2) is None
 
 
+def boundaries(data: bytes) -> list[int]:
+    """Every record's offset, walked from the file header."""
+    offsets, pos = [], 24
+    while pos < len(data):
+        offsets.append(pos)
+        pos += 16 + int.from_bytes(data[pos + 8 : pos + 12], "little")
+    return offsets
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_cuts_found_near_the_target_are_the_walked_boundaries(parts: int) -> None:
+    """The cut is the first record boundary at or after each target offset, on every sample
+    capture (found by resynchronising there, not by walking the file)."""
+    import bisect
+
+    for capture in PCAPS:
+        data = capture.read_bytes()
+        if data[:4] != b"\xd4\xc3\xb2\xa1":
+            continue
+        offsets = boundaries(data)
+        cuts = pcap_cuts(capture, parts)
+        assert cuts is not None, capture.name
+        for k in range(1, parts):
+            target = max(len(data) * k // parts, cuts[k - 1])
+            i = bisect.bisect_left(offsets, target)
+            assert cuts[k] == (offsets[i] if i < len(offsets) else len(data)), capture.name
+
+
+def fake_records(size: int, ts: int) -> bytes:
+    """``size`` bytes that read as a chain of small pcap records (64-byte frames)."""
+    one = ts.to_bytes(4, "little") + (0).to_bytes(4, "little") + (64).to_bytes(4, "little") * 2
+    chain = (one + b"\xee" * 64) * (size // 80 + 1)
+    return chain[:size]
+
+
+def test_a_cut_fooled_by_record_lookalikes_is_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame in the middle of the file carries 200 kB that read as pcap records: the cut
+    found there is not a record boundary. The span before it does not end at the cut, so the
+    spans' work is dropped and the file is analysed by flow hash: the tables equal one
+    process's, and the run says why it took the long way."""
+    first = store_session(1_700_000_000.0).out
+    last = store_session(1_700_000_100.0).out
+    before = sum(16 + len(buf) for _, buf in first)
+    after = sum(16 + len(buf) for _, buf in last)
+    payload = before + after + 24 - 16 - 14 + 4000  # the middle of the file falls inside it
+    big = (1_700_000_050.0, b"\x00" * 12 + b"\x88\xb5" + fake_records(payload, 1_700_000_050))
+    capture = write([*first, big, *last], tmp_path / "c.pcap")
+    data = capture.read_bytes()
+    cuts = pcap_cuts(capture, 2)
+    assert cuts is not None and cuts[1] not in boundaries(data), "the lookalikes fool the cut"
+    run(capture, tmp_path / "one", FAST)
+    monkeypatch.setattr(spans, "MIN_SPAN", 0)
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "two"
+    out.mkdir()
+    summary = run_parallel(FAST, [str(capture)], readers, out, "parquet", QUIET, 2)
+    assert tables(out) == tables(tmp_path / "one")
+    assert any("cut in time missed" in w for w in summary.warnings), summary.warnings
+    assert not list(out.glob(".workers-*")), "no scratch directory left behind"
+
+
+def test_damage_before_a_cut_ends_the_run_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record header with an implausible length in the first half: one process stops
+    there; the first span stops there too, short of its cut, so the later span's records
+    (which one process never reads) are not used either: the file goes by flow hash."""
+    capture = write(busy_stores(2, stores=1), tmp_path / "c.pcap")
+    data = bytearray(capture.read_bytes())
+    offsets = boundaries(bytes(data))
+    bad = next(o for o in offsets if o > len(data) // 3)
+    data[bad + 8 : bad + 12] = (0xFFFFFF).to_bytes(4, "little")
+    capture.write_bytes(bytes(data))
+    cuts = pcap_cuts(capture, 2)
+    assert cuts is not None and cuts[1] > bad, "the cut is found past the damage"
+    run(capture, tmp_path / "one", FAST)
+    monkeypatch.setattr(spans, "MIN_SPAN", 0)
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "two"
+    out.mkdir()
+    summary = run_parallel(FAST, [str(capture)], readers, out, "parquet", QUIET, 2)
+    assert tables(out) == tables(tmp_path / "one")
+    assert any("capture_corrupt_record" in r for r in tables(out)["weird"])
+    assert any("cut in time missed" in w for w in summary.warnings), summary.warnings
+
+
 def test_cut_inside_busy_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Four clients storing at once, the file cut into 2 and 3 spans through ``run_parallel``
     (the minimum span lowered so that a small file is split)."""
