@@ -279,53 +279,61 @@ class Pipeline:
         carry = self.carry
         crc32 = zlib.crc32
         strict = self.config.strict
-        for n, (ts, linktype, buf, wire_len) in enumerate(records, 1):
-            try:
-                if (
-                    linktype == 1
-                    and wire_len == len(buf) >= 54
-                    and buf[12] == 8
-                    and buf[13] == 0
-                    and buf[14] == 0x45
-                    and buf[23] == 6
-                    and not (buf[20] & 0x3F or buf[21])
-                    and 54 <= 34 + (buf[46] >> 4 << 2) <= 14 + (buf[16] << 8 | buf[17]) <= wire_len
-                ):
-                    if shards > 1:
-                        a, b = buf[26:30] + buf[34:36], buf[30:34] + buf[36:38]
-                        other = crc32(a + b if a < b else b + a) % shards != k
-                    else:
-                        other = False
-                    if other:
-                        stats.packets += 1
-                        stats.wire_bytes += wire_len
-                        stats.ipv4 += 1
-                        stats.tcp += 1
-                        tick(ts)
-                    elif (
-                        counted is not None
-                        # later records before the own ones are done: ``Carry.handler``
-                        and (carry is None or not carry.later or carry.settled)
-                        and counted(ts, buf)
+        plain = plain_bytes = 0  # frames settled here: added to ``stats`` at the end
+        try:
+            for n, (ts, linktype, buf, wire_len) in enumerate(records, 1):
+                try:
+                    if (
+                        linktype == 1
+                        and wire_len == len(buf) >= 54
+                        and buf[12] == 8
+                        and buf[13] == 0
+                        and buf[14] == 0x45
+                        and buf[23] == 6
+                        and not (buf[20] & 0x3F or buf[21])
+                        and 54
+                        <= 34 + (buf[46] >> 4 << 2)
+                        <= 14 + (buf[16] << 8 | buf[17])
+                        <= wire_len
                     ):
-                        stats.packets += 1
-                        stats.wire_bytes += wire_len
-                        stats.ipv4 += 1
-                        stats.tcp += 1
+                        if shards > 1:
+                            a, b = buf[26:30] + buf[34:36], buf[30:34] + buf[36:38]
+                            other = crc32(a + b if a < b else b + a) % shards != k
+                        else:
+                            other = False
+                        if other:
+                            plain += 1
+                            plain_bytes += wire_len
+                            tick(ts)
+                        elif (
+                            counted is not None
+                            # later records before the own ones are done: ``Carry.handler``
+                            and (carry is None or not carry.later or carry.settled)
+                            and counted(ts, buf)
+                        ):
+                            plain += 1
+                            plain_bytes += wire_len
+                        else:
+                            packet(ts, linktype, buf, wire_len)
                     else:
                         packet(ts, linktype, buf, wire_len)
-                else:
-                    packet(ts, linktype, buf, wire_len)
-            except Exception as exc:
-                if strict:
-                    raise
-                self.weirds.capture(ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}")
-            if not n & 0x3FFF:
-                self.fragments.expire(self.table.now)
-                if on_progress is not None:
-                    on_progress(n)
-                if not n & 0x3FFFF:
-                    release_free_memory()
+                except Exception as exc:
+                    if strict:
+                        raise
+                    self.weirds.capture(
+                        ts, "analyzer_internal_error", f"{type(exc).__name__}: {exc}"
+                    )
+                if not n & 0x3FFF:
+                    self.fragments.expire(self.table.now)
+                    if on_progress is not None:
+                        on_progress(n)
+                    if not n & 0x3FFFF:
+                        release_free_memory()
+        finally:
+            stats.packets += plain
+            stats.wire_bytes += plain_bytes
+            stats.ipv4 += plain
+            stats.tcp += plain
 
     def record_handler(self) -> Callable[[float, int, bytes, int], None]:
         """One record at a time as ``feed`` takes it (the bulk fast path first), for a caller
@@ -414,13 +422,18 @@ class Pipeline:
 
         def records() -> Iterator[Record]:
             own_it = iter(own)
-            for rec in own_it:
-                if first_later is not None and rec[0] > first_later[0]:  # from here, overlap
-                    yield from merged(chain([rec], own_it), chain([first_later], later_it))
-                    return
-                stats.packets += 1
-                stats.wire_bytes += rec[3]
-                yield rec
+            n = wire = 0  # counted in locals, added to ``stats`` once
+            try:
+                for rec in own_it:
+                    if first_later is not None and rec[0] > first_later[0]:  # from here, overlap
+                        yield from merged(chain([rec], own_it), chain([first_later], later_it))
+                        return
+                    n += 1
+                    wire += rec[3]
+                    yield rec
+            finally:
+                stats.packets += n
+                stats.wire_bytes += wire
             carry.own_files_done()
             if first_later is not None:
                 yield from only_own_flows(chain([first_later], later_it))
