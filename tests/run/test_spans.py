@@ -81,6 +81,26 @@ def test_cuts_found_near_the_target_are_the_walked_boundaries(parts: int) -> Non
             assert cuts[k] == (offsets[i] if i < len(offsets) else len(data)), capture.name
 
 
+def test_cuts_walk_where_no_record_looks_plausible(tmp_path: Path) -> None:
+    """A writer that records a wire length shorter than the captured one (some do) defeats the
+    search near the target: the cuts are then walked from the file's start, and still fall on
+    the first boundary at or after each target."""
+    import bisect
+
+    capture = write(store_session().out, tmp_path / "c.pcap")
+    data = bytearray(capture.read_bytes())
+    offsets = boundaries(bytes(data))
+    for o in offsets:  # wire length = captured length - 1
+        caplen = int.from_bytes(data[o + 8 : o + 12], "little")
+        data[o + 12 : o + 16] = (caplen - 1).to_bytes(4, "little")
+    capture.write_bytes(bytes(data))
+    cuts = pcap_cuts(capture, 3)
+    assert cuts is not None
+    for k in (1, 2):
+        i = bisect.bisect_left(offsets, len(data) * k // 3)
+        assert cuts[k] == offsets[i]
+
+
 def fake_records(size: int, ts: int) -> bytes:
     """``size`` bytes that read as a chain of small pcap records (64-byte frames)."""
     one = ts.to_bytes(4, "little") + (0).to_bytes(4, "little") + (64).to_bytes(4, "little") * 2
