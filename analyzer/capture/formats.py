@@ -163,16 +163,28 @@ CHAIN = 16
 
 def pcap_cuts(path: str | os.PathLike[str], parts: int) -> list[int] | None:
     """Offsets that cut the records of a classic pcap file into ``parts`` runs of about equal
-    size: ``[24, c1, ..., file size]``; None when the file is not a plain pcap file.
+    size: ``[24, c1, ..., file size]``; None when the file is not a plain pcap file (or a
+    record header before a cut is implausible: ``pcap_cuts_at``)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None
+    return pcap_cuts_at(path, [size * k // parts for k in range(1, parts)])
 
-    Each cut is found near its target offset, not by walking every record header before it
-    (that took a second per 4 GB before any work could start): the first offset at or after
-    the target where ``CHAIN`` record headers in a row are plausible (``_plausible_chain``).
-    That is the first record boundary there in any real capture, but bytes inside a record
-    can be crafted to look like records: the reader of the span before a cut checks it, as
-    it must stop exactly there (``CaptureReader.stopped_at``), and ``run_spans`` gives up the
-    cuts when it does not. Where no chain is found near the target, the record headers are
-    walked from the previous cut."""
+
+def pcap_cuts_at(path: str | os.PathLike[str], targets: list[int]) -> list[int] | None:
+    """Offsets that cut the records of a classic pcap file near each of ``targets`` (in
+    order): ``[24, c1, ..., file size]``, ``ck`` the first record boundary at or after the
+    ``k``-th target; None when the file is not a plain pcap file.
+
+    Each cut is found near its target, not by walking every record header before it (that took
+    a second per 4 GB before any work could start): the first offset at or after the target
+    where ``CHAIN`` record headers in a row are plausible (``_plausible_chain``). That is the
+    first record boundary there in any real capture, but bytes inside a record can be crafted
+    to look like records: the reader of the span before a cut checks it, as it must stop
+    exactly there (``CaptureReader.stopped_at``), and ``run_spans`` gives up the cuts when it
+    does not. Where no chain is found near the target, the record headers are walked from the
+    previous cut (None when one is implausible or cut off before the target)."""
     with open(path, "rb") as fh:
         if fh.read(4) not in PCAP_MAGIC:
             return None
@@ -184,8 +196,8 @@ def pcap_cuts(path: str | os.PathLike[str], parts: int) -> list[int] | None:
             size = len(mm)
             first = struct.unpack_from(order + "I", mm, 24)[0] if size >= 40 else 0
             cuts = [24]
-            for k in range(1, parts):
-                target = max(size * k // parts, cuts[-1])
+            for t in targets:
+                target = max(t, cuts[-1])
                 cut = _resync(mm, order, unit, target, first - 86400)
                 if cut is None:
                     cut = _walk(mm, order, cuts[-1], target)

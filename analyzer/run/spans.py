@@ -28,7 +28,7 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from analyzer.capture import CaptureReader, Record, WeirdSink
-from analyzer.capture.formats import PCAP_MAGIC, pcap_cuts
+from analyzer.capture.formats import PCAP_MAGIC, pcap_cuts_at
 from analyzer.config import Config
 from analyzer.lean import leave_out, start_lean
 from analyzer.net.decode import DecodeStats
@@ -58,6 +58,10 @@ class CutMissed(Exception):
 MIN_SPAN = 64 << 20
 """Bytes per worker below which a file is sharded by flow hash instead (spans cost a fixed
 start-up and the fragments of the flows that cross each cut)."""
+TAIL_SHARE = 5
+"""One part in this many of a large file is cut into the smaller spans of ``span_targets``."""
+MIN_TAIL = 32 << 20
+"""The smallest of those spans (each costs a span's start-up, end and cut)."""
 INTERRUPTED = "interrupted"
 
 
@@ -72,16 +76,45 @@ def splittable(reader: CaptureReader, workers: int) -> bool:
         return False
 
 
+def span_targets(size: int, workers: int) -> list[int]:
+    """Where the cuts of a ``size``-byte file aim: ``workers`` large spans, one per process at
+    the start, then a tail of ever smaller spans (each half of what is left, down to
+    ``MIN_TAIL``) that whichever process is free takes next, so that the processes finish
+    together however the load of the machine or the traffic's density differ between them."""
+    tail = size // TAIL_SHARE
+    if tail < 2 * MIN_TAIL:
+        return [size * k // workers for k in range(1, workers)]
+    big = (size - tail) // workers
+    targets = [big * k for k in range(1, workers + 1)]
+    at, rest = targets[-1], size - targets[-1]
+    while rest // 2 >= MIN_TAIL:
+        at += rest // 2
+        rest -= rest // 2
+        targets.append(at)
+    return targets
+
+
 class SpanProgress(Progress):
     """A span's progress (bytes from its start), published through shared counters."""
 
-    def __init__(self, start: int, done: Synchronized[int], packets: Synchronized[int]) -> None:
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        done: Synchronized[int],
+        packets: Synchronized[int],
+        show: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(None, enabled=False)
-        self.origin, self.done_bytes, self.packets = start, done, packets
+        self.origin, self.length, self.done_bytes, self.packets = start, end - start, done, packets
+        self.show = show
+        """The main process's: the whole run's progress shown after each update."""
 
     def update(self, done_bytes: int, packets: int) -> None:
-        self.done_bytes.value = max(0, done_bytes - self.origin)
+        self.done_bytes.value = min(max(0, done_bytes - self.origin), self.length)
         self.packets.value = packets
+        if self.show is not None:
+            self.show()
 
 
 def analyze_span(
@@ -103,32 +136,70 @@ def analyze_span(
     return summary
 
 
+@dataclasses.dataclass(slots=True)
+class Board:
+    """What the processes of one run share: the cuts, the next span to take, who took which,
+    each span's progress."""
+
+    cuts: SynchronizedArray[int]
+    ready: Event
+    next_span: Synchronized[int]
+    taken_by: SynchronizedArray[int]
+    """Per span, the process that took it (0: the main process), -1 while nobody has."""
+    done: list[Synchronized[int]]
+    packets: list[Synchronized[int]]
+
+    def take(self, k: int) -> int | None:
+        """The next span for process ``k``, or None when every span is taken."""
+        with self.next_span.get_lock():
+            j: int = self.next_span.value
+            if j >= len(self.taken_by):
+                return None
+            self.next_span.value = j + 1
+            self.taken_by[j] = k
+        return j
+
+    def close(self) -> None:
+        """No span is taken any more (Ctrl-C)."""
+        with self.next_span.get_lock():
+            self.next_span.value = len(self.taken_by)
+
+
+Result = tuple[int, RunSummary | None, str | None]
+
+
 def _worker(
     k: int,
     config: Config,
     reader: CaptureReader,
-    cuts: SynchronizedArray[int],
-    ready: Event,
-    outdir: str,
-    done: Synchronized[int],
-    packets: Synchronized[int],
-    results: Queue[tuple[int, RunSummary | None, str | None]],
+    board: Board,
+    dirs: list[str],
+    results: Queue[Result],
 ) -> None:
+    """Process ``k``: spans taken one after the other until none is left, each reported as
+    ``(span, summary, None)``, or ``(span, None, error)`` (span -1: before the first)."""
     leave_out()  # as the CLI (start_lean made it so already when the CLI started it)
     signal.signal(signal.SIGINT, interrupt_once)
+    j = -1
     try:
-        ready.wait()
-        offsets: list[int] = cuts[:]
+        board.ready.wait()
+        offsets: list[int] = board.cuts[:]
         if offsets[0] < 0:
-            results.put((k, None, "the file could not be cut"))
             return
-        progress = SpanProgress(offsets[k], done, packets)
-        summary = analyze_span(config, reader, offsets, k, Path(outdir), progress)
-        results.put((k, summary, None))
+        while True:
+            taken = board.take(k)
+            if taken is None:
+                return
+            j = taken
+            progress = SpanProgress(offsets[j], offsets[j + 1], board.done[j], board.packets[j])
+            summary = analyze_span(config, reader, offsets, j, Path(dirs[j]), progress)
+            results.put((j, summary, None))
+            if summary.interrupted:
+                return
     except KeyboardInterrupt:
-        results.put((k, None, INTERRUPTED))
+        results.put((j, None, INTERRUPTED))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-        results.put((k, None, f"{type(exc).__name__}: {exc}"))
+        results.put((j, None, f"worker {k}: {type(exc).__name__}: {exc}"))
 
 
 def run_spans(
@@ -139,106 +210,125 @@ def run_spans(
     progress: Progress,
     workers: int,
 ) -> RunSummary | None:
-    """Analyze ``reader``'s file in ``workers`` spans into tables in ``outdir``; None when the
-    file cannot be cut (the caller shards by flow instead)."""
+    """Analyze ``reader``'s file in spans (``span_targets``) on ``workers`` processes, this one
+    included, into tables in ``outdir``; None when the file cannot be cut (the caller shards
+    by flow instead). ``CutMissed``: a cut was not at a record boundary."""
     started = time.monotonic()
     if config.salt is None:
         config = dataclasses.replace(config, salt=secrets.token_bytes(32))
+    assert reader.path is not None and reader.size is not None
+    targets = span_targets(reader.size, workers)
+    n = len(targets) + 1
     ctx = multiprocessing.get_context("spawn")
     scratch = Path(tempfile.mkdtemp(prefix=".workers-", dir=outdir))
-    dirs = [scratch / f"w{k}" for k in range(workers)]
+    dirs = [scratch / f"s{j}" for j in range(n)]
     for d in dirs:
         d.mkdir(mode=0o700)
-    done = [ctx.Value("q", 0) for _ in range(workers)]
-    packets = [ctx.Value("q", 0) for _ in range(workers)]
-    shared_cuts = ctx.Array("q", workers + 1)
-    ready = ctx.Event()
-    results: Queue[tuple[int, RunSummary | None, str | None]] = ctx.Queue()
+    taken_by = ctx.Array("i", n)
+    taken_by[:] = [-1] * n
+    board = Board(
+        cuts=ctx.Array("q", n + 1),
+        ready=ctx.Event(),
+        next_span=ctx.Value("i", 0),
+        taken_by=taken_by,
+        done=[ctx.Value("q", 0) for _ in range(n)],
+        packets=[ctx.Value("q", 0) for _ in range(n)],
+    )
+    results: Queue[Result] = ctx.Queue()
     procs = [
         ctx.Process(
             target=_worker,
-            args=(
-                k,
-                config,
-                reader,
-                shared_cuts,
-                ready,
-                str(dirs[k]),
-                done[k],
-                packets[k],
-                results,
-            ),  # fmt: skip
+            args=(k, config, reader, board, [str(d) for d in dirs], results),
             name=f"dicom-analyzer-worker-{k}",
         )
         for k in range(1, workers)
     ]
     summaries: dict[int, RunSummary] = {}
     errors: list[str] = []
-    missing: list[int] = []
+    warnings: list[str] = []
+    interrupted = False
 
-    class Overall(Progress):
-        """Span 0's progress, shown with the others' (bytes and packets summed)."""
+    def show() -> None:
+        progress.update(sum(d.value for d in board.done), sum(p.value for p in board.packets))
 
-        def __init__(self) -> None:
-            super().__init__(None, enabled=False)
-
-        def update(self, done_bytes: int, n: int) -> None:
-            done[0].value, packets[0].value = done_bytes - 24, n
-            progress.update(sum(d.value for d in done), sum(p.value for p in packets))
-
-    def interrupt_children() -> None:
+    def interrupt() -> None:
+        nonlocal interrupted
+        interrupted = True
+        board.close()
         for p in procs:
             if p.is_alive() and p.pid is not None:
                 os.kill(p.pid, signal.SIGINT)
 
+    def receive(got: Result) -> None:
+        j, summary, error = got
+        if summary is not None:
+            summaries[j] = summary
+            if summary.interrupted:
+                interrupt()
+        elif error == INTERRUPTED:
+            interrupt()
+        elif error is not None:
+            errors.append(error)
+
     merger = Merger(ctx, config, outdir, fmt)
+    reported: set[int] = set()
     try:
         for p in procs:
             start_lean(p)  # they import while the cuts are found
-        assert reader.path is not None
-        cuts = pcap_cuts(reader.path, workers)
-        shared_cuts[:] = cuts if cuts is not None else [-1] * (workers + 1)
-        ready.set()
+        cuts = pcap_cuts_at(reader.path, targets)
+        board.cuts[:] = cuts if cuts is not None else [-1] * (n + 1)
+        board.ready.set()
         if cuts is None:
             for p in procs:
                 p.join(30)
             merger.cancel()
             shutil.rmtree(scratch, ignore_errors=True)
             return None
-        summaries[0] = analyze_span(config, reader, cuts, 0, dirs[0], Overall())
-        if summaries[0].interrupted:
-            interrupt_children()
-        while len(summaries) + len(errors) + len(missing) < workers:
+        while not interrupted:
+            try:
+                taken = board.take(0)
+                if taken is None:
+                    break
+                j = taken
+                span = SpanProgress(cuts[j], cuts[j + 1], board.done[j], board.packets[j], show)
+                summaries[j] = analyze_span(config, reader, cuts, j, dirs[j], span)
+                reported.add(j)
+                if summaries[j].interrupted:
+                    interrupt()
+                while True:  # what the workers reported meanwhile (an error stops nothing)
+                    got = results.get_nowait()
+                    reported.add(got[0])
+                    receive(got)
+            except queue.Empty:
+                pass
+            except KeyboardInterrupt:
+                interrupt()
+        while True:
+            waiting = [j for j in range(n) if board.taken_by[j] > 0 and j not in reported]
+            if not waiting:
+                break
             try:
                 try:
-                    k, summary, error = results.get(timeout=0.25)
+                    got = results.get(timeout=0.25)
                 except queue.Empty:
-                    if not any(p.is_alive() for p in procs) and results.empty():
+                    owners = {board.taken_by[j] for j in waiting}
+                    if not any(procs[k - 1].is_alive() for k in owners) and results.empty():
+                        for k in sorted(owners):
+                            code = procs[k - 1].exitcode
+                            errors.append(f"worker {k}: ended without a result (exit code {code})")
                         break
-                    progress.update(sum(d.value for d in done), sum(p.value for p in packets))
+                    show()
                     continue
-                if summary is not None:
-                    summaries[k] = summary
-                elif error == INTERRUPTED:
-                    summaries[0].interrupted = True
-                    missing.append(k)
-                else:
-                    errors.append(f"worker {k}: {error}")
+                reported.add(got[0])
+                receive(got)
             except KeyboardInterrupt:
-                summaries[0].interrupted = True
-                interrupt_children()
+                interrupt()
     except BaseException:
         for p in procs:
             p.join(30)
         raise
     finally:
         progress.done()
-    for k, p in enumerate(procs, 1):
-        if k in summaries:
-            continue  # joined after the merge started: its interpreter's exit takes a while
-        p.join(30)
-        if k not in missing and not any(e.startswith(f"worker {k}:") for e in errors):
-            errors.append(f"worker {k}: ended without a result (exit code {p.exitcode})")
     if errors:  # no table that silently lacks a span
         for p in procs:
             p.join(30)
@@ -246,28 +336,27 @@ def run_spans(
         shutil.rmtree(scratch, ignore_errors=True)
         raise RuntimeError("; ".join(errors))
     ks = sorted(summaries)
-    wrong = [
-        k
-        for k in ks
-        if k + 1 < workers and summaries[k].span_end != cuts[k + 1] and not summaries[k].interrupted
-    ]
-    if wrong:  # a cut that is not where the records are: nothing of this run is used
-        for p in procs:
-            p.join(30)
-        merger.cancel()
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise CutMissed(
-            f"span {wrong[0]} ended at offset {summaries[wrong[0]].span_end}, "
-            f"not at its cut {cuts[wrong[0] + 1]}"
-        )
+    if not interrupted:
+        wrong = [j for j in ks if j + 1 < n and summaries[j].span_end != cuts[j + 1]]
+        if wrong:  # a cut that is not where the records are: nothing of this run is used
+            for p in procs:
+                p.join(30)
+            merger.cancel()
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise CutMissed(
+                f"span {wrong[0]} ended at offset {summaries[wrong[0]].span_end}, "
+                f"not at its cut {cuts[wrong[0] + 1]}"
+            )
     try:
-        merger.start_merge([[str(dirs[k]), summaries[k].followed] for k in ks])
-        for p in procs:
+        merger.start_merge([[str(dirs[j]), summaries[j].followed] for j in ks])
+        for k, p in enumerate(procs, 1):
             p.join(30)
+            if p.exitcode and k not in set(board.taken_by[:]):
+                warnings.append(f"worker {k} ended (exit code {p.exitcode}) before taking a span")
         summary, dropped, dropped_services = merger.result()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    parts = [summaries[k] for k in ks]
+    parts = [summaries[j] for j in ks]
     summary.inputs = 1
     summary.stats = DecodeStats()
     for s in parts:  # each span's own records (a followed flow's later ones are not)
@@ -283,9 +372,10 @@ def run_spans(
         for svc, count in s.services.items():
             summary.services[svc] = summary.services.get(svc, 0) + count
         summary.warnings.extend(w for w in s.warnings if w not in summary.warnings)
+    summary.warnings.extend(warnings)
     for svc, count in dropped_services.items():
         summary.services[svc] -= count
-    summary.interrupted = any(s.interrupted for s in parts)
+    summary.interrupted = interrupted or any(s.interrupted for s in parts)
     summary.seconds = time.monotonic() - started
     return summary
 

@@ -13,6 +13,7 @@ from analyzer.capture import open_inputs
 from analyzer.capture.formats import pcap_cuts
 from analyzer.run.workers import run_parallel
 from tests.helpers import CAPTURES
+from tests.run import dying
 from tests.run.test_fast_path import FAST, QUIET, busy_stores, run, store_session, tables, write
 
 PCAPS = sorted(
@@ -224,27 +225,77 @@ def test_followed_flows_take_the_fast_path(tmp_path: Path, monkeypatch: pytest.M
     assert tables(tmp_path / "two") == tables(tmp_path / "one")
 
 
-def test_a_span_worker_that_dies_fails_the_run(tmp_path: Path) -> None:
-    """A span's worker killed by the system leaves no silent hole: the run fails with a clear
-    line, and no scratch directory stays behind."""
+def test_a_span_worker_that_dies_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed by the system while it holds a span leaves no silent hole: the run fails
+    with a clear line, and no scratch directory stays behind."""
+    import time
+
     capture = write(busy_stores(2, stores=1), tmp_path / "c.pcap")
     readers, _ = open_inputs([str(capture)])
     out = tmp_path / "o"
     out.mkdir()
-    real = spans._worker
-    try:
-        spans._worker = _die  # type: ignore[assignment]
-        with pytest.raises(RuntimeError, match="worker 1: ended without a result"):
-            spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2)
-    finally:
-        spans._worker = real  # type: ignore[assignment]
+    real_take = spans.Board.take
+
+    def take(self: spans.Board, k: int) -> int | None:
+        if k == 0 and self.taken_by[0] >= 0:  # this process waits for the worker's first take
+            deadline = time.monotonic() + 60
+            while self.taken_by[1] < 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return real_take(self, k)
+
+    monkeypatch.setattr(spans.Board, "take", take)
+    monkeypatch.setattr(spans, "_worker", dying.holding_a_span)
+    with pytest.raises(RuntimeError, match="worker 1: ended without a result"):
+        spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2)
     assert not list(out.glob(".workers-*"))
 
 
-def _die(*args: object) -> None:
-    import os
+def test_a_worker_that_dies_before_taking_a_span_leaves_no_hole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that dies before it takes a span holds none: the other processes take every
+    span, the tables equal one process's, and the run says what happened."""
+    capture = write(busy_stores(2, stores=1), tmp_path / "c.pcap")
+    run(capture, tmp_path / "one", FAST)
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "o"
+    out.mkdir()
+    monkeypatch.setattr(spans, "_worker", dying.at_once)
+    summary = spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2)
+    assert summary is not None
+    assert tables(out) == tables(tmp_path / "one")
+    assert any("worker 1 ended (exit code 9) before taking a span" in w for w in summary.warnings)
 
-    os._exit(9)
+
+def test_span_targets() -> None:
+    """Large files: one large span per process, then ever smaller ones down to ``MIN_TAIL``;
+    smaller files: equal spans."""
+    size = 4_015_353_817
+    targets = spans.span_targets(size, 2)
+    cuts = [0, *targets, size]
+    lengths = [b - a for a, b in zip(cuts, cuts[1:], strict=False)]
+    assert lengths[0] == lengths[1] > size // 3
+    assert sum(lengths[2:]) == size - 2 * lengths[0] >= size // 5 - 2
+    assert all(a >= b for a, b in zip(lengths[2:], lengths[3:-1], strict=False))
+    assert min(lengths[2:]) >= spans.MIN_TAIL and lengths[-1] < 2 * spans.MIN_TAIL
+    assert spans.span_targets(300 << 20, 2) == [150 << 20]  # no tail of spans that small
+    gib = 1 << 30
+    big = (gib - gib // spans.TAIL_SHARE) // 4
+    assert spans.span_targets(gib, 4)[:4] == [big, 2 * big, 3 * big, 4 * big]
+
+
+def test_tail_spans_equal_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes taking a tail of small spans in turn (the minimum lowered so that a small
+    file has one): the tables equal one process's."""
+    capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
+    size = capture.stat().st_size
+    monkeypatch.setattr(spans, "MIN_TAIL", size // 40)
+    assert len(spans.span_targets(size, 2)) >= 5
+    run(capture, tmp_path / "one", FAST)
+    spans_run(capture, tmp_path / "two", 2)
+    assert tables(tmp_path / "two") == tables(tmp_path / "one")
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "zeek"])
