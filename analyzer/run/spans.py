@@ -2,12 +2,14 @@
 
 Sharding by flow hash (``run/workers.py``) makes every worker read and frame the whole file,
 which costs each of them about a fifth of a whole run on bulk C-STORE traffic. A plain pcap
-file can instead be cut into N spans of records of about equal size (``pcap_cuts``, at record
-boundaries): worker ``k`` reads only its span, as the cluster's tasks read their run of files
-(``run/carry.py``): the flows still open at its span's end are followed into the rest of the
-file (only their packets are analysed; the others move the clock, and a fast check skips them
-once the span is done), and stop being followed when they end. The next span's worker sees
-their tail as a flow begun mid-stream; the merge drops those fragments
+file can instead be cut into spans of records (``pcap_cuts_at``, at record boundaries, each
+checked by the span before it: ``CutMissed``): one large span per process, then a tail of
+smaller ones (``span_targets``) that whichever process is free takes next (``Board``), so that
+the processes finish together. A process reads only the spans it takes, as the cluster's tasks
+read their run of files (``run/carry.py``): the flows still open at a span's end are followed
+into the rest of the file (only their packets are analysed; the others move the clock, and a
+fast check skips them once the span is done), and stop being followed when they end. The
+next span sees their tail as a flow begun mid-stream; the merge drops those fragments
 (``run/fragments.py``), then runs the cross-flow stage once (``run/merge.py``).
 The tables equal a single process's, as multisets of rows, uids included
 (``tests/run/test_spans.py``).
