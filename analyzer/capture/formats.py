@@ -237,8 +237,9 @@ def _plausible_chain(
     like records: the sub-second part in range, some bytes captured, at most the wire length
     and that at most ``MAX_RECORD``, the seconds never an hour before the previous record's?
     (The wire-length bound rejects the chain read 4 bytes early, whose wire length is the
-    next record's seconds; the time order, the one read with the sub-second part as seconds;
-    the first record's seconds, ``_resync``, a run of zero bytes.)"""
+    next record's seconds; the time order rejects the one read with the sub-second part as
+    seconds; a captured length above zero and ``_resync``'s earliest seconds reject a run of
+    zero bytes.)"""
     size = len(mm)
     for _ in range(CHAIN):
         if pos == size:
