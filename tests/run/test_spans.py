@@ -322,3 +322,33 @@ def test_spans_in_text_formats(fmt: str, tmp_path: Path) -> None:
     one, two = lines(tmp_path / "one"), lines(tmp_path / "two")
     assert one == two
     assert any("C-STORE-RQ" in x for x in one[f"dimse.{'jsonl' if fmt == 'jsonl' else 'log'}"])
+
+
+def test_ctrl_c_in_a_span_stops_the_spans_and_keeps_the_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the main process analyses its first span (its summary says interrupted):
+    no span is taken after it, the workers are told, and the run still merges what was
+    decoded into tables, says it was interrupted and leaves no scratch directory."""
+    capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
+    monkeypatch.setattr(spans, "MIN_TAIL", capture.stat().st_size // 40)
+    real = spans.analyze_span
+    taken: list[int] = []
+
+    def interrupted_first(*args: object, **kw: object) -> object:
+        summary = real(*args, **kw)  # type: ignore[arg-type]
+        taken.append(int(args[3]))  # type: ignore[call-overload]
+        if len(taken) == 1:
+            summary.interrupted = True
+        return summary
+
+    monkeypatch.setattr(spans, "analyze_span", interrupted_first)
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "o"
+    out.mkdir()
+    summary = spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2)
+    assert summary is not None and summary.interrupted
+    assert taken == [0], "this process takes no span after the interrupt"
+    assert (out / "conn.parquet").exists() and (out / "alerts.jsonl").exists()
+    assert tables(out)["conn"], "what was decoded is kept"
+    assert not list(out.glob(".workers-*"))
