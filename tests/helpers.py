@@ -34,6 +34,16 @@ class Result:
     summary: RunSummary
 
 
+def record_offsets(data: bytes) -> list[int]:
+    """Every record's offset in a little-endian classic pcap file, walked from its header (a
+    record that runs past the end is listed too)."""
+    offsets, pos = [], 24
+    while pos < len(data):
+        offsets.append(pos)
+        pos += 16 + int.from_bytes(data[pos + 8 : pos + 12], "little")
+    return offsets
+
+
 def analyze(
     inputs: list[Path | str] | Path | str,
     outdir: Path,

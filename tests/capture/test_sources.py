@@ -15,7 +15,7 @@ import pytest
 
 from analyzer.capture import open_inputs
 from analyzer.errors import InputError
-from tests.helpers import CAPTURES, SAMPLE, analyze
+from tests.helpers import CAPTURES, SAMPLE, analyze, record_offsets
 
 
 def linktypes_of(path: Path) -> set[int]:
@@ -229,11 +229,10 @@ def test_a_span_reads_the_records_that_begin_in_it() -> None:
     import dataclasses
 
     data = SAMPLE.read_bytes()
-    offsets, pos = [], 24
-    while pos < len(data):
-        offsets.append(pos)
-        pos += 16 + int.from_bytes(data[pos + 8 : pos + 12], "little")
-    assert pos == len(data) and len(offsets) > 20
+    offsets = record_offsets(data)
+    last = offsets[-1]
+    assert last + 16 + int.from_bytes(data[last + 8 : last + 12], "little") == len(data)
+    assert len(offsets) > 20
     reader = open_inputs([str(SAMPLE)])[0][0]
     every = list(reader.records(lambda *a: None))
     k = len(offsets) // 2

@@ -12,7 +12,7 @@ import analyzer.run.spans as spans
 from analyzer.capture import open_inputs
 from analyzer.capture.formats import pcap_cuts
 from analyzer.run.workers import run_parallel
-from tests.helpers import CAPTURES
+from tests.helpers import CAPTURES, record_offsets
 from tests.run import dying
 from tests.run.test_fast_path import FAST, QUIET, busy_stores, run, store_session, tables, write
 
@@ -39,32 +39,18 @@ def test_spans_equal_one_process(capture: Path, tmp_path: Path) -> None:
     assert tables(tmp_path / "three") == tables(tmp_path / "one")
 
 
-def test_cuts_fall_on_record_boundaries(tmp_path: Path) -> None:
+def test_cuts_fall_on_record_record_offsets(tmp_path: Path) -> None:
     capture = write(store_session().out, tmp_path / "c.pcap")
     cuts = pcap_cuts(capture, 4)
     assert cuts is not None and cuts[0] == 24 and cuts[-1] == capture.stat().st_size
     assert cuts == sorted(cuts) and len(set(cuts)) == 5
-    offsets, pos = set(), 24
-    data = capture.read_bytes()
-    while pos < len(data):
-        offsets.add(pos)
-        pos += 16 + int.from_bytes(data[pos + 8 : pos + 12], "little")
-    assert set(cuts[1:-1]) <= offsets
+    assert set(cuts[1:-1]) <= set(record_offsets(capture.read_bytes()))
     (tmp_path / "ng.pcapng").write_bytes(b"\x0a\x0d\x0d\x0a" + b"\x00" * 60)
     assert pcap_cuts(tmp_path / "ng.pcapng", 2) is None
 
 
-def boundaries(data: bytes) -> list[int]:
-    """Every record's offset, walked from the file header."""
-    offsets, pos = [], 24
-    while pos < len(data):
-        offsets.append(pos)
-        pos += 16 + int.from_bytes(data[pos + 8 : pos + 12], "little")
-    return offsets
-
-
 @pytest.mark.parametrize("parts", [2, 3, 7])
-def test_cuts_found_near_the_target_are_the_walked_boundaries(parts: int) -> None:
+def test_cuts_found_near_the_target_are_the_walked_record_offsets(parts: int) -> None:
     """The cut is the first record boundary at or after each target offset, on every sample
     capture (found by resynchronising there, not by walking the file)."""
     import bisect
@@ -73,7 +59,7 @@ def test_cuts_found_near_the_target_are_the_walked_boundaries(parts: int) -> Non
         data = capture.read_bytes()
         if data[:4] != b"\xd4\xc3\xb2\xa1":
             continue
-        offsets = boundaries(data)
+        offsets = record_offsets(data)
         cuts = pcap_cuts(capture, parts)
         assert cuts is not None, capture.name
         for k in range(1, parts):
@@ -90,7 +76,7 @@ def test_cuts_walk_where_no_record_looks_plausible(tmp_path: Path) -> None:
 
     capture = write(store_session().out, tmp_path / "c.pcap")
     data = bytearray(capture.read_bytes())
-    offsets = boundaries(bytes(data))
+    offsets = record_offsets(bytes(data))
     for o in offsets:  # wire length = captured length - 1
         caplen = int.from_bytes(data[o + 8 : o + 12], "little")
         data[o + 12 : o + 16] = (caplen - 1).to_bytes(4, "little")
@@ -109,6 +95,22 @@ def fake_records(size: int, ts: int) -> bytes:
     return chain[:size]
 
 
+def missed_cut_equals_one_process(
+    capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Two workers on ``capture`` (the minimum span lowered), whose cut misses: the run says
+    so and its tables equal one process's. Returns its output directory."""
+    run(capture, tmp_path / "one", FAST)
+    monkeypatch.setattr(spans, "MIN_SPAN", 0)
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "two"
+    out.mkdir()
+    summary = run_parallel(FAST, [str(capture)], readers, out, "parquet", QUIET, 2)
+    assert tables(out) == tables(tmp_path / "one")
+    assert any("cut in time missed" in w for w in summary.warnings), summary.warnings
+    return out
+
+
 def test_a_cut_fooled_by_record_lookalikes_is_caught(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,15 +127,8 @@ def test_a_cut_fooled_by_record_lookalikes_is_caught(
     capture = write([*first, big, *last], tmp_path / "c.pcap")
     data = capture.read_bytes()
     cuts = pcap_cuts(capture, 2)
-    assert cuts is not None and cuts[1] not in boundaries(data), "the lookalikes fool the cut"
-    run(capture, tmp_path / "one", FAST)
-    monkeypatch.setattr(spans, "MIN_SPAN", 0)
-    readers, _ = open_inputs([str(capture)])
-    out = tmp_path / "two"
-    out.mkdir()
-    summary = run_parallel(FAST, [str(capture)], readers, out, "parquet", QUIET, 2)
-    assert tables(out) == tables(tmp_path / "one")
-    assert any("cut in time missed" in w for w in summary.warnings), summary.warnings
+    assert cuts is not None and cuts[1] not in record_offsets(data), "the lookalikes fool the cut"
+    out = missed_cut_equals_one_process(capture, tmp_path, monkeypatch)
     assert not list(out.glob(".workers-*")), "no scratch directory left behind"
 
 
@@ -145,21 +140,14 @@ def test_damage_before_a_cut_ends_the_run_there(
     (which one process never reads) are not used either: the file goes by flow hash."""
     capture = write(busy_stores(2, stores=1), tmp_path / "c.pcap")
     data = bytearray(capture.read_bytes())
-    offsets = boundaries(bytes(data))
+    offsets = record_offsets(bytes(data))
     bad = next(o for o in offsets if o > len(data) // 3)
     data[bad + 8 : bad + 12] = (0xFFFFFF).to_bytes(4, "little")
     capture.write_bytes(bytes(data))
     cuts = pcap_cuts(capture, 2)
     assert cuts is not None and cuts[1] > bad, "the cut is found past the damage"
-    run(capture, tmp_path / "one", FAST)
-    monkeypatch.setattr(spans, "MIN_SPAN", 0)
-    readers, _ = open_inputs([str(capture)])
-    out = tmp_path / "two"
-    out.mkdir()
-    summary = run_parallel(FAST, [str(capture)], readers, out, "parquet", QUIET, 2)
-    assert tables(out) == tables(tmp_path / "one")
+    out = missed_cut_equals_one_process(capture, tmp_path, monkeypatch)
     assert any("capture_corrupt_record" in r for r in tables(out)["weird"])
-    assert any("cut in time missed" in w for w in summary.warnings), summary.warnings
 
 
 def test_cut_inside_busy_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
