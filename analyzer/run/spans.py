@@ -273,6 +273,14 @@ def run_spans(
             errors.append(error)
 
     merger = Merger(ctx, config, outdir, fmt)
+
+    def abandon() -> None:
+        """Nothing of this run is merged: the processes end, the scratch goes."""
+        for p in procs:
+            p.join(30)
+        merger.cancel()
+        shutil.rmtree(scratch, ignore_errors=True)
+
     reported: set[int] = set()
     try:
         for p in procs:
@@ -281,10 +289,7 @@ def run_spans(
         board.cuts[:] = cuts if cuts is not None else [-1] * (n + 1)
         board.ready.set()
         if cuts is None:
-            for p in procs:
-                p.join(30)
-            merger.cancel()
-            shutil.rmtree(scratch, ignore_errors=True)
+            abandon()
             return None
         while not interrupted:
             try:
@@ -332,19 +337,13 @@ def run_spans(
     finally:
         progress.done()
     if errors:  # no table that silently lacks a span
-        for p in procs:
-            p.join(30)
-        merger.cancel()
-        shutil.rmtree(scratch, ignore_errors=True)
+        abandon()
         raise RuntimeError("; ".join(errors))
     ks = sorted(summaries)
     if not interrupted:
         wrong = [j for j in ks if j + 1 < n and summaries[j].span_end != cuts[j + 1]]
         if wrong:  # a cut that is not where the records are: nothing of this run is used
-            for p in procs:
-                p.join(30)
-            merger.cancel()
-            shutil.rmtree(scratch, ignore_errors=True)
+            abandon()
             raise CutMissed(
                 f"span {wrong[0]} ended at offset {summaries[wrong[0]].span_end}, "
                 f"not at its cut {cuts[wrong[0] + 1]}"
