@@ -58,6 +58,7 @@ class Flow:
         "ck_full",
         "mem",
         "guess",
+        "lanes",
     )
 
     def __init__(
@@ -105,6 +106,8 @@ class Flow:
         """On a DICOM port, what a flow that is neither DICOM nor TLS looks like."""
         """The estimate of what this flow holds, as last counted in the table's total."""
         """Bit per direction: a segment with a correct checksum was seen (auto mode)."""
+        self.lanes: list[bytes] | None = None
+        """Keys of this flow's entries in ``FlowTable.lanes`` (None: none)."""
 
     # -- history ----------------------------------------------------------------
 

@@ -46,6 +46,8 @@ PROTECTED_SERVICE = "dicom"
 EXPIRE_EVERY = 1.0
 UID_MAP_MAX = 1 << 16
 TCP_HEAD = struct.Struct("!HHIIBBH").unpack_from
+LANE_HEAD = struct.Struct("!IIBBH").unpack_from
+"""A TCP header from its sequence number on (the ports are in a lane's key)."""
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
@@ -77,6 +79,32 @@ def _end_reason(flow: Flow, otherwise: str) -> str:
     return CloseReason.FIN if flow.closed() else otherwise
 
 
+class _Lane:
+    """One direction of a flow whose segments ``counted`` settles, with what the checks
+    found: valid until the flow's next whole-path segment or its end."""
+
+    __slots__ = ("flow", "d", "s", "o", "sink", "acked", "lru", "keep")
+
+    def __init__(
+        self,
+        flow: Flow,
+        d: int,
+        sink: StreamSink | None,
+        acked: bool,
+        lru: OrderedDict[int, Flow],
+        keep: int,
+    ) -> None:
+        self.flow = flow
+        self.d = d
+        self.s = flow.streams[d]
+        self.o = flow.streams[1 - d]
+        self.sink = sink
+        self.acked = acked
+        """The direction's ACK letter is in the history (a pure ACK adds nothing to it)."""
+        self.lru = lru
+        self.keep = keep
+
+
 class FlowTable:
     def __init__(
         self,
@@ -91,6 +119,9 @@ class FlowTable:
         self.on_end = on_end
         self.sink_factory = sink_factory
         self.flows: dict[FlowKey, Flow] = {}
+        self.lanes: dict[bytes, _Lane] = {}
+        """Flow directions ``counted`` settled, by the frame bytes of their addresses and
+        ports (``counted``); at most two per open flow."""
         self.lru: tuple[OrderedDict[int, Flow], ...] = (OrderedDict(), OrderedDict(), OrderedDict())
         self.now = 0.0
         self.next_expire = 0.0
@@ -164,6 +195,8 @@ class FlowTable:
         if flow is None:
             d = 0
         else:
+            if flow.lanes is not None:
+                self._drop_lanes(flow)
             d = 0 if (sport == flow.orig_p and src == flow.orig_h) else 1
             if n:  # nothing reads these bytes? (inline, not a Stream method: the common segment)
                 sink = flow.sink
@@ -248,7 +281,69 @@ class FlowTable:
         that is the common segment of a bulk transfer (``_counted``), the segment that crosses
         from one P-DATA-TF of such a transfer into the next (``StreamSink.cross``), or a pure
         ACK that acknowledges nothing new (what the receiver of a C-STORE sends); False: not
-        one, it takes the whole path. Also False when the clock is due to expire flows."""
+        one, it takes the whole path. Also False when the clock is due to expire flows.
+
+        A flow direction settled here once has a *lane* (``_Lane``, keyed by the frame's
+        addresses and ports as they stand in it): what the checks of ``_settle`` found about
+        the flow's state stays true until a segment of the flow takes the whole path or the
+        flow ends (both drop its lanes), so the next segments of that direction are checked
+        only for what changes from one segment to the next (flags, window, sequence and
+        acknowledgement numbers, the sink's ``unread``)."""
+        lane = self.lanes.get(frame[26:38])
+        if lane is None or ts >= self.next_expire:
+            return self._settle(ts, frame)
+        seq, ack, offres, flags, win = LANE_HEAD(frame, 38)
+        if flags & (SYN | FIN | RST) or not win:
+            return False
+        ip_len = frame[16] << 8 | frame[17]
+        n = ip_len - 20 - (offres >> 4 << 2)
+        flow = lane.flow
+        o = lane.o
+        if not n:
+            if flags != ACK or not lane.acked or (o.started and 0 < (ack - o.nseq) & MASK < HALF):
+                return self._settle(ts, frame)
+            if ts > self.now:
+                self.now = ts
+            d = lane.d
+            flow.last_ts = ts
+            flow.pkts[d] += 1
+            flow.ip_bytes[d] += ip_len
+            lane.lru.move_to_end(flow.id)
+            return True
+        s = lane.s
+        sink = lane.sink
+        d = lane.d
+        if (
+            sink is None
+            or seq != s.nseq
+            or (flags & ACK and ack != o.nseq and o.started)
+            or n >= sink.unread[d]
+        ):
+            return self._settle(ts, frame)
+        if ts > self.now:
+            self.now = ts
+        start = 34 + (offres >> 4 << 2)
+        flow.last_ts = ts
+        flow.pkts[d] += 1
+        flow.ip_bytes[d] += ip_len
+        keep = lane.keep
+        if keep:
+            recent = s.recent
+            if recent is None:
+                recent = s.recent = deque()
+            recent.append((s.noff, frame[start : start + n]))
+            s.recent_bytes += n
+            while s.recent_bytes > keep and len(recent) > 1:
+                s.recent_bytes -= len(recent.popleft()[1])
+        s.noff += n
+        s.nseq = (s.nseq + n) & MASK
+        lane.lru.move_to_end(flow.id)
+        sink.skip(d, n)
+        return True
+
+    def _settle(self, ts: float, frame: bytes) -> bool:
+        """``counted`` without a lane: every check; a lane for the next segments when it
+        settles the frame."""
         if ts >= self.next_expire:
             return False
         src, dst = frame[26:30], frame[30:34]
@@ -282,6 +377,7 @@ class FlowTable:
             flow.pkts[d] += 1
             flow.ip_bytes[d] += end - 14
             self.lru[ACTIVE].move_to_end(flow.id)
+            self._lane(frame, flow, d)
             return True
         sink = flow.sink
         if (
@@ -300,6 +396,7 @@ class FlowTable:
                 self.now = ts
             self._counted(flow, d, s, ts, frame, start, n, end - 14)
             sink.skip(d, n)
+            self._lane(frame, flow, d)
             return True
         # a segment at a P-DATA-TF boundary of a dataset being counted (``StreamSink.cross``):
         # its bytes are read (the headers), so its checksums are verified as on the whole path
@@ -318,7 +415,33 @@ class FlowTable:
             self.now = ts
         # nothing is held: the headers read became counters (as ``skip``, no new footprint)
         self._counted(flow, d, s, ts, frame, start, n, end - 14)
+        self._lane(frame, flow, d)
         return True
+
+    def _lane(self, frame: bytes, flow: Flow, d: int) -> None:
+        key = frame[26:38]
+        if key in self.lanes:
+            return
+        self.lanes[key] = _Lane(
+            flow,
+            d,
+            flow.sink,
+            ("A" if d == 0 else "a") in flow.history,
+            self.lru[ACTIVE],
+            self.limits.overlap_check_bytes,
+        )
+        if flow.lanes is None:
+            flow.lanes = [key]
+        else:
+            flow.lanes.append(key)
+
+    def _drop_lanes(self, flow: Flow) -> None:
+        """The flow's state may change (a segment takes the whole path, the flow ends): its
+        lanes no longer hold."""
+        assert flow.lanes is not None
+        for key in flow.lanes:
+            self.lanes.pop(key, None)
+        flow.lanes = None
 
     def _counted(
         self,
@@ -528,6 +651,8 @@ class FlowTable:
             self._finish(flow, ts, CloseReason.EVICTED)
 
     def _finish(self, flow: Flow, ts: float, reason: str) -> None:
+        if flow.lanes is not None:
+            self._drop_lanes(flow)
         self.mem -= flow.mem
         flow.mem = 0
         del self.lru[flow.bucket][flow.id]

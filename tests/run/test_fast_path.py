@@ -245,8 +245,25 @@ def rst_inside(f: list[Frame]) -> list[Frame]:
     return f[:i] + [(f[i][0], tcp_edit(f[i][1], rst))] + f[i:]
 
 
+def idle_inside(f: list[Frame]) -> list[Frame]:
+    """The transfer pauses past the idle timeout in the middle of the pixel data: the flow
+    ends (its lanes with it) and the rest is a flow seen from the middle."""
+    i = client_data(f)[20]
+    pause = Limits().idle_timeout + 60
+    return f[:i] + [(ts + pause, buf) for ts, buf in f[i:]]
+
+
+def same_ports_again(f: list[Frame]) -> list[Frame]:
+    """The session ends and a new one on the same addresses and ports stores again: the first
+    flow's lanes must not carry the second's segments."""
+    again = store_session(f[-1][0] + 0.5).out
+    return f + again
+
+
 MUTATIONS: dict[str, Callable[[list[Frame]], list[Frame]]] = {
     "plain": lambda f: f,
+    "idle_inside": idle_inside,
+    "same_ports_again": same_ports_again,
     "reorder": reorder,
     "retransmit": retransmit,
     "retransmit_other_bytes": retransmit_other_bytes,
@@ -267,13 +284,28 @@ def write(frames: Iterator[Frame] | list[Frame], path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def lanes_left(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Lanes (``FlowTable.lanes``) still held once every flow has ended."""
+    left: list[int] = []
+    finish_all = FlowTable.finish_all
+
+    def finishing(self: FlowTable) -> None:
+        finish_all(self)
+        left.append(len(self.lanes))
+
+    monkeypatch.setattr(FlowTable, "finish_all", finishing)
+    return left
+
+
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 def test_fast_path_changes_nothing_on_damaged_transfers(
-    mutation: str, tmp_path: Path, hits: list[int]
+    mutation: str, tmp_path: Path, hits: list[int], lanes_left: list[int]
 ) -> None:
     capture = write(MUTATIONS[mutation](store_session().out), tmp_path / "c.pcap")
     run(capture, tmp_path / "fast", FAST)
     fast_hits = hits[0]
+    assert lanes_left == [0]  # a finished flow leaves no lane behind
     run(capture, tmp_path / "slow", SLOW)
     assert hits[0] == fast_hits  # the slow run never asked
     fast, slow = tables(tmp_path / "fast"), tables(tmp_path / "slow")
