@@ -312,17 +312,15 @@ class FlowTable:
             return True
         s = lane.s
         sink = lane.sink
-        d = lane.d
-        if (
-            sink is None
-            or seq != s.nseq
-            or (flags & ACK and ack != o.nseq and o.started)
-            or n >= sink.unread[d]
-        ):
+        if sink is None or seq != s.nseq or (flags & ACK and ack != o.nseq and o.started):
             return self._settle(ts, frame)
+        d = lane.d
+        start = 34 + (offres >> 4 << 2)
+        unread = sink.unread[d]
+        if n >= unread:
+            return self._cross(flow, d, s, sink, ts, frame, start, n, unread)
         if ts > self.now:
             self.now = ts
-        start = 34 + (offres >> 4 << 2)
         flow.last_ts = ts
         flow.pkts[d] += 1
         flow.ip_bytes[d] += ip_len
@@ -398,13 +396,33 @@ class FlowTable:
             sink.skip(d, n)
             self._lane(frame, flow, d)
             return True
-        # a segment at a P-DATA-TF boundary of a dataset being counted (``StreamSink.cross``):
-        # its bytes are read (the headers), so its checksums are verified as on the whole path
+        if not self._cross(flow, d, s, sink, ts, frame, start, n, unread):
+            return False
+        self._lane(frame, flow, d)
+        return True
+
+    def _cross(
+        self,
+        flow: Flow,
+        d: int,
+        s: Stream,
+        sink: StreamSink,
+        ts: float,
+        frame: bytes,
+        start: int,
+        n: int,
+        unread: int,
+    ) -> bool:
+        """A segment at a P-DATA-TF boundary of a dataset being counted (``StreamSink.cross``),
+        the flow's state checked by the caller. Its bytes are read (the headers), so its
+        checksums are verified as on the whole path."""
         if not unread and frame[start] != P_DATA_TF:
             return False
+        end = start + n
         verify = self.verdict is not None
         if verify and not (
-            ip_header_ok(frame, 14, 20) and tcp_verdict(frame, 34, end, src, dst) == Verdict.GOOD
+            ip_header_ok(frame, 14, 20)
+            and tcp_verdict(frame, 34, end, frame[26:30], frame[30:34]) == Verdict.GOOD
         ):
             return False  # the whole path reports it
         if not sink.cross(d, frame[start:end]):
@@ -415,7 +433,6 @@ class FlowTable:
             self.now = ts
         # nothing is held: the headers read became counters (as ``skip``, no new footprint)
         self._counted(flow, d, s, ts, frame, start, n, end - 14)
-        self._lane(frame, flow, d)
         return True
 
     def _lane(self, frame: bytes, flow: Flow, d: int) -> None:
