@@ -84,21 +84,13 @@ class CaptureReader:
             except OSError as exc:
                 raise InputError(f"{self.name}: cannot open: {exc.strerror}") from None
         self._raw = raw
-        try:
-            yield from self._records_of(raw, weird)
-        finally:
-            if self._mapped is not None:
-                self.stopped_at = self._mapped.pos
-            self._mapped = None
-            raw.close()
-
-    def _records_of(self, raw: IO[bytes], weird: WeirdSink) -> Iterator[Record]:
-        """A plain pcap file is mapped into memory and read in place; anything else (pcapng,
-        gzip, standard input) through a read buffer."""
         name = self.name
-        plain = self.path is not None and isinstance(raw, io.BufferedReader)
-        if plain and _peek(raw, 4, name) in PCAP_MAGIC:
-            mm = map_file(raw)
+        try:
+            # a plain pcap file is mapped into memory and read in place (records handed
+            # straight from ``read_pcap``: one generator less per record); anything else
+            # (pcapng, gzip, standard input) through a read buffer
+            plain = self.path is not None and isinstance(raw, io.BufferedReader)
+            mm = map_file(raw) if plain and _peek(raw, 4, name) in PCAP_MAGIC else None
             if mm is not None:
                 with mm:
                     if len(mm) < 24:
@@ -106,10 +98,15 @@ class CaptureReader:
                     start, end = self.span or (24, len(mm))
                     self._mapped = Mapped(mm, start, end)
                     yield from read_pcap(raw, mm[:24], weird, name, self._mapped)
-                return
-        if self.span is not None:
-            raise InputError(f"{name}: a span of records needs a plain pcap file")
-        yield from _records_of(raw, name, weird)
+            elif self.span is not None:
+                raise InputError(f"{name}: a span of records needs a plain pcap file")
+            else:
+                yield from _records_of(raw, name, weird)
+        finally:
+            if self._mapped is not None:
+                self.stopped_at = self._mapped.pos
+            self._mapped = None
+            raw.close()
 
 
 def _records_of(raw: IO[bytes], name: str, weird: WeirdSink) -> Iterator[Record]:
@@ -275,11 +272,15 @@ def merged_records(readers: list[CaptureReader], weird: WeirdSink) -> Iterator[R
     """All records of all readers in timestamp order, opening files lazily.
 
     Rotated files do not overlap, so usually one file is open at a time; files that
-    do overlap in time (two interfaces) are interleaved record by record.
+    do overlap in time (two interfaces) are interleaved record by record. One reader's
+    records are its own iterator (no generator in between).
     """
     if len(readers) == 1:
-        yield from readers[0].records(weird)
-        return
+        return readers[0].records(weird)
+    return _merged(readers, weird)
+
+
+def _merged(readers: list[CaptureReader], weird: WeirdSink) -> Iterator[Record]:
     pending = [r for r in readers if r.first_ts is not None]
     heap: list[tuple[float, int, Record, Iterator[Record]]] = []
     order = 0
