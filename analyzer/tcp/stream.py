@@ -81,7 +81,9 @@ class Stream:
         self.ooo: list[Piece] | None = None
         self.ooo_keys: list[int] | None = None
         self.ooo_bytes = 0
-        self.recent: deque[tuple[int, bytes]] | None = None
+        self.recent: deque[tuple[int, bytes, int, int]] | None = None
+        """The bytes delivered last, for the retransmission check: (offset, buf, start, n),
+        the bytes being ``buf[start:start + n]`` (a frame kept whole rather than copied)."""
         self.recent_bytes = 0
         self.missed = 0
         self.retrans = 0
@@ -276,10 +278,10 @@ class Stream:
                 recent = self.recent
                 if recent is None:
                     recent = self.recent = deque()
-                recent.append((self.noff, data))
+                recent.append((self.noff, data, 0, len(data)))
                 self.recent_bytes += len(data)
                 while self.recent_bytes > keep and len(recent) > 1:
-                    self.recent_bytes -= len(recent.popleft()[1])
+                    self.recent_bytes -= recent.popleft()[3]
         self.noff += n
         self.nseq = (self.nseq + n) & MASK
         if n > cap:
@@ -318,11 +320,11 @@ class Stream:
         if not data or not self.recent:
             return
         end = off + len(data)
-        for ro, rd in reversed(self.recent):
+        for ro, rd, rs, rn in reversed(self.recent):
             lo = ro if ro > off else off
-            re = ro + len(rd)
+            re = ro + rn
             hi = re if re < end else end
-            if lo < hi and rd[lo - ro : hi - ro] != data[lo - off : hi - off]:
+            if lo < hi and rd[rs + lo - ro : rs + hi - ro] != data[lo - off : hi - off]:
                 self.flow.weird(
                     ts,
                     "tcp_retransmission_inconsistent",

@@ -329,10 +329,10 @@ class FlowTable:
             recent = s.recent
             if recent is None:
                 recent = s.recent = deque()
-            recent.append((s.noff, frame[start : start + n]))
+            recent.append((s.noff, frame, start, n))  # the frame, not a copy of its bytes
             s.recent_bytes += n
             while s.recent_bytes > keep and len(recent) > 1:
-                s.recent_bytes -= len(recent.popleft()[1])
+                s.recent_bytes -= recent.popleft()[3]
         s.noff += n
         s.nseq = (s.nseq + n) & MASK
         lane.lru.move_to_end(flow.id)
@@ -481,14 +481,13 @@ class FlowTable:
         flow.ip_bytes[d] += ip_len
         keep = self.limits.overlap_check_bytes
         if keep:
-            data = frame[start : start + n]
             recent = s.recent
             if recent is None:
                 recent = s.recent = deque()
-            recent.append((s.noff, data))
+            recent.append((s.noff, frame, start, n))
             s.recent_bytes += n
             while s.recent_bytes > keep and len(recent) > 1:
-                s.recent_bytes -= len(recent.popleft()[1])
+                s.recent_bytes -= recent.popleft()[3]
         s.noff += n
         s.nseq = (s.nseq + n) & MASK
         self.lru[ACTIVE].move_to_end(flow.id)
