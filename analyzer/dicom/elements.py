@@ -59,6 +59,9 @@ KNOWN_VRS = LONG_LENGTH_VRS | frozenset(
 )
 US_OR_SS = frozenset({"US or SS", "US or SS or OW"})
 VR_TEXT = {vr: vr.decode() for vr in KNOWN_VRS}
+SHORT_VRS = frozenset(VR_TEXT[vr] for vr in KNOWN_VRS - LONG_LENGTH_VRS)
+"""Known VRs with a 2-byte length (never a sequence, never bulk): what ``_short_elements``
+holds."""
 
 
 class Element(NamedTuple):
@@ -88,6 +91,28 @@ class Walk:
 
 _DICT: dict[int, tuple[str, str]] = {}
 """tag -> (keyword, dictionary VR) for public tags; filled on first use."""
+
+ShortHit = tuple[int, str, str, int, int]
+"""(tag, keyword, VR, what to do with the value, length): see ``_short_elements``."""
+_SHORT: dict[tuple[bool, frozenset[int] | None], dict[bytes, ShortHit]] = {}
+SHORT_MAX = 8192
+"""Entries of one ``_short_elements`` table; past it the table starts over."""
+KEEP_NONE, KEEP_ASCII, KEEP_VALUE = 0, 1, 2
+
+
+def _short_elements(little: bool, keep: frozenset[int] | None) -> dict[bytes, ShortHit]:
+    """The common element of explicit VR datasets, by its 8 header bytes (tag, VR, 2-byte
+    length): a public, non-sequence element with a known VR and what the walk does with its
+    value for this ``keep``. A series repeats the same headers slice after slice, so the walk
+    reads most elements with one lookup. One table per byte order and ``keep``."""
+    table = _SHORT.get((little, keep))
+    if table is None:
+        if len(_SHORT) >= 8:
+            _SHORT.clear()
+        table = _SHORT[(little, keep)] = {}
+    elif len(table) >= SHORT_MAX:
+        table.clear()  # bounded: hostile datasets with ever new tags or lengths
+    return table
 
 
 def _public(tag: int) -> tuple[str, str] | None:
@@ -197,6 +222,7 @@ class _Walker:
         self.u16 = struct.Struct(e + "H").unpack_from
         self.tag_len = struct.Struct(e + "HHL").unpack_from
         self.explicit_head = struct.Struct(e + "HH2sH").unpack_from
+        self.short = None if implicit else _short_elements(little, keep)
         self.out: list[Element] = []
         self.anomalies: list[tuple[str, str]] = []
         self.truncated = False
@@ -277,11 +303,46 @@ class _Walker:
         vr_text, known = VR_TEXT.get, _DICT.get
         new_tuple = tuple.__new__  # Element without its Python-level __new__
         listed = depth <= MAX_DEPTH
+        short = self.short
         while pos < end:
             if pos + 8 > n:
                 self.truncated = True
                 return n
             wire_vr: str | None = None
+            ckey: bytes | None = None
+            value: str | None
+            if short is not None:
+                ckey = data[pos : pos + 8]
+                hit = short.get(ckey)
+                if hit is not None and pos + 8 + hit[4] <= n:
+                    tag, keyword, vr, kind, length = hit
+                    vpos = pos + 8
+                    pos = vend = vpos + length
+                    if self.full:
+                        continue
+                    if kind == KEEP_NONE:
+                        value = None
+                    elif kind == KEEP_ASCII:
+                        value = (
+                            data[vpos:vend]
+                            .decode(default_encoding)
+                            .rstrip(" \x00")[:MAX_VALUE_CHARS]
+                        )
+                    else:
+                        value = self._value(tag, vr, data[vpos:vend], level)
+                    if not listed:
+                        continue
+                    element = new_tuple(Element, (tag, keyword, vr, value, length, depth))
+                    at = seen.get(tag)
+                    if at is not None:
+                        out[at] = element
+                        continue
+                    if len(out) >= self.max_elements:
+                        self.full = True
+                        continue
+                    seen[tag] = len(out)
+                    out.append(element)
+                    continue
             if implicit:
                 group, elem, length = tag_len(data, pos)
                 tag = group << 16 | elem
@@ -333,7 +394,7 @@ class _Walker:
             if self.full:
                 pos = vend
                 continue
-            value: str | None = None
+            value = None
             if group & 1:
                 if 0x10 <= elem <= 0xFF:
                     value = self._value(tag, vr, data[vpos:vend], level)
@@ -353,13 +414,26 @@ class _Walker:
                 pass
             elif vr in ASCII_VRS and (keep is None or tag in keep or vr == "UI"):
                 value = data[vpos:vend].decode(default_encoding).rstrip(" \x00")[:MAX_VALUE_CHARS]
+                kind = KEEP_ASCII
             elif keep is None or tag in keep:
                 value = self._value(tag, vr, data[vpos:vend], level, vend > n)
+                kind = KEEP_VALUE
+            else:
+                kind = KEEP_NONE
             pos = vend
             if not listed:
                 continue
             public = known(tag) or _public(tag)
             keyword = public[0] if public is not None else ""
+            if (
+                ckey is not None
+                and wire_vr in SHORT_VRS  # so the header was 8 bytes
+                and group != PIXEL_GROUP
+                and tag != SPECIFIC_CHARACTER_SET
+                and tag != PIXEL_REPRESENTATION
+            ):
+                assert short is not None
+                short[ckey] = (tag, keyword, vr, kind, length)
             element = new_tuple(Element, (tag, keyword, vr, value, length, depth))
             at = seen.get(tag)
             if at is not None:
