@@ -18,6 +18,7 @@ recorded (``analyzer_worker_died``) and replaced; what it had written stays.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import signal
 import time
@@ -107,6 +108,7 @@ def _worker_main(
             ports.add(flow.resp_p)
 
     pipe = Pipeline(config, sinks, shard=(k, n), summaries=feed, on_service=on_service)
+    gc.freeze()  # the process's long-lived objects: the cyclic collector leaves them alone
 
     def report() -> None:
         assoc = writers["dicom_assoc"]

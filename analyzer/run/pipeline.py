@@ -620,19 +620,26 @@ def run_analysis(
     def on_progress(packets: int) -> None:
         progress.update(sum(r.position() for r in readers), packets)
 
+    # what exists now (modules, the pipeline, pydicom's dictionary) lives for the whole run:
+    # the cyclic collector stops walking it again and again (7% of the instructions of a
+    # CT run); given back to it once the run is done
+    gc.freeze()
     try:
-        if follow is None:
-            pipe.feed(merged_records(readers, pipe.weirds.capture), on_progress)
-        else:
-            own = merged_records(readers, pipe.weirds.capture)
-            pipe.feed_owned(own, follow(lambda ts, name, detail: None), on_progress)
-            assert pipe.carry is not None
-            pipe.summary.followed = sorted(pipe.carry.followed)
-    except KeyboardInterrupt:
-        pipe.summary.interrupted = True
+        try:
+            if follow is None:
+                pipe.feed(merged_records(readers, pipe.weirds.capture), on_progress)
+            else:
+                own = merged_records(readers, pipe.weirds.capture)
+                pipe.feed_owned(own, follow(lambda ts, name, detail: None), on_progress)
+                assert pipe.carry is not None
+                pipe.summary.followed = sorted(pipe.carry.followed)
+        except KeyboardInterrupt:
+            pipe.summary.interrupted = True
+        finally:
+            progress.done()
+        summary = pipe.finish()
     finally:
-        progress.done()
-    summary = pipe.finish()
+        gc.unfreeze()
     if summaries is not None:
         summaries.close()
     summary.seconds = time.monotonic() - started
