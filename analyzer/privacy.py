@@ -123,12 +123,19 @@ class PhiSummary:
     """The PHI elements that hold a value, in wire order."""
 
 
+PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE = 0x00100010, 0x00100020, 0x00100030
+PATIENT_TAGS = frozenset({PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE})
+"""What ``patient_key`` is made of."""
+
+
 class PhiPolicy:
     """Which attributes count as PHI this run, and the run's keyed hashes."""
 
     def __init__(self, hasher: Hasher, include_uids: bool, capture_phi: bool) -> None:
         self.hasher = hasher
         self.tags = phi_tags(include_uids)
+        if not self.tags >= PATIENT_TAGS:  # pragma: no cover - Table E.1-1 holds them
+            raise RuntimeError("the PHI attributes lack the patient's identifiers")
         self.capture_phi = capture_phi
 
     def patient_key(self, ds: DatasetSummary) -> str | None:
@@ -143,12 +150,23 @@ class PhiPolicy:
         )
 
     def summarize(self, ds: DatasetSummary) -> PhiSummary:
+        """One pass over the elements: the PHI ones with a value, and among them (top level)
+        the identifiers ``patient_key`` reads, which are PHI themselves."""
         tags = self.tags
-        found = tuple(
-            e for e in ds.elements if e.tag in tags and e.value and not matching_key_only(e.value)
-        )
+        found = []
+        ident: dict[int, str] = {}
+        for e in ds.elements:
+            if e.tag in tags:
+                value = e.value
+                if value and not matching_key_only(value):
+                    found.append(e)
+                    if e.depth == 0 and e.tag in PATIENT_TAGS:
+                        ident[e.tag] = value
         keywords = sorted({e.keyword or f"{e.tag:08X}" for e in found})
-        return PhiSummary(keywords, self.patient_key(ds), found)
+        key = self.hasher.patient_key(
+            ident.get(PATIENT_ID), ident.get(PATIENT_NAME), ident.get(PATIENT_BIRTH_DATE)
+        )
+        return PhiSummary(keywords, key, tuple(found))
 
     def shown(self, value: str) -> str:
         """A value as the phi table writes it: redacted unless --capture-phi."""

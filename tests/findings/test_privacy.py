@@ -114,3 +114,43 @@ def test_wildcard_query_keys_are_not_patient_data(tmp_path: Path) -> None:
     asked = phi.join(queries, on=["uid", "message_id"]).filter(pl.col("direction") == "orig")
     assert "PatientName" not in set(asked["keyword"])  # PatientName=* names nobody
     assert set(phi["tier"]) <= {"direct", "quasi", "uid"} and "direct" in set(phi["tier"])
+
+
+@pytest.mark.parametrize(
+    "elements",
+    [
+        [(0x00100010, "DOE^JANE", 0), (0x00100020, "PAT-0001", 0), (0x00100030, "19700101", 0)],
+        [(0x00100010, "DOE^JANE", 0), (0x00100030, "19700101", 0)],
+        [(0x00100010, "*", 0), (0x00100020, "", 0), (0x00100030, "19700101", 0)],
+        [(0x00100010, "ROE^RICHARD", 1), (0x00100020, "PAT-0002", 1)],  # in a sequence only
+        [(0x00100020, "PAT-0003", 1), (0x00100010, "DOE*", 0)],
+        [(0x00080050, "ACC000101", 0)],
+        [],
+    ],
+)
+def test_one_pass_summary_names_the_patient_as_patient_key_does(
+    elements: list[tuple[int, str, int]],
+) -> None:
+    """``PhiPolicy.summarize`` reads the identifiers in its pass over the PHI elements; the
+    key must be the one ``patient_key`` builds from the dataset's top level."""
+    from pydicom.datadict import dictionary_keyword, dictionary_VR
+
+    from analyzer.dicom.dataset import DatasetSummary
+    from analyzer.dicom.elements import Element
+    from analyzer.privacy import Hasher, PhiPolicy
+
+    ds = DatasetSummary(
+        transfer_syntax_uid=None,
+        sop_class_uid=None,
+        sop_instance_uid=None,
+        elements=tuple(
+            Element(tag, dictionary_keyword(tag), dictionary_VR(tag), value, len(value), depth)
+            for tag, value, depth in elements
+        ),
+        partial=False,
+        anomalies=(),
+    )
+    policy = PhiPolicy(Hasher(b"salt"), include_uids=False, capture_phi=False)
+    summary = policy.summarize(ds)
+    assert summary.patient_key == policy.patient_key(ds)
+    assert [e.value for e in summary.elements] == [v for _, v, _ in elements if v.strip("*?")]
