@@ -201,11 +201,21 @@ def test_bad_findings_config_is_one_line(tmp_path: Path, text: str, message: str
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_table_writer_compacts_parts_in_order(tmp_path: Path) -> None:
-    """Hundreds of part files, merged 16 at a time: every row once, in order, one file left."""
+@pytest.mark.parametrize(
+    ("part_bytes", "fewest", "most"),
+    [(1, 124, 124), (3000, 2, 123), (4 << 20, 0, 0)],
+    ids=["chunk", "several", "none"],
+)
+def test_table_writer_compacts_parts_in_order(
+    tmp_path: Path, part_bytes: int, fewest: int, most: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of 10 rows, each its own part file, several chunks to a part, or no part at all
+    (the table fits in ``PART_BYTES``): every row once, in order, one file left."""
     from analyzer.logs.records import TABLES, Weird
+    from analyzer.output import writer as writer_module
     from analyzer.output.writer import TableWriter
 
+    monkeypatch.setattr(writer_module, "PART_BYTES", part_bytes)
     writer = TableWriter("weird", TABLES["weird"], tmp_path, "parquet", chunk_rows=10)
     for i in range(1234):
         writer.add(Weird(uid=f"C{i}", ts=float(i), name="name", detail="detail", source="tcp"))
@@ -214,6 +224,41 @@ def test_table_writer_compacts_parts_in_order(tmp_path: Path) -> None:
         float(i) for i in range(1234)
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["weird.parquet"]
+    assert fewest <= len(writer._parts) <= most
+
+
+def test_table_writer_keeps_rows_in_order_around_a_whole_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows held in memory, then a worker's whole table (``add_parquet``), then more rows:
+    the held rows go to a part before the table does, so the order is kept."""
+    from analyzer.logs.records import TABLES, Weird
+    from analyzer.output import writer as writer_module
+    from analyzer.output.writer import TableWriter
+
+    monkeypatch.setattr(writer_module, "PART_BYTES", 3000)
+
+    def rows(lo: int, hi: int) -> list[Weird]:
+        return [
+            Weird(uid=f"C{i}", ts=float(i), name="n", detail="d", source="tcp")
+            for i in range(lo, hi)
+        ]
+
+    other = TableWriter("weird", TABLES["weird"], tmp_path / "other", "parquet")
+    (tmp_path / "other").mkdir()
+    for row in rows(100, 150):
+        other.add(row)
+    other.close()
+    out = tmp_path / "out"
+    out.mkdir()
+    writer = TableWriter("weird", TABLES["weird"], out, "parquet", chunk_rows=10)
+    for row in rows(0, 100):
+        writer.add(row)
+    writer.add_parquet(tmp_path / "other" / "weird.parquet")
+    for row in rows(150, 175):
+        writer.add(row)
+    assert writer.close() == 175
+    assert pl.read_parquet(out / "weird.parquet")["ts"].to_list() == [float(i) for i in range(175)]
 
 
 def test_cli_analysis_without_numpy_decodes_the_same(tmp_path: Path) -> None:
