@@ -203,7 +203,7 @@ def test_bad_findings_config_is_one_line(tmp_path: Path, text: str, message: str
 
 @pytest.mark.parametrize(
     ("part_bytes", "fewest", "most"),
-    [(1, 124, 124), (3000, 2, 123), (4 << 20, 0, 0)],
+    [(1, 124, 124), (3000, 2, 123), (2 << 20, 0, 0)],
     ids=["chunk", "several", "none"],
 )
 def test_table_writer_compacts_parts_in_order(
