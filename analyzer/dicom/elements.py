@@ -395,6 +395,7 @@ class _Walker:
                 pos = vend
                 continue
             value = None
+            kind = KEEP_NONE
             if group & 1:
                 if 0x10 <= elem <= 0xFF:
                     value = self._value(tag, vr, data[vpos:vend], level)
@@ -418,8 +419,6 @@ class _Walker:
             elif keep is None or tag in keep:
                 value = self._value(tag, vr, data[vpos:vend], level, vend > n)
                 kind = KEEP_VALUE
-            else:
-                kind = KEEP_NONE
             pos = vend
             if not listed:
                 continue

@@ -288,3 +288,33 @@ def test_head_cut_inside_an_undefined_length_sequence_keeps_what_came_before() -
     assert values["PatientName"] == "DOE^JANE" and values["PatientID"] == "PAT-0001"
     assert sum(e.keyword == "CodeValue" for e in new.elements) > 100
     assert new.partial and [a[0] for a in new.anomalies] == ["dicom_dataset_truncated"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ds=datasets(),
+    syntax=st.sampled_from([ExplicitVRLittleEndian, ExplicitVRBigEndian]),
+    keep=st.sampled_from([None, frozenset(), frozenset({0x00100010, 0x00081030, 0x00080080})]),
+    cut=st.integers(0, 10_000),
+)
+def test_the_walk_reads_the_same_with_its_header_table_cold_or_warm(
+    ds: Dataset, syntax: str, keep: frozenset[int] | None, cut: int
+) -> None:
+    """``_short_elements`` remembers explicit-VR element headers across walks: a walk with
+    every header already known (warm) gives what a walk with none known (cold) gives, whole
+    or cut, for every ``keep``."""
+    from analyzer.dicom import elements
+
+    data = encode(ds, syntax)
+    data = data[: cut % (len(data) + 1)]
+    little = syntax != ExplicitVRBigEndian
+    elements._SHORT.clear()
+    cold = walk(data, implicit=False, little=little, keep=keep)
+    warm = walk(data, implicit=False, little=little, keep=keep)
+    assert warm == cold
+    common = [
+        e
+        for e in cold.elements
+        if e.vr in elements.SHORT_VRS and not (e.tag >> 16) & 1 and e.tag != 0x00080005
+    ]
+    assert elements._SHORT[(little, keep)] or not common  # the warm walk had headers to use
