@@ -16,13 +16,14 @@ from typing import Any
 
 from analyzer.logs.records import Weird
 from analyzer.net.decode import TcpHandler
-from analyzer.tcp.table import FlowTable
+from analyzer.tcp.flow import Flow
+from analyzer.tcp.table import FlowKey, FlowTable
 
 SYN, ACK = 0x02, 0x10
 
 
 class Carry:
-    __slots__ = ("table", "later", "followed", "settled")
+    __slots__ = ("table", "later", "followed", "settled", "frames")
 
     def __init__(self) -> None:
         self.table: FlowTable | None = None
@@ -34,6 +35,11 @@ class Carry:
         """The own files are done: every flow left is followed, and later records make no new
         one, so they may take the bulk fast path (before, a flow that takes later records and
         ends must be marked on the whole path, ``handler``)."""
+        self.frames: set[bytes] = set()
+        """Once settled: what a plain frame (``plain_frame``) of a flow still followed holds at
+        offset 26, its addresses and ports (``frame_ends``), for either direction. A later
+        record of a plain frame not in it is only a tick of the clock (``Pipeline.feed_owned``);
+        a flow's leave when it ends (``ended``)."""
 
     def handler(self, table: FlowTable, on_tcp: TcpHandler) -> TcpHandler:
         """``on_tcp`` that passes a later file's segment only to a flow the task has."""
@@ -79,9 +85,21 @@ class Carry:
     def own_files_done(self) -> None:
         assert self.table is not None
         self.followed.update(f.uid for f in self.table.flows.values())
+        self.frames = {frame_ends(k) for k in self.table.flows if len(k[0]) == 4}
         self.settled = True
 
-    def following(self) -> bool:
-        """Has the task any flow left (after its own files: only followed ones)?"""
-        assert self.table is not None
-        return bool(self.table.flows)
+    def ended(self, flow: Flow) -> None:
+        """``flow`` ended (it already left the table)."""
+        if self.settled and self.table is not None:
+            flows = self.table.flows
+            for k in flow.keys:
+                if len(k[0]) == 4 and k not in flows:
+                    self.frames.discard(frame_ends(k))
+
+
+def frame_ends(key: FlowKey) -> bytes:
+    """The bytes at offset 26 of a plain Ethernet/IPv4/TCP frame of the IPv4 flow direction
+    ``key``: source and destination address, source and destination port (as lanes key them,
+    ``FlowTable.lanes``)."""
+    src, sport, dst, dport = key
+    return src + dst + sport.to_bytes(2, "big") + dport.to_bytes(2, "big")

@@ -46,7 +46,7 @@ from analyzer.run.carry import Carry
 from analyzer.run.progress import Progress
 from analyzer.tcp.events import StreamSink
 from analyzer.tcp.flow import Flow
-from analyzer.tcp.table import FlowKey, FlowTable, ip_text
+from analyzer.tcp.table import FlowTable, ip_text
 
 WebSinks = Callable[[Exchange, int], ObjectSink | None]
 """An HTTP flow's object sinks (``export``): one per Part 10 object of a body."""
@@ -233,6 +233,8 @@ class Pipeline:
         self.engine.emitter.http(ex)
 
     def _flow_ended(self, flow: Flow) -> None:
+        if self.carry is not None:
+            self.carry.ended(flow)
         svc = flow.service
         if svc is not None:
             self.summary.services[svc] = self.summary.services.get(svc, 0) + 1
@@ -377,14 +379,27 @@ class Pipeline:
         first_later = next(later_it, None)
 
         def only_own_flows(rest: Iterable[Record]) -> Iterator[Record]:
-            """Later records once the own ones are done: those of flows the task has."""
+            """Later records once the own ones are done: those of flows the task has. A plain
+            frame (``plain_frame``, inline) of no flow left only moves the clock; the check
+            reads its 12 bytes of addresses and ports (``Carry.frames``)."""
             carry.later = True
+            frames = carry.frames
             for i, rec in enumerate(rest, 1):
-                if not i & 0xFF and not carry.following():
+                if not i & 0xFF and not flows:
                     break
-                key = plain_frame_key(rec[1], rec[2], rec[3])
-                if key is not None and key not in flows:
-                    tick(rec[0])  # no flow of this task: only the clock moves
+                ts, linktype, buf, wire_len = rec
+                if (
+                    linktype == 1
+                    and wire_len == len(buf) >= 54
+                    and buf[12] == 8
+                    and buf[13] == 0
+                    and buf[14] == 0x45
+                    and buf[23] == 6
+                    and not (buf[20] & 0x3F or buf[21])
+                    and 54 <= 34 + (buf[46] >> 4 << 2) <= 14 + (buf[16] << 8 | buf[17]) <= wire_len
+                    and buf[26:38] not in frames
+                ):
+                    tick(ts)
                     continue
                 yield rec
             carry.later = False
@@ -411,10 +426,10 @@ class Pipeline:
                     stats.packets += 1
                     stats.wire_bytes += rec[3]
                 elif own_done:
-                    if not i & 0xFF and not carry.following():
+                    if not i & 0xFF and not flows:
                         return
-                    key = plain_frame_key(rec[1], rec[2], rec[3])
-                    if key is not None and key not in flows:
+                    ends = plain_frame_ends(rec[1], rec[2], rec[3])
+                    if ends is not None and ends not in carry.frames:
                         tick(ts)
                         continue
                 yield rec
@@ -531,11 +546,10 @@ def plain_frame_shard(linktype: int, buf: bytes, wire_len: int, n: int) -> int |
     return None
 
 
-def plain_frame_key(linktype: int, buf: bytes, wire_len: int) -> FlowKey | None:
-    """The 4-tuple of a ``plain_frame``, or None for any other frame."""
-    if plain_frame(linktype, buf, wire_len):
-        return buf[26:30], buf[34] << 8 | buf[35], buf[30:34], buf[36] << 8 | buf[37]
-    return None
+def plain_frame_ends(linktype: int, buf: bytes, wire_len: int) -> bytes | None:
+    """The 12 bytes of addresses and ports of a ``plain_frame`` (``Carry.frames``), or None
+    for any other frame."""
+    return buf[26:38] if plain_frame(linktype, buf, wire_len) else None
 
 
 def _sharded(table: FlowTable, k: int, n: int, on_tcp: TcpHandler) -> TcpHandler:

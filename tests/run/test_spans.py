@@ -4,12 +4,13 @@ associations, PDUs and datasets, between the fragments of a datagram)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
 import analyzer.run.spans as spans
-from analyzer.capture import open_inputs
+from analyzer.capture import Record, open_inputs
 from analyzer.capture.formats import pcap_cuts
 from analyzer.run.workers import run_parallel
 from tests.helpers import CAPTURES, record_offsets
@@ -340,3 +341,74 @@ def test_ctrl_c_in_a_span_stops_the_spans_and_keeps_the_tables(
     assert (out / "conn.parquet").exists() and (out / "alerts.jsonl").exists()
     assert tables(out)["conn"], "what was decoded is kept"
     assert not list(out.glob(".workers-*"))
+
+
+def test_past_its_span_a_task_reads_only_its_followed_flows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its span's end a task hands on only the records of the flows it follows (known by
+    their 12 bytes of addresses and ports, ``Carry.frames``), and only while they last (a
+    flow's leave the set when it ends); every other record just moves the clock, and the
+    reading stops soon after the last flow ended.
+    The capture: two stores cut in their middle, then, 100 s later, two new sessions on the
+    same ports (no longer followed: their flows ended)."""
+    import dataclasses
+    import socket
+
+    import polars as pl
+
+    from analyzer.run.pipeline import Pipeline, run_analysis
+
+    first = busy_stores(2, stores=2)
+    again = [(ts + 100.0, buf) for ts, buf in busy_stores(2, stores=1)]
+    capture = write(first + again, tmp_path / "c.pcap")
+    offsets = record_offsets(capture.read_bytes())
+    cut, size = offsets[len(first) // 2], capture.stat().st_size
+    readers, _ = open_inputs([str(capture)])
+    read: list[object] = []
+
+    def rest(weird: object) -> Iterator[Record]:
+        for rec in dataclasses.replace(readers[0], span=(cut, size)).records(weird):  # type: ignore[arg-type]
+            read.append(rec)
+            yield rec
+
+    passed: list[Record] = []
+    feed = Pipeline.feed
+
+    def spy(self: Pipeline, records: Iterable[Record], on_progress: object = None) -> None:
+        def each() -> Iterator[Record]:
+            for rec in records:
+                passed.append(rec)
+                yield rec
+
+        feed(self, each(), on_progress)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Pipeline, "feed", spy)
+    own = dataclasses.replace(readers[0], span=(24, cut))
+    out = tmp_path / "span0"
+    out.mkdir()
+    summary = run_analysis(FAST, [own], out, "parquet", QUIET, shard=(0, 1), follow=rest)
+    assert summary.stats_own is not None and summary.stats_own.packets == len(first) // 2
+    conn = pl.read_parquet(out / "conn.parquet").filter(pl.col("uid").is_in(summary.followed))
+    assert conn.height == 2
+    last: dict[bytes, float] = {}
+    for h1, p1, h2, p2, ts, duration in conn.select(
+        "orig_h", "orig_p", "resp_h", "resp_p", "ts", "duration"
+    ).rows():
+        a, b = socket.inet_aton(h1), socket.inet_aton(h2)
+        end = ts.timestamp() if hasattr(ts, "timestamp") else ts
+        end += duration.total_seconds() if hasattr(duration, "total_seconds") else duration
+        last[a + b + p1.to_bytes(2, "big") + p2.to_bytes(2, "big")] = end
+        last[b + a + p2.to_bytes(2, "big") + p1.to_bytes(2, "big")] = end
+    later = passed[len(first) // 2 :]
+    assert later, "the followed flows' later records were analysed"
+    past_end: dict[float, int] = {}  # per flow (its last ts), records passed after it
+    for ts, _, buf, _ in later:
+        assert buf[26:38] in last
+        if ts > last[buf[26:38]] + 1e-6:
+            past_end[last[buf[26:38]]] = past_end.get(last[buf[26:38]], 0) + 1
+    # a record of the same ports after a flow's last one is passed on only while the flow
+    # still lingers in the table: the first (whose tick of the clock ends the flow)
+    assert all(n == 1 for n in past_end.values()), past_end
+    assert len(read) - len(later) > 0, "records of flows no longer followed were skipped"
+    assert len(read) < len(first) - len(first) // 2 + len(again), "it stopped before the end"
