@@ -31,7 +31,7 @@ from analyzer import __version__
 from analyzer.config import Config, load_config
 from analyzer.errors import AnalyzerError, ConfigError, InputError, OutputError
 from analyzer.net.checksum import Checksums
-from analyzer.output.writer import FORMATS, LIVE_FORMATS, TABLE_FORMATS
+from analyzer.output.formats import FORMATS, LIVE_FORMATS, TABLE_FORMATS
 from analyzer.run.progress import Progress
 
 if TYPE_CHECKING:
@@ -306,8 +306,13 @@ def _prepare_outdir(path: Path, fmt: str) -> list[str]:
                 f"restricted: {exc.strerror}"
             ) from None
         warnings.append(f"{path}: output directory was {mode:o}, restricted to 700")
+    return warnings
+
+
+def _stale_tables(path: Path, fmt: str) -> list[str]:
+    """A warning when ``path`` holds tables of another format."""
     from analyzer.logs.records import TABLES
-    from analyzer.output.writer import EXTENSIONS
+    from analyzer.output.formats import EXTENSIONS
 
     stale = sorted(
         p.name
@@ -316,12 +321,12 @@ def _prepare_outdir(path: Path, fmt: str) -> list[str]:
         for p in path.glob(f"*.{EXTENSIONS[other]}")
         if p.stem in TABLES
     )
-    if stale:
-        warnings.append(
-            f"{path}: holds tables of another format from an earlier run, left as they are: "
-            f"{', '.join(stale[:6])}{' ...' if len(stale) > 6 else ''}"
-        )
-    return warnings
+    if not stale:
+        return []
+    return [
+        f"{path}: holds tables of another format from an earlier run, left as they are: "
+        f"{', '.join(stale[:6])}{' ...' if len(stale) > 6 else ''}"
+    ]
 
 
 def _print_summary(s: RunSummary, outdir: Path | str, fmt: str) -> None:
@@ -482,13 +487,18 @@ def _run_config(args: argparse.Namespace) -> Config:
     return config
 
 
-def _open_run(args: argparse.Namespace) -> tuple[list[CaptureReader], Path, Progress, int | None]:
-    """Inputs, the output directory (created 0700) and the progress bar of a run."""
+def _open_run(
+    args: argparse.Namespace, stale: bool = True
+) -> tuple[list[CaptureReader], Path, Progress, int | None]:
+    """Inputs, the output directory (created 0700) and the progress bar of a run; ``stale``:
+    warn here of tables of another format in it (``_stale_tables``)."""
     from analyzer.capture import open_inputs
 
     readers, warnings = open_inputs(args.inputs)
     outdir = Path(args.output)
     warnings += _prepare_outdir(outdir, args.format)
+    if stale:
+        warnings += _stale_tables(outdir, args.format)
     total = sum(r.size or 0 for r in readers) or None
     progress = Progress(total, enabled=not args.quiet and sys.stderr.isatty())
     for w in warnings:
@@ -555,8 +565,6 @@ def _carve(args: argparse.Namespace) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     _without_numpy()
-    from analyzer.run.pipeline import run_analysis
-
     config = _run_config(args)
     if args.report and args.format not in TABLE_FORMATS:
         raise ConfigError("--report reads parquet, csv or jsonl tables, not Zeek logs")
@@ -566,14 +574,32 @@ def _analyze(args: argparse.Namespace) -> int:
         raise ConfigError("--sensor and --sensor-dirs need --dask (local:N runs on this machine)")
     if not args.inputs:
         raise ConfigError("no INPUT given")
-    readers, outdir, progress, total = _open_run(args)
+    readers, outdir, progress, total = _open_run(args, stale=False)
     workers = _workers(args.workers, args.inputs, total)
-    if workers > 1:
-        from analyzer.run.workers import run_parallel
+    # a span run's processes start before this one imports the analysis (run/launch.py)
+    from analyzer.run.launch import launch_spans, spans_apply
 
-        summary = run_parallel(config, args.inputs, readers, outdir, args.format, progress, workers)
-    else:
-        summary = run_analysis(config, readers, outdir, args.format, progress)
+    launch = (
+        launch_spans(config, readers[0], outdir, args.format, workers)
+        if spans_apply(args.inputs, readers, workers)
+        else None
+    )
+    try:
+        for w in _stale_tables(outdir, args.format):
+            print(f"warning: {w}", file=sys.stderr)
+        from analyzer.run.pipeline import run_analysis
+
+        if workers > 1:
+            from analyzer.run.workers import run_parallel
+
+            summary = run_parallel(
+                config, args.inputs, readers, outdir, args.format, progress, workers, None, launch
+            )
+        else:
+            summary = run_analysis(config, readers, outdir, args.format, progress)
+    finally:
+        if launch is not None:
+            launch.cancel()  # nothing once the run took it over
     if not args.quiet:
         _print_summary(summary, outdir, args.format)
         _print_suppressed(config, outdir)
@@ -662,7 +688,7 @@ def _write_report(outdir: Path, config: Config, quiet: bool) -> None:
 
 
 def _workers(requested: int | None, inputs: list[str], total: int | None) -> int:
-    from analyzer.run.workers import usable_cores
+    from analyzer.run.launch import usable_cores
 
     if requested is not None:
         if requested < 1:

@@ -23,10 +23,8 @@ from polars.io.plugins import register_io_source
 from analyzer.errors import OutputError
 from analyzer.logs.records import Schema
 from analyzer.output import zeek
+from analyzer.output.formats import EXTENSIONS, FORMATS, LIVE_FORMATS
 
-TABLE_FORMATS = ("parquet", "csv", "jsonl")
-"""Formats the report, the notebook and ``export``'s manifest read back."""
-FORMATS = (*TABLE_FORMATS, "zeek", "zeek-json")
 FORMULA = r"^'*[=+\-@\t\r]"
 """A cell a spreadsheet would run as a formula (OWASP CSV injection), after any quotes."""
 GUARDED = r"^'+[=+\-@\t\r]"
@@ -45,15 +43,6 @@ def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
         .alias(n)
         for n in text
     )
-
-
-EXTENSIONS = {
-    "parquet": "parquet",
-    "csv": "csv",
-    "jsonl": "jsonl",
-    "zeek": "log",
-    "zeek-json": "log",
-}
 
 
 def _private_open(path: Path, mode: str = "wb") -> IO[Any]:
@@ -316,10 +305,6 @@ def _write_durably(
             os.close(dir_fd)
     except OSError as exc:
         raise OutputError(f"{target}: cannot write: {exc.strerror}") from None
-
-
-LIVE_FORMATS = ("parquet", "zeek", "zeek-json")
-"""Formats of live's part files (each part is a whole file: Parquet or a Zeek log)."""
 
 
 class PartWriter(TableWriter):

@@ -15,35 +15,33 @@ The tables equal a single process's, as multisets of rows, uids included
 (``tests/run/test_spans.py``).
 
 Used when no export is requested, the only input is a plain (uncompressed, classic) pcap
-file and it holds at least ``MIN_SPAN`` bytes per worker; otherwise flow-hash sharding.
+file and it holds at least ``MIN_SPAN`` bytes per worker; otherwise flow-hash sharding. The
+processes are started by ``run/launch.py``, the command line's first step.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import multiprocessing
 import os
 import queue
-import secrets
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
-from multiprocessing.synchronize import Event
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 
 from analyzer.capture import CaptureReader, Record, WeirdSink
-from analyzer.capture.formats import PCAP_MAGIC, pcap_cuts_at
+from analyzer.capture.formats import pcap_cuts_at
 from analyzer.config import Config
-from analyzer.lean import leave_out, start_lean
+from analyzer.lean import leave_out
 from analyzer.net.decode import DecodeStats
 from analyzer.run.fragments import Fragments, drop_fragments, fragments
+from analyzer.run.launch import MIN_SPAN, Board, Launch, Result, launch_spans
 from analyzer.run.merge import interrupt_once, merge_parts
 from analyzer.run.pipeline import RunSummary, run_analysis
 from analyzer.run.progress import Progress
@@ -57,43 +55,7 @@ class CutMissed(Exception):
     damage ended the reading before it). The caller analyses the file another way."""
 
 
-MIN_SPAN = 64 << 20
-"""Bytes per worker below which a file is sharded by flow hash instead (spans cost a fixed
-start-up and the fragments of the flows that cross each cut)."""
-TAIL_SHARE = 5
-"""One part in this many of a large file is cut into the smaller spans of ``span_targets``."""
-MIN_TAIL = 32 << 20
-"""The smallest of those spans (each costs a span's start-up, end and cut)."""
 INTERRUPTED = "interrupted"
-
-
-def splittable(reader: CaptureReader, workers: int) -> bool:
-    """Can ``reader`` be cut into ``workers`` spans?"""
-    if reader.path is None or reader.size is None or reader.size < workers * MIN_SPAN:
-        return False
-    try:
-        with open(reader.path, "rb") as fh:
-            return fh.read(4) in PCAP_MAGIC
-    except OSError:
-        return False
-
-
-def span_targets(size: int, workers: int) -> list[int]:
-    """Where the cuts of a ``size``-byte file aim: ``workers`` large spans, one per process at
-    the start, then a tail of ever smaller spans (each half of what is left, down to
-    ``MIN_TAIL``) that whichever process is free takes next, so that the processes finish
-    together however the load of the machine or the traffic's density differ between them."""
-    tail = size // TAIL_SHARE
-    if tail < 2 * MIN_TAIL:
-        return [size * k // workers for k in range(1, workers)]
-    big = (size - tail) // workers
-    targets = [big * k for k in range(1, workers + 1)]
-    at, rest = targets[-1], size - targets[-1]
-    while rest // 2 >= MIN_TAIL:
-        at += rest // 2
-        rest -= rest // 2
-        targets.append(at)
-    return targets
 
 
 class SpanProgress(Progress):
@@ -138,38 +100,6 @@ def analyze_span(
     return summary
 
 
-@dataclasses.dataclass(slots=True)
-class Board:
-    """What the processes of one run share: the cuts, the next span to take, who took which,
-    each span's progress."""
-
-    cuts: SynchronizedArray[int]
-    ready: Event
-    next_span: Synchronized[int]
-    taken_by: SynchronizedArray[int]
-    """Per span, the process that took it (0: the main process), -1 while nobody has."""
-    done: list[Synchronized[int]]
-    packets: list[Synchronized[int]]
-
-    def take(self, k: int) -> int | None:
-        """The next span for process ``k``, or None when every span is taken."""
-        with self.next_span.get_lock():
-            j: int = self.next_span.value
-            if j >= len(self.taken_by):
-                return None
-            self.next_span.value = j + 1
-            self.taken_by[j] = k
-        return j
-
-    def close(self) -> None:
-        """No span is taken any more (Ctrl-C)."""
-        with self.next_span.get_lock():
-            self.next_span.value = len(self.taken_by)
-
-
-Result = tuple[int, RunSummary | None, str | None]
-
-
 def _worker(
     k: int,
     config: Config,
@@ -184,7 +114,8 @@ def _worker(
     signal.signal(signal.SIGINT, interrupt_once)
     j = -1
     try:
-        board.ready.wait()
+        if not board.wait_ready():
+            return
         offsets: list[int] = board.cuts[:]
         if offsets[0] < 0:
             return
@@ -211,40 +142,19 @@ def run_spans(
     fmt: str,
     progress: Progress,
     workers: int,
+    launch: Launch | None = None,
 ) -> RunSummary | None:
     """Analyze ``reader``'s file in spans (``span_targets``) on ``workers`` processes, this one
     included, into tables in ``outdir``; None when the file cannot be cut (the caller shards
-    by flow instead). ``CutMissed``: a cut was not at a record boundary."""
-    started = time.monotonic()
-    if config.salt is None:
-        config = dataclasses.replace(config, salt=secrets.token_bytes(32))
-    assert reader.path is not None and reader.size is not None
-    targets = span_targets(reader.size, workers)
-    n = len(targets) + 1
-    ctx = multiprocessing.get_context("spawn")
-    scratch = Path(tempfile.mkdtemp(prefix=".workers-", dir=outdir))
-    dirs = [scratch / f"s{j}" for j in range(n)]
-    for d in dirs:
-        d.mkdir(mode=0o700)
-    taken_by = ctx.Array("i", n)
-    taken_by[:] = [-1] * n
-    board = Board(
-        cuts=ctx.Array("q", n + 1),
-        ready=ctx.Event(),
-        next_span=ctx.Value("i", 0),
-        taken_by=taken_by,
-        done=[ctx.Value("q", 0) for _ in range(n)],
-        packets=[ctx.Value("q", 0) for _ in range(n)],
-    )
-    results: Queue[Result] = ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=_worker,
-            args=(k, config, reader, board, [str(d) for d in dirs], results),
-            name=f"dicom-analyzer-worker-{k}",
-        )
-        for k in range(1, workers)
-    ]
+    by flow instead). ``CutMissed``: a cut was not at a record boundary. ``launch``: the
+    processes, started already (``run/launch.py``); else they are started here."""
+    if launch is None:
+        launch = launch_spans(config, reader, outdir, fmt, workers)
+    launch.taken = True
+    started, config, board, results = launch.started, launch.config, launch.board, launch.results
+    procs, merger, scratch, dirs = launch.procs, launch.merger, launch.scratch, launch.dirs
+    assert reader.path is not None
+    n = len(launch.targets) + 1
     summaries: dict[int, RunSummary] = {}
     errors: list[str] = []
     warnings: list[str] = []
@@ -272,8 +182,6 @@ def run_spans(
         elif error is not None:
             errors.append(error)
 
-    merger = Merger(ctx, config, outdir, fmt)
-
     def abandon() -> None:
         """Nothing of this run is merged: the processes end, the scratch goes."""
         for p in procs:
@@ -283,9 +191,7 @@ def run_spans(
 
     reported: set[int] = set()
     try:
-        for p in procs:
-            start_lean(p)  # they import while the cuts are found
-        cuts = pcap_cuts_at(reader.path, targets)
+        cuts = pcap_cuts_at(reader.path, launch.targets)  # while the processes import
         board.cuts[:] = cuts if cuts is not None else [-1] * (n + 1)
         board.ready.set()
         if cuts is None:
@@ -381,51 +287,6 @@ def run_spans(
     return summary
 
 
-class Merger:
-    """The merge in a process of its own, started with the workers (it imports meanwhile): the
-    main process, which analysed span 0, would otherwise add the merge's peak to what its own
-    tables left behind. Ctrl-C does not stop it (the merge of what was decoded must run)."""
-
-    def __init__(
-        self, ctx: multiprocessing.context.SpawnContext, config: Config, outdir: Path, fmt: str
-    ) -> None:
-        self.go: Queue[list[list[object]] | None] = ctx.Queue()
-        self.done: Queue[tuple[RunSummary, int, dict[str, int]] | str] = ctx.Queue()
-        self.proc = ctx.Process(
-            target=_merger,
-            args=(config, str(outdir), fmt, self.go, self.done),
-            name="dicom-analyzer-merge",
-            daemon=True,  # never outlives the main process, whatever stops it
-        )
-        start_lean(self.proc)
-        if self.proc.pid is not None:
-            # lowest priority: it imports while every core analyses a span, and would take
-            # their time; by the time it merges, nothing else runs
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, self.proc.pid, 19)
-
-    def start_merge(self, parts: list[list[object]]) -> None:
-        self.go.put(parts)
-
-    def result(self) -> tuple[RunSummary, int, dict[str, int]]:
-        while True:
-            try:
-                got = self.done.get(timeout=0.5)
-                break
-            except queue.Empty:
-                if not self.proc.is_alive() and self.done.empty():
-                    got = f"ended without a result (exit code {self.proc.exitcode})"
-                    break
-        if isinstance(got, str):
-            self.proc.join(30)
-            raise RuntimeError(f"merge: {got}")
-        return got  # not joined: it exits while the caller goes on (a daemon, joined at exit)
-
-    def cancel(self) -> None:
-        self.go.put(None)
-        self.proc.join(30)
-
-
 def _merger(
     config: Config,
     outdir: str,
@@ -435,7 +296,14 @@ def _merger(
 ) -> None:
     leave_out()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parts = go.get()
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            parts = go.get(timeout=0.5)
+            break
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return
     if parts is None:
         return
     try:
@@ -463,4 +331,4 @@ def _services(drops: dict[Path, Fragments]) -> dict[str, int]:
     return out
 
 
-__all__ = ["MIN_SPAN", "CutMissed", "analyze_span", "run_spans", "splittable"]
+__all__ = ["MIN_SPAN", "CutMissed", "analyze_span", "run_spans"]

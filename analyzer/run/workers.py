@@ -42,11 +42,12 @@ from typing import IO, TYPE_CHECKING
 from analyzer.capture import CaptureReader, open_inputs
 from analyzer.config import Config
 from analyzer.lean import leave_out, start_lean
+from analyzer.run.launch import Launch, spans_apply, usable_cores
 from analyzer.run.merge import interrupt_once as _interrupt_once
 from analyzer.run.merge import merge_parts as _merge
 from analyzer.run.pipeline import RunSummary, run_analysis
 from analyzer.run.progress import Progress
-from analyzer.run.spans import CutMissed, run_spans, splittable
+from analyzer.run.spans import CutMissed, run_spans
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
@@ -57,13 +58,6 @@ if TYPE_CHECKING:
 
 INTERRUPTED = "interrupted"
 STDIN_CHUNK = 1 << 20
-
-
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 class PipeStream(io.RawIOBase):
@@ -188,13 +182,15 @@ def run_parallel(
     progress: Progress,
     workers: int,
     export: ExportJob | None = None,
+    launch: Launch | None = None,
 ) -> RunSummary:
     """Analyze ``inputs`` with ``workers`` processes into tables in ``outdir``; with
-    ``export``, each process writes its flows' objects and the manifests are merged."""
+    ``export``, each process writes its flows' objects and the manifests are merged.
+    ``launch``: the processes of a span run, started already (``run/launch.py``)."""
     missed: str | None = None
-    if export is None and inputs != ["-"] and len(readers) == 1 and splittable(readers[0], workers):
+    if launch is not None or spans_apply(inputs, readers, workers, export is not None):
         try:
-            spans = run_spans(config, readers[0], outdir, fmt, progress, workers)
+            spans = run_spans(config, readers[0], outdir, fmt, progress, workers, launch)
         except CutMissed as exc:
             spans, missed = None, str(exc)
         if spans is not None:

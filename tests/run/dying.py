@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from analyzer.run.spans import Board
+from analyzer.run.launch import Board
 
 
 def at_once(*args: object) -> None:
@@ -15,6 +15,6 @@ def at_once(*args: object) -> None:
 
 def holding_a_span(k: int, config: object, reader: object, board: Board, *rest: object) -> None:
     """Killed once it holds a span."""
-    board.ready.wait()
+    board.wait_ready()
     board.take(k)
     os._exit(9)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import analyzer.run.launch as launch
 import analyzer.run.spans as spans
 from analyzer.capture import Record, open_inputs
 from analyzer.capture.formats import pcap_cuts
@@ -102,7 +103,7 @@ def missed_cut_equals_one_process(
     """Two workers on ``capture`` (the minimum span lowered), whose cut misses: the run says
     so and its tables equal one process's. Returns its output directory."""
     run(capture, tmp_path / "one", FAST)
-    monkeypatch.setattr(spans, "MIN_SPAN", 0)
+    monkeypatch.setattr(launch, "MIN_SPAN", 0)
     readers, _ = open_inputs([str(capture)])
     out = tmp_path / "two"
     out.mkdir()
@@ -163,10 +164,10 @@ def test_cut_inside_busy_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     real = spans.run_spans
 
     def counting(*args: object, **kw: object) -> object:
-        used.append(args[-1])
+        used.append(args[5])
         return real(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(spans, "MIN_SPAN", 0)
+    monkeypatch.setattr(launch, "MIN_SPAN", 0)
     monkeypatch.setattr("analyzer.run.workers.run_spans", counting)
     for workers in (2, 3):
         readers, _ = open_inputs([str(capture)])
@@ -208,7 +209,7 @@ def test_followed_flows_take_the_fast_path(tmp_path: Path, monkeypatch: pytest.M
     assert summary.followed, "the cut falls inside the stores"
     followed_hits = sum(1 for ts in hits if ts >= cut_ts)
     assert followed_hits > 100, followed_hits
-    monkeypatch.setattr(spans, "MIN_SPAN", 0)
+    monkeypatch.setattr(launch, "MIN_SPAN", 0)
     spans_run(capture, tmp_path / "two", 2)
     run(capture, tmp_path / "one", FAST)
     assert tables(tmp_path / "two") == tables(tmp_path / "one")
@@ -225,17 +226,17 @@ def test_a_span_worker_that_dies_fails_the_run(
     readers, _ = open_inputs([str(capture)])
     out = tmp_path / "o"
     out.mkdir()
-    real_take = spans.Board.take
+    real_take = launch.Board.take
 
-    def take(self: spans.Board, k: int) -> int | None:
+    def take(self: launch.Board, k: int) -> int | None:
         if k == 0 and self.taken_by[0] >= 0:  # this process waits for the worker's first take
             deadline = time.monotonic() + 60
             while self.taken_by[1] < 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
         return real_take(self, k)
 
-    monkeypatch.setattr(spans.Board, "take", take)
-    monkeypatch.setattr(spans, "_worker", dying.holding_a_span)
+    monkeypatch.setattr(launch.Board, "take", take)
+    monkeypatch.setattr(launch, "_span_worker", dying.holding_a_span)
     with pytest.raises(RuntimeError, match="worker 1: ended without a result"):
         spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2)
     assert not list(out.glob(".workers-*"))
@@ -251,7 +252,7 @@ def test_a_worker_that_dies_before_taking_a_span_leaves_no_hole(
     readers, _ = open_inputs([str(capture)])
     out = tmp_path / "o"
     out.mkdir()
-    monkeypatch.setattr(spans, "_worker", dying.at_once)
+    monkeypatch.setattr(launch, "_span_worker", dying.at_once)
     summary = spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2)
     assert summary is not None
     assert tables(out) == tables(tmp_path / "one")
@@ -262,17 +263,17 @@ def test_span_targets() -> None:
     """Large files: one large span per process, then ever smaller ones down to ``MIN_TAIL``;
     smaller files: equal spans."""
     size = 4_015_353_817
-    targets = spans.span_targets(size, 2)
+    targets = launch.span_targets(size, 2)
     cuts = [0, *targets, size]
     lengths = [b - a for a, b in zip(cuts, cuts[1:], strict=False)]
     assert lengths[0] == lengths[1] > size // 3
     assert sum(lengths[2:]) == size - 2 * lengths[0] >= size // 5 - 2
     assert all(a >= b for a, b in zip(lengths[2:], lengths[3:-1], strict=False))
-    assert min(lengths[2:]) >= spans.MIN_TAIL and lengths[-1] < 2 * spans.MIN_TAIL
-    assert spans.span_targets(300 << 20, 2) == [150 << 20]  # no tail of spans that small
+    assert min(lengths[2:]) >= launch.MIN_TAIL and lengths[-1] < 2 * launch.MIN_TAIL
+    assert launch.span_targets(300 << 20, 2) == [150 << 20]  # no tail of spans that small
     gib = 1 << 30
-    big = (gib - gib // spans.TAIL_SHARE) // 4
-    assert spans.span_targets(gib, 4)[:4] == [big, 2 * big, 3 * big, 4 * big]
+    big = (gib - gib // launch.TAIL_SHARE) // 4
+    assert launch.span_targets(gib, 4)[:4] == [big, 2 * big, 3 * big, 4 * big]
 
 
 def test_tail_spans_equal_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -280,8 +281,8 @@ def test_tail_spans_equal_one_process(tmp_path: Path, monkeypatch: pytest.Monkey
     file has one): the tables equal one process's."""
     capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
     size = capture.stat().st_size
-    monkeypatch.setattr(spans, "MIN_TAIL", size // 40)
-    assert len(spans.span_targets(size, 2)) >= 5
+    monkeypatch.setattr(launch, "MIN_TAIL", size // 40)
+    assert len(launch.span_targets(size, 2)) >= 5
     run(capture, tmp_path / "one", FAST)
     spans_run(capture, tmp_path / "two", 2)
     assert tables(tmp_path / "two") == tables(tmp_path / "one")
@@ -320,7 +321,7 @@ def test_ctrl_c_in_a_span_stops_the_spans_and_keeps_the_tables(
     no span is taken after it, the workers are told, and the run still merges what was
     decoded into tables, says it was interrupted and leaves no scratch directory."""
     capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
-    monkeypatch.setattr(spans, "MIN_TAIL", capture.stat().st_size // 40)
+    monkeypatch.setattr(launch, "MIN_TAIL", capture.stat().st_size // 40)
     real = spans.analyze_span
     taken: list[int] = []
 

@@ -1,0 +1,281 @@
+"""The processes of a span run (``run/spans.py``), started before this process imports the
+analysis.
+
+A spawned process imports the analysis afresh (pydicom, polars, the decoders: about as long
+as this process took). Started only once this process had imported all of it, the span worker
+began its first span that much later, on a core idle meanwhile. The command line therefore
+starts them (``launch_spans``) as soon as it knows the input, the output directory and the
+number of workers, and only then imports the rest; ``run_spans`` takes the launch over. This
+module imports nothing heavy (``tests/test_lean.py`` checks it), and neither do the targets it
+names: each imports ``run/spans.py`` in its own process.
+
+Everything the processes share is made here, before they start (shared counters and events
+pass only to a process at its start): the ``Board``, the result queue, the merge's queues.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import queue
+import secrets
+import shutil
+import tempfile
+import time
+from multiprocessing.context import SpawnContext, SpawnProcess
+from multiprocessing.sharedctypes import Synchronized, SynchronizedArray
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analyzer.capture import CaptureReader
+from analyzer.capture.formats import PCAP_MAGIC
+from analyzer.config import Config
+from analyzer.lean import start_lean
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+
+    from analyzer.run.pipeline import RunSummary
+
+MIN_SPAN = 64 << 20
+"""Bytes per worker below which a file is sharded by flow hash instead (spans cost a fixed
+start-up and the fragments of the flows that cross each cut)."""
+TAIL_SHARE = 5
+"""One part in this many of a large file is cut into the smaller spans of ``span_targets``."""
+MIN_TAIL = 32 << 20
+"""The smallest of those spans (each costs a span's start-up, end and cut)."""
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def splittable(reader: CaptureReader, workers: int) -> bool:
+    """Can ``reader`` be cut into ``workers`` spans?"""
+    if reader.path is None or reader.size is None or reader.size < workers * MIN_SPAN:
+        return False
+    try:
+        with open(reader.path, "rb") as fh:
+            return fh.read(4) in PCAP_MAGIC
+    except OSError:
+        return False
+
+
+def spans_apply(
+    inputs: list[str], readers: list[CaptureReader], workers: int, export: bool = False
+) -> bool:
+    """Does ``analyze --workers`` cut this input in spans (else: flow-hash sharding)?"""
+    return (
+        workers > 1
+        and not export
+        and inputs != ["-"]
+        and len(readers) == 1
+        and splittable(readers[0], workers)
+    )
+
+
+def span_targets(size: int, workers: int) -> list[int]:
+    """Where the cuts of a ``size``-byte file aim: ``workers`` large spans, one per process at
+    the start, then a tail of ever smaller spans (each half of what is left, down to
+    ``MIN_TAIL``) that whichever process is free takes next, so that the processes finish
+    together however the load of the machine or the traffic's density differ between them."""
+    tail = size // TAIL_SHARE
+    if tail < 2 * MIN_TAIL:
+        return [size * k // workers for k in range(1, workers)]
+    big = (size - tail) // workers
+    targets = [big * k for k in range(1, workers + 1)]
+    at, rest = targets[-1], size - targets[-1]
+    while rest // 2 >= MIN_TAIL:
+        at += rest // 2
+        rest -= rest // 2
+        targets.append(at)
+    return targets
+
+
+@dataclasses.dataclass(slots=True)
+class Board:
+    """What the processes of one run share: the cuts, the next span to take, who took which,
+    each span's progress."""
+
+    cuts: SynchronizedArray[int]
+    ready: Event
+    next_span: Synchronized[int]
+    taken_by: SynchronizedArray[int]
+    """Per span, the process that took it (0: the main process), -1 while nobody has."""
+    done: list[Synchronized[int]]
+    packets: list[Synchronized[int]]
+
+    def take(self, k: int) -> int | None:
+        """The next span for process ``k``, or None when every span is taken."""
+        with self.next_span.get_lock():
+            j: int = self.next_span.value
+            if j >= len(self.taken_by):
+                return None
+            self.next_span.value = j + 1
+            self.taken_by[j] = k
+        return j
+
+    def close(self) -> None:
+        """No span is taken any more (Ctrl-C)."""
+        with self.next_span.get_lock():
+            self.next_span.value = len(self.taken_by)
+
+    def wait_ready(self) -> bool:
+        """In a worker: wait for the cuts; False when the process that started this one is
+        gone (it would never set them)."""
+        parent = multiprocessing.parent_process()
+        while not self.ready.wait(0.5):
+            if parent is not None and not parent.is_alive():
+                return False
+        return True
+
+
+Result = tuple[int, "RunSummary | None", "str | None"]
+
+
+def _span_worker(*args: Any) -> None:
+    from analyzer.run.spans import _worker
+
+    _worker(*args)
+
+
+def _merge_process(*args: Any) -> None:
+    from analyzer.run.spans import _merger
+
+    _merger(*args)
+
+
+class Merger:
+    """The merge in a process of its own, started with the workers (it imports meanwhile): the
+    main process, which analysed span 0, would otherwise add the merge's peak to what its own
+    tables left behind. Ctrl-C does not stop it (the merge of what was decoded must run)."""
+
+    def __init__(self, ctx: SpawnContext, config: Config, outdir: Path, fmt: str) -> None:
+        self.go: Queue[list[list[object]] | None] = ctx.Queue()
+        self.done: Queue[tuple[RunSummary, int, dict[str, int]] | str] = ctx.Queue()
+        self.proc = ctx.Process(
+            target=_merge_process,
+            args=(config, str(outdir), fmt, self.go, self.done),
+            name="dicom-analyzer-merge",
+            daemon=True,  # never outlives the main process, whatever stops it
+        )
+        start_lean(self.proc)
+        if self.proc.pid is not None:
+            # lowest priority: it imports while every core analyses a span, and would take
+            # their time; by the time it merges, nothing else runs
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, self.proc.pid, 19)
+
+    def start_merge(self, parts: list[list[object]]) -> None:
+        self.go.put(parts)
+
+    def result(self) -> tuple[RunSummary, int, dict[str, int]]:
+        while True:
+            try:
+                got = self.done.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not self.proc.is_alive() and self.done.empty():
+                    got = f"ended without a result (exit code {self.proc.exitcode})"
+                    break
+        if isinstance(got, str):
+            self.proc.join(30)
+            raise RuntimeError(f"merge: {got}")
+        return got  # not joined: it exits while the caller goes on (a daemon, joined at exit)
+
+    def cancel(self) -> None:
+        self.go.put(None)
+        self.proc.join(30)
+
+
+@dataclasses.dataclass(slots=True)
+class Launch:
+    """The started processes of one span run, until ``run_spans`` takes them (``taken``)."""
+
+    config: Config
+    """The run's configuration, with the salt every process hashes with."""
+    ctx: SpawnContext
+    targets: list[int]
+    scratch: Path
+    dirs: list[Path]
+    board: Board
+    results: Queue[Result]
+    procs: list[SpawnProcess]
+    merger: Merger
+    started: float
+    taken: bool = False
+
+    def cancel(self) -> None:
+        """The run will not take place (an error before it): the processes end, the scratch
+        goes. Nothing once ``run_spans`` took the launch over."""
+        if self.taken:
+            return
+        self.taken = True
+        self.board.cuts[:] = [-1] * len(self.board.cuts)
+        self.board.ready.set()
+        for p in self.procs:
+            p.join(30)
+        self.merger.cancel()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def launch_spans(
+    config: Config, reader: CaptureReader, outdir: Path, fmt: str, workers: int
+) -> Launch:
+    """Start the span workers 1..``workers``-1 and the merge process of a span run of
+    ``reader`` into ``outdir``; they import while this process goes on."""
+    started = time.monotonic()
+    if config.salt is None:
+        config = dataclasses.replace(config, salt=secrets.token_bytes(32))
+    assert reader.size is not None
+    targets = span_targets(reader.size, workers)
+    n = len(targets) + 1
+    ctx = multiprocessing.get_context("spawn")
+    scratch = Path(tempfile.mkdtemp(prefix=".workers-", dir=outdir))
+    dirs = [scratch / f"s{j}" for j in range(n)]
+    for d in dirs:
+        d.mkdir(mode=0o700)
+    taken_by = ctx.Array("i", n)
+    taken_by[:] = [-1] * n
+    board = Board(
+        cuts=ctx.Array("q", n + 1),
+        ready=ctx.Event(),
+        next_span=ctx.Value("i", 0),
+        taken_by=taken_by,
+        done=[ctx.Value("q", 0) for _ in range(n)],
+        packets=[ctx.Value("q", 0) for _ in range(n)],
+    )
+    results: Queue[Result] = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_span_worker,
+            args=(k, config, reader, board, [str(d) for d in dirs], results),
+            name=f"dicom-analyzer-worker-{k}",
+        )
+        for k in range(1, workers)
+    ]
+    for p in procs:
+        start_lean(p)
+    merger = Merger(ctx, config, outdir, fmt)
+    return Launch(config, ctx, targets, scratch, dirs, board, results, procs, merger, started)
+
+
+__all__ = [
+    "MIN_SPAN",
+    "MIN_TAIL",
+    "TAIL_SHARE",
+    "Board",
+    "Launch",
+    "Merger",
+    "launch_spans",
+    "span_targets",
+    "spans_apply",
+    "splittable",
+    "usable_cores",
+]
