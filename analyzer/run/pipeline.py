@@ -185,7 +185,7 @@ class Pipeline:
         on_tcp: TcpHandler = self.table.on_tcp
         if self.carry is not None:
             on_tcp = self.carry.handler(self.table, on_tcp)
-        if shard is not None:
+        if shard is not None and shard[1] > 1:  # one shard of one (a span): every flow
             on_tcp = _sharded(self.table, *shard, on_tcp)
         verify = config.checksums != Checksums.IGNORE
         self.decoder = Decoder(on_tcp, self.weirds.capture, self.fragments, check_fragments=verify)

@@ -91,8 +91,7 @@ def analyze_span(
     own = dataclasses.replace(reader, span=(start, end))
 
     def rest(weird: WeirdSink) -> Iterator[Record]:
-        later = dataclasses.replace(reader, span=(end, size))
-        yield from later.records(weird)
+        return dataclasses.replace(reader, span=(end, size)).records(weird)
 
     follow = rest if end < size else None
     summary = run_analysis(config, [own], outdir, "parquet", progress, shard=(0, 1), follow=follow)
