@@ -51,10 +51,13 @@ BATCH_ROWS = 8192
 
 def _stream(path: Path, rec: type[SummaryRecord]) -> Iterator[SummaryRecord]:
     """The records of one summary table, read a batch at a time (in the order written, which
-    is non-decreasing in ``emit_ts``)."""
-    for batch in pl.scan_parquet(path).collect_batches(chunk_size=BATCH_ROWS):
-        for row in batch.iter_rows(named=True):
-            yield rec(**row)
+    is non-decreasing in ``emit_ts``); the columns in field order, each row a tuple (half the
+    time of a dict per row)."""
+    make = rec._make
+    frame = pl.scan_parquet(path).select(rec._fields)
+    for batch in frame.collect_batches(chunk_size=BATCH_ROWS):
+        for row in batch.iter_rows():
+            yield make(row)
 
 
 def read_summaries(outdirs: Sequence[Path]) -> Iterator[SummaryRecord]:
