@@ -37,12 +37,12 @@ class _Fold:
         self.uids: list[str] = [row.uid] if row.uid else []
         self.omitted = 0
 
-    def add(self, row: FindingRow) -> None:
+    def add(self, uid: str | None, ts: float) -> None:
         self.count += 1
-        self.last_ts = max(self.last_ts, row.ts)
-        if row.uid and row.uid not in self.uids:
+        self.last_ts = max(self.last_ts, ts)
+        if uid and uid not in self.uids:
             if len(self.uids) < MAX_FOLDED_UIDS:
-                self.uids.append(row.uid)
+                self.uids.append(uid)
             else:
                 self.omitted += 1
 
@@ -103,11 +103,24 @@ class FindingSink:
 
     def emit(self, f: Finding, dedup: object | None = None) -> None:
         """A finding of a cross-flow rule."""
+        key = dedup_json(dedup)
+        if key is not None and not self.suppressions and self._folded(f.rule, key, f.uid, f.ts):
+            return
         row = _row(
             f.uid, f.ts, f.rule, f.severity.label, f.title, f.detail, f.orig_h, f.resp_h,
             f.calling_ae, f.called_ae, evidence_json(f.evidence), f.wireshark_filter, f.tshark,
         )  # fmt: skip
-        self._write(row, dedup_json(dedup), f.evidence)
+        self._write(row, key, f.evidence)
+
+    def _folded(self, rule: str, key: str, uid: str | None, ts: float) -> bool:
+        """Counted into its open fold, as ``_write`` would, without a row built first (a rule
+        past its threshold repeats on every event: ``bulk_retrieve`` on every stored object)."""
+        self.expire(ts)
+        fold = self._folds.get((rule, key))
+        if fold is None or ts - fold.row.ts >= self.windows.get(rule, 3600.0):
+            return False
+        fold.add(uid, ts)
+        return True
 
     def candidate(self, c: Candidate) -> None:
         """A finding of a per-flow rule."""
@@ -136,7 +149,7 @@ class FindingSink:
         key = (row.rule, dedup)
         fold = self._folds.get(key)
         if fold is not None and row.ts - fold.row.ts < self.windows.get(row.rule, 3600.0):
-            fold.add(row)
+            fold.add(row.uid, row.ts)
             return
         if fold is not None:
             self._close(key)

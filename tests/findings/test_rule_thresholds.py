@@ -611,6 +611,32 @@ def test_folded_findings_name_every_flow_they_cover() -> None:
     assert len(alerts) == 2 and alerts[1]["count"] == 25
 
 
+def test_a_repeat_is_folded_without_building_its_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeat within its fold's window is only counted (its evidence never serialised), and
+    the fold ends as when each repeat was a row."""
+    import analyzer.findings.sink as sink_module
+
+    serialised: list[object] = []
+    real = sink_module.evidence_json
+
+    def counting(evidence: object) -> str:
+        serialised.append(evidence)
+        return real(evidence)
+
+    monkeypatch.setattr(sink_module, "evidence_json", counting)
+    h = RuleHarness(auth.NoUserIdentity)
+    for i in range(4):
+        h.rule.on_association_end(FakeAssoc(ts=100.0 + i, uid=f"C{i}"))
+    table = ListSink()
+    sink = FindingSink(table, {"no_user_identity": 3600.0})
+    for f, dedup in h.emitted:
+        sink.emit(f, dedup)
+    sink.flush()
+    (row,) = list(table)
+    assert len(serialised) == 1
+    assert row.count == 4 and row.uids == ["C0", "C1", "C2", "C3"] and row.last_ts == 103.0
+
+
 def test_config_options_reach_the_rule() -> None:
     cfg = dataclasses.replace(Config(), rule_options={"large_result_set": {"max_results": 1}})
     from analyzer.findings.engine import rule_options
