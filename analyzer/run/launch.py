@@ -22,6 +22,7 @@ import os
 import queue
 import secrets
 import shutil
+import signal
 import tempfile
 import time
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -140,12 +141,16 @@ Result = tuple[int, "RunSummary | None", "str | None"]
 
 
 def _span_worker(*args: Any) -> None:
+    # a Ctrl-C while it imports is the main process's to handle (it ends the launch or the
+    # run); ``_worker`` then sets its own handler
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from analyzer.run.spans import _worker
 
     _worker(*args)
 
 
 def _merge_process(*args: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the merge of what was decoded must run
     from analyzer.run.spans import _merger
 
     _merger(*args)
@@ -212,13 +217,20 @@ class Launch:
     taken: bool = False
 
     def cancel(self) -> None:
-        """The run will not take place (an error before it): the processes end, the scratch
-        goes. Nothing once ``run_spans`` took the launch over."""
+        """The run will not take place (an error before it): ``stop``. Nothing once
+        ``run_spans`` took the launch over."""
         if self.taken:
             return
         self.taken = True
-        self.board.cuts[:] = [-1] * len(self.board.cuts)
-        self.board.ready.set()
+        self.stop()
+
+    def stop(self) -> None:
+        """Nothing of the run is merged: no span is taken any more (without cuts, none was),
+        the processes end, the scratch goes."""
+        if not self.board.ready.is_set():
+            self.board.cuts[:] = [-1] * len(self.board.cuts)
+            self.board.ready.set()
+        self.board.close()
         for p in self.procs:
             p.join(30)
         self.merger.cancel()

@@ -152,6 +152,7 @@ def run_spans(
     launch.taken = True
     started, config, board, results = launch.started, launch.config, launch.board, launch.results
     procs, merger, scratch, dirs = launch.procs, launch.merger, launch.scratch, launch.dirs
+    abandon = launch.stop
     assert reader.path is not None
     n = len(launch.targets) + 1
     summaries: dict[int, RunSummary] = {}
@@ -180,13 +181,6 @@ def run_spans(
             interrupt()
         elif error is not None:
             errors.append(error)
-
-    def abandon() -> None:
-        """Nothing of this run is merged: the processes end, the scratch goes."""
-        for p in procs:
-            p.join(30)
-        merger.cancel()
-        shutil.rmtree(scratch, ignore_errors=True)
 
     reported: set[int] = set()
     try:
@@ -236,8 +230,7 @@ def run_spans(
             except KeyboardInterrupt:
                 interrupt()
     except BaseException:
-        for p in procs:
-            p.join(30)
+        abandon()
         raise
     finally:
         progress.done()

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import analyzer.run.launch as launch
 from analyzer.capture import open_inputs
 from tests.helpers import TEST_SALT
-from tests.run.test_fast_path import FAST, busy_stores, run, tables, write
+from tests.run.test_fast_path import FAST, QUIET, busy_stores, run, tables, write
 
 HEAVY = ("polars", "pydicom", "analyzer.run.pipeline", "analyzer.run.spans")
 
@@ -68,3 +70,27 @@ def test_a_launch_the_run_never_takes_leaves_nothing(tmp_path: Path) -> None:
     assert started.merger.proc.exitcode == 0
     assert not started.scratch.exists() and not list(out.iterdir())
     started.cancel()  # twice: nothing more to do
+
+
+def test_an_error_in_the_main_process_ends_the_whole_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The main process fails in its span: no more spans are taken, the workers and the merge
+    process end, the scratch goes, and the error is raised."""
+    import analyzer.run.spans as spans
+
+    capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "out"
+    out.mkdir()
+    started = launch.launch_spans(FAST, readers[0], out, "parquet", 2)
+
+    def failing(*args: object, **kw: object) -> object:
+        raise RuntimeError("a bug in the main process's span")
+
+    monkeypatch.setattr(spans, "analyze_span", failing)  # this process only
+    with pytest.raises(RuntimeError, match="a bug"):
+        spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2, started)
+    assert [p.exitcode for p in started.procs] == [0]
+    assert started.merger.proc.exitcode == 0
+    assert not started.scratch.exists()
