@@ -6,8 +6,8 @@ as this process took). Started only once this process had imported all of it, th
 began its first span that much later, on a core idle meanwhile. The command line therefore
 starts them (``launch_spans``) as soon as it knows the input, the output directory and the
 number of workers, and only then imports the rest; ``run_spans`` takes the launch over. This
-module imports nothing heavy (``tests/test_lean.py`` checks it), and neither do the targets it
-names: each imports ``run/spans.py`` in its own process.
+module imports nothing heavy (``tests/run/test_launch.py`` checks it), and neither do the
+targets it names (``Entry``): each imports ``run/spans.py`` in its own process.
 
 Everything the processes share is made here, before they start (shared counters and events
 pass only to a process at its start): the ``Board``, the result queue, the merge's queues.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import multiprocessing
 import os
 import queue
@@ -140,20 +141,23 @@ class Board:
 Result = tuple[int, "RunSummary | None", "str | None"]
 
 
-def _span_worker(*args: Any) -> None:
-    # a Ctrl-C while it imports is the main process's to handle (it ends the launch or the
-    # run); ``_worker`` then sets its own handler
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from analyzer.run.spans import _worker
+@dataclasses.dataclass(frozen=True, slots=True)
+class Entry:
+    """A process's target named by module and function: the module is imported in that
+    process only (this module stays below ``run/spans.py`` in the import layers)."""
 
-    _worker(*args)
+    module: str
+    name: str
+
+    def __call__(self, *args: Any) -> None:
+        # a Ctrl-C while it imports is the main process's to handle (it ends the launch or
+        # the run); the target then sets its own handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        getattr(importlib.import_module(self.module), self.name)(*args)
 
 
-def _merge_process(*args: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the merge of what was decoded must run
-    from analyzer.run.spans import _merger
-
-    _merger(*args)
+SPAN_WORKER = Entry("analyzer.run.spans", "_worker")
+MERGE = Entry("analyzer.run.spans", "_merger")
 
 
 class Merger:
@@ -165,7 +169,7 @@ class Merger:
         self.go: Queue[list[list[object]] | None] = ctx.Queue()
         self.done: Queue[tuple[RunSummary, int, dict[str, int]] | str] = ctx.Queue()
         self.proc = ctx.Process(
-            target=_merge_process,
+            target=MERGE,
             args=(config, str(outdir), fmt, self.go, self.done),
             name="dicom-analyzer-merge",
             daemon=True,  # never outlives the main process, whatever stops it
@@ -266,7 +270,7 @@ def launch_spans(
     results: Queue[Result] = ctx.Queue()
     procs = [
         ctx.Process(
-            target=_span_worker,
+            target=SPAN_WORKER,
             args=(k, config, reader, board, [str(d) for d in dirs], results),
             name=f"dicom-analyzer-worker-{k}",
         )
@@ -279,10 +283,13 @@ def launch_spans(
 
 
 __all__ = [
+    "MERGE",
     "MIN_SPAN",
     "MIN_TAIL",
+    "SPAN_WORKER",
     "TAIL_SHARE",
     "Board",
+    "Entry",
     "Launch",
     "Merger",
     "launch_spans",

@@ -236,7 +236,7 @@ def test_a_span_worker_that_dies_fails_the_run(
         return real_take(self, k)
 
     monkeypatch.setattr(launch.Board, "take", take)
-    monkeypatch.setattr(launch, "_span_worker", dying.holding_a_span)
+    monkeypatch.setattr(launch, "SPAN_WORKER", dying.holding_a_span)
     with pytest.raises(RuntimeError, match="worker 1: ended without a result"):
         spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2)
     assert not list(out.glob(".workers-*"))
@@ -252,7 +252,7 @@ def test_a_worker_that_dies_before_taking_a_span_leaves_no_hole(
     readers, _ = open_inputs([str(capture)])
     out = tmp_path / "o"
     out.mkdir()
-    monkeypatch.setattr(launch, "_span_worker", dying.at_once)
+    monkeypatch.setattr(launch, "SPAN_WORKER", dying.at_once)
     summary = spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2)
     assert summary is not None
     assert tables(out) == tables(tmp_path / "one")
