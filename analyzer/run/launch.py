@@ -131,11 +131,16 @@ class Board:
     def wait_ready(self) -> bool:
         """In a worker: wait for the cuts; False when the process that started this one is
         gone (it would never set them)."""
-        parent = multiprocessing.parent_process()
         while not self.ready.wait(0.5):
-            if parent is not None and not parent.is_alive():
+            if parent_gone():
                 return False
         return True
+
+
+def parent_gone() -> bool:
+    """In a started process: has the process that started it ended?"""
+    parent = multiprocessing.parent_process()
+    return parent is not None and not parent.is_alive()
 
 
 Result = tuple[int, "RunSummary | None", "str | None"]
@@ -209,7 +214,6 @@ class Launch:
 
     config: Config
     """The run's configuration, with the salt every process hashes with."""
-    ctx: SpawnContext
     targets: list[int]
     scratch: Path
     dirs: list[Path]
@@ -279,7 +283,7 @@ def launch_spans(
     for p in procs:
         start_lean(p)
     merger = Merger(ctx, config, outdir, fmt)
-    return Launch(config, ctx, targets, scratch, dirs, board, results, procs, merger, started)
+    return Launch(config, targets, scratch, dirs, board, results, procs, merger, started)
 
 
 __all__ = [
@@ -293,6 +297,7 @@ __all__ = [
     "Launch",
     "Merger",
     "launch_spans",
+    "parent_gone",
     "span_targets",
     "spans_apply",
     "splittable",

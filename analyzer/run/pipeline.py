@@ -380,26 +380,16 @@ class Pipeline:
 
         def only_own_flows(rest: Iterable[Record]) -> Iterator[Record]:
             """Later records once the own ones are done: those of flows the task has. A plain
-            frame (``plain_frame``, inline) of no flow left only moves the clock; the check
-            reads its 12 bytes of addresses and ports (``Carry.frames``)."""
+            frame of no flow left only moves the clock; the check reads its 12 bytes of
+            addresses and ports (``plain_frame_ends``, ``Carry.frames``)."""
             carry.later = True
             frames = carry.frames
             for i, rec in enumerate(rest, 1):
                 if not i & 0xFF and not flows:
                     break
-                ts, linktype, buf, wire_len = rec
-                if (
-                    linktype == 1
-                    and wire_len == len(buf) >= 54
-                    and buf[12] == 8
-                    and buf[13] == 0
-                    and buf[14] == 0x45
-                    and buf[23] == 6
-                    and not (buf[20] & 0x3F or buf[21])
-                    and 54 <= 34 + (buf[46] >> 4 << 2) <= 14 + (buf[16] << 8 | buf[17]) <= wire_len
-                    and buf[26:38] not in frames
-                ):
-                    tick(ts)
+                ends = plain_frame_ends(rec[1], rec[2], rec[3])
+                if ends is not None and ends not in frames:
+                    tick(rec[0])
                     continue
                 yield rec
             carry.later = False

@@ -22,7 +22,6 @@ processes are started by ``run/launch.py``, the command line's first step.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import queue
 import shutil
@@ -41,7 +40,7 @@ from analyzer.config import Config
 from analyzer.lean import leave_out
 from analyzer.net.decode import DecodeStats
 from analyzer.run.fragments import Fragments, drop_fragments, fragments
-from analyzer.run.launch import MIN_SPAN, Board, Launch, Result, launch_spans
+from analyzer.run.launch import MIN_SPAN, Board, Launch, Result, launch_spans, parent_gone
 from analyzer.run.merge import interrupt_once, merge_parts
 from analyzer.run.pipeline import RunSummary, run_analysis
 from analyzer.run.progress import Progress
@@ -288,13 +287,12 @@ def _merger(
 ) -> None:
     leave_out()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = multiprocessing.parent_process()
     while True:
         try:
             parts = go.get(timeout=0.5)
             break
         except queue.Empty:
-            if parent is not None and not parent.is_alive():
+            if parent_gone():
                 return
     if parts is None:
         return
