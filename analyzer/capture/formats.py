@@ -17,7 +17,8 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
 
 Record = tuple[float, int, bytes, int]
 WeirdSink = Callable[[float, str, str], None]
@@ -48,6 +49,34 @@ OPT_IF_TSRESOL = 9
 OPT_IF_TSOFFSET = 14
 
 _DECOMPRESS_ERRORS = (EOFError, zlib.error, OSError)
+
+
+class Clock(Protocol):
+    """The flow table's clock as a reader that skips records moves it (``Skip``)."""
+
+    @property
+    def now(self) -> float: ...
+
+    @property
+    def next_expire(self) -> float: ...
+
+    def tick(self, ts: float) -> None: ...
+
+
+@dataclass(slots=True)
+class Skip:
+    """Records a follow phase has no use for (``run/carry.py``), skipped inside the reader
+    rather than handed on one by one. Until ``frames`` is set every record is handed on; from
+    then on a plain Ethernet/IPv4/TCP frame (as ``run.pipeline.plain_frame`` tests it) whose
+    addresses and ports, the 12 bytes at offset 26, are not in ``frames`` is not: its time
+    only moves ``clock``, which is ticked as soon as a time reaches ``next_expire`` and
+    brought up to the latest time before the next record handed on, so that it reads as if
+    every record had been ticked. Reading ends once ``done()`` (asked after each tick that
+    reached ``next_expire`` and after each record handed on)."""
+
+    clock: Clock
+    done: Callable[[], bool]
+    frames: set[bytes] | None = None
 
 
 class _Chunks:
@@ -288,10 +317,16 @@ def _end_of_input(chunks: _Chunks | Mapped, ts: float, weird: WeirdSink, what: s
 
 
 def read_pcap(
-    fh: IO[bytes], header: bytes, weird: WeirdSink, name: str, mapped: Mapped | None = None
+    fh: IO[bytes],
+    header: bytes,
+    weird: WeirdSink,
+    name: str,
+    mapped: Mapped | None = None,
+    skip: Skip | None = None,
 ) -> Iterator[Record]:
     """Yield the records of a classic pcap file whose 24-byte header was already read (from
-    ``fh``, or from ``mapped``, the whole file in memory, positioned after the header).
+    ``fh``, or from ``mapped``, the whole file in memory, positioned after the header);
+    ``skip``: the records to leave out once it is set (``Skip``).
 
     File header (24 bytes): magic(4) version_major(2) version_minor(2)
     thiszone(4) sigfigs(4) snaplen(4) linktype(4, low 16 bits are the link type).
@@ -303,6 +338,9 @@ def read_pcap(
     chunks: _Chunks | Mapped = mapped if mapped is not None else _Chunks(fh)
     ts = 0.0
     while True:
+        if skip is not None and skip.frames is not None and linktype == 1:
+            yield from _skipping(chunks, unpack_from, unit, skip, skip.frames, weird, name)
+            return
         # every whole record in the buffer, without a call per record; then refill
         buf, pos = chunks.buf, chunks.pos
         end = chunks.end()
@@ -322,12 +360,89 @@ def read_pcap(
                 break
             yield ts, linktype, buf[pos + 16 : nxt], wire_len if wire_len >= caplen else caplen
             pos = nxt
+            if skip is not None and skip.frames is not None:
+                break  # the skipping loop from here on
         chunks.pos = pos
         if not chunks._fill(need):
             if need > 16 and chunks.remaining() >= 16:
                 chunks.pos += 16  # the header was whole: the cut-off part is the data
             _end_of_input(chunks, ts, weird, name)
             return
+
+
+def _skipping(
+    chunks: _Chunks | Mapped,
+    unpack_from: Callable[[Any, int], tuple[Any, ...]],
+    unit: float,
+    skip: Skip,
+    frames: set[bytes],
+    weird: WeirdSink,
+    name: str,
+) -> Iterator[Record]:
+    """``read_pcap``'s loop over Ethernet records once ``skip`` is set."""
+    clock, done = skip.clock, skip.done
+    now, next_expire = clock.now, clock.next_expire
+    ts = 0.0
+    try:
+        while True:
+            buf, pos = chunks.buf, chunks.pos
+            end = chunks.end()
+            need = 16
+            while pos + 16 <= end:
+                sec, frac, caplen, wire_len = unpack_from(buf, pos)
+                ts = sec + frac * unit
+                if caplen > MAX_RECORD:
+                    chunks.pos = pos
+                    weird(
+                        ts,
+                        "capture_corrupt_record",
+                        f"{name}: record length {caplen} is not plausible",
+                    )
+                    return
+                nxt = pos + 16 + caplen
+                if nxt > end:
+                    need = 16 + caplen
+                    break
+                p = pos + 16
+                h = buf[p : p + 54]
+                if (
+                    caplen >= 54
+                    and wire_len <= caplen
+                    and h[12] == 8
+                    and h[13] == 0
+                    and h[14] == 0x45
+                    and h[23] == 6
+                    and not (h[20] & 0x3F or h[21])
+                    and 54 <= 34 + (h[46] >> 4 << 2) <= 14 + (h[16] << 8 | h[17]) <= caplen
+                    and h[26:38] not in frames
+                ):
+                    pos = nxt
+                    if ts > now:
+                        now = ts
+                        if ts >= next_expire:
+                            chunks.pos = pos
+                            clock.tick(ts)
+                            next_expire = clock.next_expire
+                            if done():
+                                return
+                    continue
+                if now > clock.now:
+                    clock.tick(now)
+                chunks.pos = nxt
+                yield ts, 1, buf[p:nxt], wire_len if wire_len >= caplen else caplen
+                if done():
+                    return
+                pos = nxt
+                now, next_expire = clock.now, clock.next_expire
+            chunks.pos = pos
+            if not chunks._fill(need):
+                if need > 16 and chunks.remaining() >= 16:
+                    chunks.pos += 16  # the header was whole: the cut-off part is the data
+                _end_of_input(chunks, ts, weird, name)
+                return
+    finally:
+        if now > clock.now:
+            clock.tick(now)
 
 
 class _Interface:

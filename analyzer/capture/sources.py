@@ -27,6 +27,7 @@ from analyzer.capture.formats import (
     PCAPNG_MAGIC,
     Mapped,
     Record,
+    Skip,
     WeirdSink,
     map_file,
     read_pcap,
@@ -34,7 +35,7 @@ from analyzer.capture.formats import (
 )
 from analyzer.errors import InputError
 
-__all__ = ["CaptureReader", "Record", "WeirdSink", "merged_records", "open_inputs"]
+__all__ = ["CaptureReader", "Record", "Skip", "WeirdSink", "merged_records", "open_inputs"]
 
 
 @dataclass(slots=True)
@@ -70,7 +71,9 @@ class CaptureReader:
         except (OSError, ValueError):
             return 0
 
-    def records(self, weird: WeirdSink) -> Iterator[Record]:
+    def records(self, weird: WeirdSink, skip: Skip | None = None) -> Iterator[Record]:
+        """The records; ``skip``: those a follow phase leaves out (``Skip``; a plain pcap
+        file's only, as they are read in place)."""
         raw: IO[bytes]
         if self.path is None:
             stream = self._stdin_stream
@@ -97,7 +100,7 @@ class CaptureReader:
                         raise InputError(f"{name}: pcap file header is cut off")
                     start, end = self.span or (24, len(mm))
                     self._mapped = Mapped(mm, start, end)
-                    yield from read_pcap(raw, mm[:24], weird, name, self._mapped)
+                    yield from read_pcap(raw, mm[:24], weird, name, self._mapped, skip)
             elif self.span is not None:
                 raise InputError(f"{name}: a span of records needs a plain pcap file")
             else:
@@ -268,15 +271,18 @@ def open_inputs(inputs: list[str]) -> tuple[list[CaptureReader], list[str]]:
     return readers, warnings
 
 
-def merged_records(readers: list[CaptureReader], weird: WeirdSink) -> Iterator[Record]:
+def merged_records(
+    readers: list[CaptureReader], weird: WeirdSink, skip: Skip | None = None
+) -> Iterator[Record]:
     """All records of all readers in timestamp order, opening files lazily.
 
     Rotated files do not overlap, so usually one file is open at a time; files that
     do overlap in time (two interfaces) are interleaved record by record. One reader's
-    records are its own iterator (no generator in between).
+    records are its own iterator (no generator in between). ``skip`` is used for a single
+    reader only: a reader that skips records ticks the clock past the others' next record.
     """
     if len(readers) == 1:
-        return readers[0].records(weird)
+        return readers[0].records(weird, skip)
     return _merged(readers, weird)
 
 

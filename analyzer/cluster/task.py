@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
 
-from analyzer.capture import Record, WeirdSink, merged_records, open_inputs
+from analyzer.capture import Record, Skip, WeirdSink, merged_records, open_inputs
 from analyzer.cluster import remote
 from analyzer.cluster.plan import Task
 from analyzer.config import Config
@@ -38,10 +38,12 @@ META = "task.json"
 def _later(files: tuple[str, ...]) -> Any:
     """The later files' records, each file opened only when the one before is done."""
 
-    def records(weird: WeirdSink) -> Iterator[Record]:
+    def records(weird: WeirdSink, skip: Skip) -> Iterator[Record]:
         for name in files:
+            if skip.frames is not None and skip.done():
+                return  # every followed flow has ended
             readers, _ = open_inputs([name])
-            yield from merged_records(readers, weird)
+            yield from merged_records(readers, weird, skip)
 
     return records
 
@@ -103,6 +105,7 @@ def _run(task: Task, config: Config, work: Path, attempt: str) -> dict[str, Any]
         "shard": task.shard,
         "files": list(task.files),
         "followed": summary.followed,
+        "followed_until": summary.followed_until,
         "packets": own.packets if task.shard == 0 else 0,
         "wire_bytes": own.wire_bytes if task.shard == 0 else 0,
         "flows": summary.flows,

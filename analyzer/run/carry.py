@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analyzer.capture import Skip
 from analyzer.logs.records import Weird
 from analyzer.net.decode import TcpHandler
 from analyzer.tcp.flow import Flow
@@ -23,7 +24,7 @@ SYN, ACK = 0x02, 0x10
 
 
 class Carry:
-    __slots__ = ("table", "later", "followed", "settled", "frames")
+    __slots__ = ("table", "later", "followed", "settled", "frames", "skip", "until")
 
     def __init__(self) -> None:
         self.table: FlowTable | None = None
@@ -40,10 +41,18 @@ class Carry:
         offset 26, its addresses and ports (``frame_ends``), for either direction. A later
         record of a plain frame not in it is only a tick of the clock (``Pipeline.feed_owned``);
         a flow's leave when it ends (``ended``)."""
+        self.until: dict[str, float] = {}
+        """When each followed flow ended: the clock then (the latest time of a record read so
+        far), which no record the flow took is later than, whatever the order of the capture's
+        time stamps (``run/fragments.py``)."""
+        self.skip: Skip | None = None
+        """Given to the later files' reader (``skip``): set to ``frames`` once settled, so that
+        a plain pcap file's reader skips those records itself."""
 
     def handler(self, table: FlowTable, on_tcp: TcpHandler) -> TcpHandler:
         """``on_tcp`` that passes a later file's segment only to a flow the task has."""
         self.table = table
+        self.skip = Skip(table, lambda: not table.flows)
         flows, tick, followed = table.flows, table.tick, self.followed
 
         def on_tcp_owned(
@@ -87,9 +96,13 @@ class Carry:
         self.followed.update(f.uid for f in self.table.flows.values())
         self.frames = {frame_ends(k) for k in self.table.flows if len(k[0]) == 4}
         self.settled = True
+        if self.skip is not None:
+            self.skip.frames = self.frames
 
     def ended(self, flow: Flow) -> None:
         """``flow`` ended (it already left the table)."""
+        if self.table is not None and (self.settled or flow.uid in self.followed):
+            self.until[flow.uid] = self.table.now
         if self.settled and self.table is not None:
             flows = self.table.flows
             for k in flow.keys:

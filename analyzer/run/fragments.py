@@ -3,9 +3,12 @@
 Flows that crossed a cut between two parts of a capture (a run of files of a cluster task, a
 span of a file) were followed to their end by the part they began in; the later parts saw
 their tail as a flow of its own (begun mid-stream). A flow of part ``j`` is such a fragment
-when an earlier part ``i`` followed a flow with the same two endpoints whose last packet is not
-before the fragment's first: every row and summary record of the fragment's uid is dropped
-from ``j``'s tables.
+when an earlier part ``i`` followed a flow with the same two endpoints that ended (``until``:
+the latest time stamp read when it ended, ``Carry.until``; else its last packet's) not before
+the fragment's first packet: every row and summary record of the fragment's uid is dropped
+from ``j``'s tables. The time a flow ended, rather than its last packet's, keeps the test
+right when time stamps step back (a packet the follower took may be stamped before the
+flow's last one).
 """
 
 from __future__ import annotations
@@ -59,13 +62,23 @@ def fragments(dirs: list[Path], metas: list[dict[str, Any]]) -> dict[Path, Fragm
         followed = meta.get("followed") or []
         if not followed or i + 1 == len(dirs):
             continue
+        until = meta.get("followed_until") or {}
+        ended = pl.LazyFrame(
+            {"uid": list(until), "until": [float(t) for t in until.values()]},
+            schema={"uid": pl.String, "until": pl.Float64},
+        )
         carried = (
             _ends(
                 pl.scan_parquet(d / "conn.parquet").filter(
                     pl.col("uid").is_in(string_set(followed))
                 )
             )
-            .select("end_a", "end_b", (pl.col("ts") + pl.col("duration")).alias("last"))
+            .join(ended, on="uid", how="left")
+            .select(
+                "end_a",
+                "end_b",
+                pl.max_horizontal(pl.col("ts") + pl.col("duration"), pl.col("until")).alias("last"),
+            )
             .collect()
         )
         if carried.height == 0:

@@ -19,7 +19,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from analyzer.capture import CaptureReader, Record, WeirdSink, merged_records
+from analyzer.capture import CaptureReader, Record, Skip, WeirdSink, merged_records
 from analyzer.config import Config
 from analyzer.dicom.tap import DatasetTap
 from analyzer.findings.engine import RuleEngine
@@ -86,6 +86,8 @@ class RunSummary:
     """With flows followed into later files: the counts of the task's own files."""
     followed: list[str] = field(default_factory=list)
     """The uids of the flows followed into later files."""
+    followed_until: dict[str, float] = field(default_factory=dict)
+    """When each followed flow ended (``Carry.until``)."""
     span_end: int | None = None
     """Where a span's own records ended (``run/spans.py`` checks it against the cut)."""
 
@@ -366,17 +368,17 @@ class Pipeline:
         own: Iterable[Record],
         later: Iterable[Record],
         on_progress: Callable[[int], None] | None = None,
+        in_file_order: bool = False,
     ) -> None:
         """Process the task's own records merged by time with the later files' records, which
         only its own flows take (``run/carry.py``); stop once the own records are done and
         every flow has ended. Own records before the first later one are taken as they come
-        (files cut in time rarely overlap): the merge costs only where they do."""
+        (files cut in time rarely overlap): the merge costs only where they do.
+        ``in_file_order``: the later records follow the own ones in one file (a span's), and
+        are taken after them, in the file's order, as one whole run reads that file."""
         carry = self.carry
         assert carry is not None
-        stats = self.summary.stats_own = DecodeStats()
         flows, tick = self.table.flows, self.table.tick
-        later_it = iter(later)
-        first_later = next(later_it, None)
 
         def only_own_flows(rest: Iterable[Record]) -> Iterator[Record]:
             """Later records once the own ones are done: those of flows the task has. A plain
@@ -393,6 +395,19 @@ class Pipeline:
                     continue
                 yield rec
             carry.later = False
+
+        if in_file_order:
+            stats = self.decoder.stats
+            self.feed(own, on_progress)
+            n_own = stats.packets
+            self.summary.stats_own = DecodeStats(packets=n_own, wire_bytes=stats.wire_bytes)
+            carry.own_files_done()
+            progress = None if on_progress is None else (lambda n: on_progress(n_own + n))
+            self.feed(only_own_flows(later), progress)
+            return
+        stats = self.summary.stats_own = DecodeStats()
+        later_it = iter(later)
+        first_later = next(later_it, None)
 
         def merged(own_rest: Iterable[Record], later_rest: Iterable[Record]) -> Iterator[Record]:
             """Own and later records overlapping in time, merged as one whole run reads them."""
@@ -591,11 +606,13 @@ def run_analysis(
     taps: Callable[[Flow, AssocView], DatasetTap | None] | None = None,
     extra_writers: Mapping[str, TableWriter] | None = None,
     http_objects: Callable[[Flow], WebSinks | None] | None = None,
-    follow: Callable[[WeirdSink], Iterable[Record]] | None = None,
+    follow: Callable[[WeirdSink, Skip], Iterable[Record]] | None = None,
+    follow_in_file_order: bool = False,
 ) -> RunSummary:
     """Analyze ``readers`` into tables in ``outdir``; with ``follow`` (the records of the later
-    files of the same capture, given the weird sink), the flows open at the end are followed there (``run/carry.py``; the
-    summary's ``followed`` names them). ``taps`` and ``extra_writers``: the
+    files of the same capture, given the weird sink and the records to skip), the flows open at the end are followed there (``run/carry.py``; the
+    summary's ``followed`` names them; ``follow_in_file_order``: ``Pipeline.feed_owned``).
+    ``taps`` and ``extra_writers``: the
     ``export`` command's dataset taps and its manifest. ``observers`` (tools such as
     crosscheck) see every association's events after the standard ones. With ``shard``, only
     that shard's flows are analysed and the cross-flow stage is left to ``findings.replay``:
@@ -634,14 +651,18 @@ def run_analysis(
                 pipe.feed(merged_records(readers, pipe.weirds.capture), on_progress)
             else:
                 own = merged_records(readers, pipe.weirds.capture)
-                pipe.feed_owned(own, follow(lambda ts, name, detail: None), on_progress)
-                assert pipe.carry is not None
+                assert pipe.carry is not None and pipe.carry.skip is not None
+                later = follow(lambda ts, name, detail: None, pipe.carry.skip)
+                pipe.feed_owned(own, later, on_progress, follow_in_file_order)
                 pipe.summary.followed = sorted(pipe.carry.followed)
         except KeyboardInterrupt:
             pipe.summary.interrupted = True
         finally:
             progress.done()
         summary = pipe.finish()
+        if pipe.carry is not None:  # the flows still open at the end ended in ``finish``
+            until = pipe.carry.until
+            summary.followed_until = {u: until[u] for u in summary.followed if u in until}
     finally:
         gc.unfreeze()
     if summaries is not None:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from analyzer.capture import CaptureReader, Record, WeirdSink
+from analyzer.capture import CaptureReader, Record, Skip, WeirdSink
 from analyzer.capture.formats import pcap_cuts_at
 from analyzer.config import Config
 from analyzer.lean import leave_out
@@ -89,11 +89,20 @@ def analyze_span(
     start, end, size = cuts[k], cuts[k + 1], cuts[-1]
     own = dataclasses.replace(reader, span=(start, end))
 
-    def rest(weird: WeirdSink) -> Iterator[Record]:
-        return dataclasses.replace(reader, span=(end, size)).records(weird)
+    def rest(weird: WeirdSink, skip: Skip) -> Iterator[Record]:
+        return dataclasses.replace(reader, span=(end, size)).records(weird, skip)
 
     follow = rest if end < size else None
-    summary = run_analysis(config, [own], outdir, "parquet", progress, shard=(0, 1), follow=follow)
+    summary = run_analysis(
+        config,
+        [own],
+        outdir,
+        "parquet",
+        progress,
+        shard=(0, 1),
+        follow=follow,
+        follow_in_file_order=True,
+    )
     summary.span_end = own.stopped_at
     return summary
 
@@ -246,7 +255,9 @@ def run_spans(
                 f"not at its cut {cuts[wrong[0] + 1]}"
             )
     try:
-        merger.start_merge([[str(dirs[j]), summaries[j].followed] for j in ks])
+        merger.start_merge(
+            [[str(dirs[j]), summaries[j].followed, summaries[j].followed_until] for j in ks]
+        )
         for k, p in enumerate(procs, 1):
             p.join(30)
             if p.exitcode and k not in set(board.taken_by[:]):
@@ -297,8 +308,9 @@ def _merger(
     if parts is None:
         return
     try:
-        dirs = [Path(str(d)) for d, _ in parts]
-        drops = fragments(dirs, [{"followed": followed} for _, followed in parts])
+        dirs = [Path(str(d)) for d, _, _ in parts]
+        metas = [{"followed": f, "followed_until": u} for _, f, u in parts]
+        drops = fragments(dirs, metas)
         dropped_services = _services(drops)
         drop_fragments(drops, tables=False)  # the merge leaves them out as it reads
         summary = merge_parts(

@@ -288,6 +288,21 @@ def test_tail_spans_equal_one_process(tmp_path: Path, monkeypatch: pytest.Monkey
     assert tables(tmp_path / "two") == tables(tmp_path / "one")
 
 
+def test_spans_take_records_in_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time stamps that step back (every seventh record stamped 5 ms late, as a capture from
+    several NIC queues has them): one process reads a file in its order, and so does a span
+    past its end (``follow_in_file_order``), not merged by time. The tables equal one
+    process's, cut into a tail of small spans."""
+    frames = busy_stores(4, stores=2)
+    frames = [(ts + 0.005 if i % 7 == 3 else ts, buf) for i, (ts, buf) in enumerate(frames)]
+    assert any(a[0] > b[0] for a, b in zip(frames, frames[1:], strict=False))
+    capture = write(frames, tmp_path / "c.pcap")
+    monkeypatch.setattr(launch, "MIN_TAIL", capture.stat().st_size // 40)
+    run(capture, tmp_path / "one", FAST)
+    spans_run(capture, tmp_path / "two", 2)
+    assert tables(tmp_path / "two") == tables(tmp_path / "one")
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "zeek"])
 def test_spans_in_text_formats(fmt: str, tmp_path: Path) -> None:
     """The merge leaves the followed flows' fragments out as it appends a text table."""
@@ -344,20 +359,28 @@ def test_ctrl_c_in_a_span_stops_the_spans_and_keeps_the_tables(
     assert not list(out.glob(".workers-*"))
 
 
+@pytest.mark.parametrize("in_order", [True, False], ids=["span", "files"])
+@pytest.mark.parametrize("in_reader", [True, False], ids=["reader-skips", "task-skips"])
 def test_past_its_span_a_task_reads_only_its_followed_flows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_reader: bool, in_order: bool
 ) -> None:
     """Past its span's end a task hands on only the records of the flows it follows (known by
     their 12 bytes of addresses and ports, ``Carry.frames``), and only while they last (a
     flow's leave the set when it ends); every other record just moves the clock, and the
-    reading stops soon after the last flow ended.
+    reading stops soon after the last flow ended. A plain pcap file's reader skips those
+    records itself (``Skip``); any other reader hands them all on and the task skips them: the
+    same records reach the pipeline either way, and the same rows come out. A span takes its
+    later records after its own (``follow_in_file_order``); a task of files merges them by
+    time where they overlap: the same here, where they do not.
     The capture: two stores cut in their middle, then, 100 s later, two new sessions on the
     same ports (no longer followed: their flows ended)."""
     import dataclasses
     import socket
 
     import polars as pl
+    from polars.testing import assert_frame_equal
 
+    from analyzer.capture import Skip
     from analyzer.run.pipeline import Pipeline, run_analysis
 
     first = busy_stores(2, stores=2)
@@ -367,9 +390,10 @@ def test_past_its_span_a_task_reads_only_its_followed_flows(
     cut, size = offsets[len(first) // 2], capture.stat().st_size
     readers, _ = open_inputs([str(capture)])
     read: list[object] = []
+    later_reader = dataclasses.replace(readers[0], span=(cut, size))
 
-    def rest(weird: object) -> Iterator[Record]:
-        for rec in dataclasses.replace(readers[0], span=(cut, size)).records(weird):  # type: ignore[arg-type]
+    def rest(weird: object, skip: Skip) -> Iterator[Record]:
+        for rec in later_reader.records(weird, skip if in_reader else None):  # type: ignore[arg-type]
             read.append(rec)
             yield rec
 
@@ -388,7 +412,16 @@ def test_past_its_span_a_task_reads_only_its_followed_flows(
     own = dataclasses.replace(readers[0], span=(24, cut))
     out = tmp_path / "span0"
     out.mkdir()
-    summary = run_analysis(FAST, [own], out, "parquet", QUIET, shard=(0, 1), follow=rest)
+    summary = run_analysis(
+        FAST,
+        [own],
+        out,
+        "parquet",
+        QUIET,
+        shard=(0, 1),
+        follow=rest,
+        follow_in_file_order=in_order,
+    )
     assert summary.stats_own is not None and summary.stats_own.packets == len(first) // 2
     conn = pl.read_parquet(out / "conn.parquet").filter(pl.col("uid").is_in(summary.followed))
     assert conn.height == 2
@@ -411,5 +444,29 @@ def test_past_its_span_a_task_reads_only_its_followed_flows(
     # a record of the same ports after a flow's last one is passed on only while the flow
     # still lingers in the table: the first (whose tick of the clock ends the flow)
     assert all(n == 1 for n in past_end.values()), past_end
-    assert len(read) - len(later) > 0, "records of flows no longer followed were skipped"
+    assert later_reader.stopped_at is not None and later_reader.stopped_at < size, "it stopped"
     assert len(read) < len(first) - len(first) // 2 + len(again), "it stopped before the end"
+    if in_reader:
+        assert read == later, "the reader handed on only the followed flows' records"
+    else:
+        assert len(read) > len(later), "the task skipped the other flows' records"
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    monkeypatch.setattr(Pipeline, "feed", feed)
+    other = run_analysis(
+        FAST,
+        [own],
+        whole,
+        "parquet",
+        QUIET,
+        shard=(0, 1),
+        follow=(lambda weird, skip: later_reader.records(weird, None if in_reader else skip)),
+        follow_in_file_order=not in_order,
+    )
+    assert other.followed == summary.followed
+    for name in ("conn", "dicom", "weird"):
+        if (out / f"{name}.parquet").exists() or (whole / f"{name}.parquet").exists():
+            assert_frame_equal(
+                pl.read_parquet(whole / f"{name}.parquet").sort("uid"),
+                pl.read_parquet(out / f"{name}.parquet").sort("uid"),
+            )
