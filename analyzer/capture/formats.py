@@ -51,6 +51,14 @@ OPT_IF_TSOFFSET = 14
 _DECOMPRESS_ERRORS = (EOFError, zlib.error, OSError)
 
 
+PLAIN_HEAD = struct.Struct("!12xHBxH2xHxB22xB")
+"""The fields of an Ethernet/IPv4/TCP frame's first 47 bytes that tell a plain frame
+(``run.pipeline.plain_frame``): EtherType (12), IP version and header length (14), IP total
+length (16), IP flags and fragment offset (20), protocol (23), TCP data offset (46)."""
+NOT_PLAIN = (0, 0, 0, 0, 0, 0)
+"""``PLAIN_HEAD``'s fields for a frame too short or not Ethernet: no plain frame's."""
+
+
 class Clock(Protocol):
     """The flow table's clock as a reader that skips records moves it (``Skip``)."""
 
@@ -381,6 +389,7 @@ def _skipping(
 ) -> Iterator[Record]:
     """``read_pcap``'s loop over Ethernet records once ``skip`` is set."""
     clock, done = skip.clock, skip.done
+    plain_head = PLAIN_HEAD.unpack_from
     now, next_expire = clock.now, clock.next_expire
     ts = 0.0
     try:
@@ -404,17 +413,16 @@ def _skipping(
                     need = 16 + caplen
                     break
                 p = pos + 16
-                h = buf[p : p + 54]
+                eth, ver_ihl, ip_len, frag, proto, tcp_off = (
+                    plain_head(buf, p) if caplen >= 54 and wire_len <= caplen else NOT_PLAIN
+                )
                 if (
-                    caplen >= 54
-                    and wire_len <= caplen
-                    and h[12] == 8
-                    and h[13] == 0
-                    and h[14] == 0x45
-                    and h[23] == 6
-                    and not (h[20] & 0x3F or h[21])
-                    and 54 <= 34 + (h[46] >> 4 << 2) <= 14 + (h[16] << 8 | h[17]) <= caplen
-                    and h[26:38] not in frames
+                    eth == 0x0800
+                    and ver_ihl == 0x45
+                    and proto == 6
+                    and not frag & 0x3FFF
+                    and 54 <= 34 + (tcp_off >> 4 << 2) <= 14 + ip_len <= caplen
+                    and buf[p + 26 : p + 38] not in frames
                 ):
                     pos = nxt
                     if ts > now:

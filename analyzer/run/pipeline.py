@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.capture import CaptureReader, Record, Skip, WeirdSink, merged_records
+from analyzer.capture.formats import NOT_PLAIN, PLAIN_HEAD
 from analyzer.config import Config
 from analyzer.dicom.tap import DatasetTap
 from analyzer.findings.engine import RuleEngine
@@ -268,7 +269,8 @@ class Pipeline:
         """Process records; an internal error in one packet is an anomaly, not the end.
 
         Most frames of a busy capture are plain (Ethernet, IPv4 without options or fragments,
-        TCP, whole, lengths consistent: ``plain_frame``, spelled inline here), and two kinds of them
+        TCP, whole, lengths consistent: ``plain_frame``, spelled inline here from one unpack of
+        the header fields it reads, ``PLAIN_HEAD``), and two kinds of them
         are settled here without the decoder: in a shard worker, a frame of another shard is
         only counted and moves the clock; a bulk segment nothing reads (``FlowTable.counted``)
         is counted in one step. Every other frame takes the decoder. ``[limits]
@@ -284,21 +286,21 @@ class Pipeline:
         crc32 = zlib.crc32
         strict = self.config.strict
         plain = plain_bytes = 0  # frames settled here: added to ``stats`` at the end
+        plain_head = PLAIN_HEAD.unpack_from
         try:
             for n, (ts, linktype, buf, wire_len) in enumerate(records, 1):
                 try:
+                    eth, ver_ihl, ip_len, frag, proto, tcp_off = (
+                        plain_head(buf)
+                        if linktype == 1 and wire_len == len(buf) >= 54
+                        else NOT_PLAIN
+                    )
                     if (
-                        linktype == 1
-                        and wire_len == len(buf) >= 54
-                        and buf[12] == 8
-                        and buf[13] == 0
-                        and buf[14] == 0x45
-                        and buf[23] == 6
-                        and not (buf[20] & 0x3F or buf[21])
-                        and 54
-                        <= 34 + (buf[46] >> 4 << 2)
-                        <= 14 + (buf[16] << 8 | buf[17])
-                        <= wire_len
+                        eth == 0x0800
+                        and ver_ihl == 0x45
+                        and proto == 6
+                        and not frag & 0x3FFF
+                        and 54 <= 34 + (tcp_off >> 4 << 2) <= 14 + ip_len <= wire_len
                     ):
                         if shards > 1:
                             a, b = buf[26:30] + buf[34:36], buf[30:34] + buf[36:38]

@@ -65,6 +65,9 @@ VARIANTS = {
     "not-tcp": lambda b: b[:23] + b"\x11" + b[24:],
     "ip-options": lambda b: b[:14] + b"\x46" + b[15:],
     "short-ip-length": lambda b: b[:16] + b"\x00\x10" + b[18:],
+    "long-ip-length": lambda b: b[:16] + b"\x05\xdc" + b[18:],
+    "short-tcp-header": lambda b: b[:46] + b"\x40" + b[47:],
+    "dont-fragment": lambda b: b[:20] + b"\x40\x00" + b[22:],
 }
 
 
