@@ -612,9 +612,9 @@ def run_analysis(
     follow_in_file_order: bool = False,
 ) -> RunSummary:
     """Analyze ``readers`` into tables in ``outdir``; with ``follow`` (the records of the later
-    files of the same capture, given the weird sink and the records to skip), the flows open at the end are followed there (``run/carry.py``; the
-    summary's ``followed`` names them; ``follow_in_file_order``: ``Pipeline.feed_owned``).
-    ``taps`` and ``extra_writers``: the
+    files of the same capture, given the weird sink and the records to skip), the flows open
+    at the end are followed there (``run/carry.py``; the summary's ``followed`` names them;
+    ``follow_in_file_order``: ``Pipeline.feed_owned``). ``taps`` and ``extra_writers``: the
     ``export`` command's dataset taps and its manifest. ``observers`` (tools such as
     crosscheck) see every association's events after the standard ones. With ``shard``, only
     that shard's flows are analysed and the cross-flow stage is left to ``findings.replay``:
