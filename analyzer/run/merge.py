@@ -7,6 +7,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
@@ -42,7 +43,7 @@ def merge_parts(
     attribute: Callable[[str, pl.DataFrame], pl.DataFrame] | None = None,
     fragments: dict[Path, set[str]] | None = None,
 ) -> RunSummary:
-    """The workers' per-flow tables as one, then the cross-flow stage over their summaries.
+    """The workers' per-flow tables as one, and the cross-flow stage over their summaries.
     ``attribute(name, frame)`` may complete the ``finding`` and ``asset`` rows (the cluster's
     sensor column) before they are written. ``fragments``: per directory, flows whose rows are
     left out of its per-flow tables as they are read (spans: ``drop_fragments`` then rewrites
@@ -62,30 +63,56 @@ def merge_parts(
         if held is not None
         else writers
     )
-    summary.findings = replay(
-        config,
-        dirs,
-        cross["finding"],
-        report,
-        alerts=outdir / "alerts.jsonl",
-        asset_table=cross["asset"],
-    )
-    if held is not None and attribute is not None:
-        for name, w in cross.items():
-            w.close()
-            writers[name].add_frame(attribute(name, pl.read_parquet(w.path)))
-        shutil.rmtree(held, ignore_errors=True)
-    for name in (*PER_FLOW_TABLES, "exported") if exported else PER_FLOW_TABLES:
+    names = (*PER_FLOW_TABLES, "exported") if exported else PER_FLOW_TABLES
+
+    def add_parts(name: str) -> None:
         # streamed, worker by worker: rows come grouped by worker, never all in memory
         for d in dirs:
             if (d / f"{name}.parquet").exists():
                 uids = fragments.get(d) if fragments else None
                 keep = without_fragments(uids) if uids and "uid" in TABLES[name] else None
                 writers[name].add_parquet(d / f"{name}.parquet", keep)
-        if name == "weird" and internal:
-            writers[name].add_frame(pl.DataFrame(internal, schema=TABLES[name], orient="row"))
+
+    # after the replay: ``weird`` (the replay adds to it), and ``conn`` when ``attribute``
+    # reads the parts' (adding a part moves its file)
+    after = ("weird", "conn") if attribute is not None else ("weird",)
+
+    def per_flow_tables() -> dict[str, int]:
+        """The other per-flow tables, written while the replay runs: polars reads and writes
+        them without the interpreter's lock, the replay is Python, so the two share the
+        cores."""
+        rows = {}
+        for name in names:
+            if name not in after:
+                add_parts(name)
+                rows[name] = writers[name].close()
+        return rows
+
+    with ThreadPoolExecutor(1) as pool:
+        tables = pool.submit(per_flow_tables)
+        try:
+            summary.findings = replay(
+                config,
+                dirs,
+                cross["finding"],
+                report,
+                alerts=outdir / "alerts.jsonl",
+                asset_table=cross["asset"],
+            )
+            if held is not None and attribute is not None:
+                for name, w in cross.items():
+                    w.close()
+                    writers[name].add_frame(attribute(name, pl.read_parquet(w.path)))
+                shutil.rmtree(held, ignore_errors=True)
+        finally:
+            summary.rows.update(tables.result())  # its error, if any, once it is done
+    for name in after:
+        add_parts(name)
+    if internal:
+        writers["weird"].add_frame(pl.DataFrame(internal, schema=TABLES["weird"], orient="row"))
     for name, writer in writers.items():
-        summary.rows[name] = writer.close()
+        if name not in summary.rows:
+            summary.rows[name] = writer.close()
     summary.weird = summary.rows.get("weird", 0)
     return summary
 
