@@ -368,7 +368,7 @@ def read_pcap(
                 break
             yield ts, linktype, buf[pos + 16 : nxt], wire_len if wire_len >= caplen else caplen
             pos = nxt
-            if skip is not None and skip.frames is not None:
+            if skip is not None and skip.frames is not None and linktype == 1:
                 break  # the skipping loop from here on
         chunks.pos = pos
         if not chunks._fill(need):

@@ -36,9 +36,9 @@ class Clock:
                 self.next_expire = ts + 1.0
 
 
-def write_pcap(path: Path, records: list[tuple[float, bytes, int]]) -> Path:
-    """A classic pcap file of Ethernet ``(ts, data, wire_len)`` records."""
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+def write_pcap(path: Path, records: list[tuple[float, bytes, int]], linktype: int = 1) -> Path:
+    """A classic pcap file of ``(ts, data, wire_len)`` records (Ethernet unless told)."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype)]
     for ts, data, wire in records:
         sec = int(ts)
         out.append(struct.pack("<IIII", sec, round((ts - sec) * 1e6), len(data), wire) + data)
@@ -162,3 +162,14 @@ def test_nothing_is_skipped_until_frames_are_set(tmp_path: Path) -> None:
     assert got == [100.0, 100.5, 101.0, 101.5]
     assert clock.now == 104.5
     assert clock.expired_at == [100.0, 101.0, 102.0, 103.0, 104.0]
+
+
+def test_a_capture_not_of_ethernet_is_handed_on_whole(tmp_path: Path) -> None:
+    """The test reads Ethernet offsets: records of another link type (here Linux cooked
+    capture) are all handed on, for the task to look at."""
+    recs = [(100.0 + i * 0.5, flow_frame(B, 50000)) for i in range(10)]
+    path = write_pcap(tmp_path / "c.pcap", [(ts, b, len(b)) for ts, b in recs], linktype=113)
+    clock = Clock()
+    got, _, _ = read_skipping(path, clock, {FOLLOWED})
+    assert [rec[0] for rec in got] == [ts for ts, _ in recs]
+    assert {rec[1] for rec in got} == {113}
