@@ -324,6 +324,28 @@ def _end_of_input(chunks: _Chunks | Mapped, ts: float, weird: WeirdSink, what: s
         weird(ts, "capture_truncated", f"{what}: {chunks.remaining()} bytes of a cut-off record")
 
 
+def _implausible(
+    chunks: _Chunks | Mapped, pos: int, ts: float, caplen: int, weird: WeirdSink, name: str
+) -> None:
+    """A pcap record header at ``pos`` whose captured length no capture has: reading ends."""
+    chunks.pos = pos
+    weird(ts, "capture_corrupt_record", f"{name}: record length {caplen} is not plausible")
+
+
+def _refilled(
+    chunks: _Chunks | Mapped, pos: int, need: int, ts: float, weird: WeirdSink, name: str
+) -> bool:
+    """The pcap record loops' step past their buffer's whole records (read up to ``pos``):
+    True with ``need`` more bytes to read, else the end of the input reported."""
+    chunks.pos = pos
+    if chunks._fill(need):
+        return True
+    if need > 16 and chunks.remaining() >= 16:
+        chunks.pos += 16  # the header was whole: the cut-off part is the data
+    _end_of_input(chunks, ts, weird, name)
+    return False
+
+
 def read_pcap(
     fh: IO[bytes],
     header: bytes,
@@ -357,10 +379,7 @@ def read_pcap(
             sec, frac, caplen, wire_len = unpack_from(buf, pos)
             ts = sec + frac * unit
             if caplen > MAX_RECORD:
-                chunks.pos = pos
-                weird(
-                    ts, "capture_corrupt_record", f"{name}: record length {caplen} is not plausible"
-                )
+                _implausible(chunks, pos, ts, caplen, weird, name)
                 return
             nxt = pos + 16 + caplen
             if nxt > end:
@@ -370,11 +389,7 @@ def read_pcap(
             pos = nxt
             if skip is not None and skip.frames is not None and linktype == 1:
                 break  # the skipping loop from here on
-        chunks.pos = pos
-        if not chunks._fill(need):
-            if need > 16 and chunks.remaining() >= 16:
-                chunks.pos += 16  # the header was whole: the cut-off part is the data
-            _end_of_input(chunks, ts, weird, name)
+        if not _refilled(chunks, pos, need, ts, weird, name):
             return
 
 
@@ -401,12 +416,7 @@ def _skipping(
                 sec, frac, caplen, wire_len = unpack_from(buf, pos)
                 ts = sec + frac * unit
                 if caplen > MAX_RECORD:
-                    chunks.pos = pos
-                    weird(
-                        ts,
-                        "capture_corrupt_record",
-                        f"{name}: record length {caplen} is not plausible",
-                    )
+                    _implausible(chunks, pos, ts, caplen, weird, name)
                     return
                 nxt = pos + 16 + caplen
                 if nxt > end:
@@ -442,11 +452,7 @@ def _skipping(
                     return
                 pos = nxt
                 now, next_expire = clock.now, clock.next_expire
-            chunks.pos = pos
-            if not chunks._fill(need):
-                if need > 16 and chunks.remaining() >= 16:
-                    chunks.pos += 16  # the header was whole: the cut-off part is the data
-                _end_of_input(chunks, ts, weird, name)
+            if not _refilled(chunks, pos, need, ts, weird, name):
                 return
     finally:
         if now > clock.now:

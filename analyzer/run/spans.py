@@ -296,8 +296,7 @@ def _merger(
     go: Queue[list[list[object]] | None],
     done: Queue[tuple[RunSummary, int, dict[str, int]] | str],
 ) -> None:
-    leave_out()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leave_out()  # Ctrl-C stays ignored (``launch.Entry``): the merge of what was decoded runs
     while True:
         try:
             parts = go.get(timeout=0.5)
