@@ -143,17 +143,27 @@ class Mapped:
     """A whole uncompressed file mapped into memory, with ``_Chunks``' interface: records are
     sliced straight from the page cache, with no read buffer to copy and refill."""
 
-    __slots__ = ("buf", "pos", "limit", "stretch", "eof", "error", "released")
+    __slots__ = ("buf", "pos", "limit", "bound", "stretch", "eof", "error", "released")
 
     WINDOW = 2 << 20
     """Bytes read between two releases of the pages already read."""
 
-    def __init__(self, buf: mmap.mmap, pos: int, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        buf: mmap.mmap,
+        pos: int,
+        limit: int | None = None,
+        bound: Callable[[int, int], int] | None = None,
+    ) -> None:
         self.buf = buf
         self.pos = pos
         self.limit = len(buf) if limit is None else min(limit, len(buf))
         """Where the records end (a span of the file: ``pcap_cuts``): a record that begins
         before it is read whole, one that begins at or after it is not read."""
+        self.bound = bound
+        """Asked before each window, with the position and the window's size: where the span
+        ends now (another process may take its rest: ``run.launch.SpanEnd``); never before
+        the position plus the window it was last asked with."""
         self.stretch = 0
         """The end of the record that crosses ``limit``, once it is asked for."""
         self.eof = True
@@ -163,6 +173,8 @@ class Mapped:
             buf.madvise(mmap.MADV_SEQUENTIAL)
 
     def end(self) -> int:
+        if self.bound is not None:
+            self.limit = min(self.limit, self.bound(self.pos, self.WINDOW))
         end = min(self.limit, self.pos + self.WINDOW)
         return end if end >= self.stretch else self.stretch
 
@@ -243,6 +255,27 @@ def pcap_cuts_at(path: str | os.PathLike[str], targets: list[int]) -> list[int] 
                 cuts.append(cut)
             cuts.append(size)
     return cuts
+
+
+def pcap_cut_near(path: str | os.PathLike[str], target: int) -> int | None:
+    """The first record boundary at or after ``target`` in a classic pcap file, found near it
+    as ``pcap_cuts_at`` finds one (never walked from the start); None where none is found
+    there, or the file is not one."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) not in PCAP_MAGIC:
+                return None
+            mm = map_file(fh)
+            if mm is None:
+                return None
+            with mm:
+                if not 24 <= target < len(mm) - 16:
+                    return None
+                order, unit = PCAP_MAGIC[mm[:4]]
+                first = struct.unpack_from(order + "I", mm, 24)[0]
+                return _resync(mm, order, unit, target, first - 86400)
+    except OSError:
+        return None
 
 
 def _resync(mm: mmap.mmap, order: str, unit: float, target: int, earliest: int) -> int | None:

@@ -13,7 +13,7 @@ import io
 import os
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -53,6 +53,8 @@ class CaptureReader:
     span: tuple[int, int] | None = None
     """Only the records that begin between these offsets of a plain pcap file
     (``pcap_cuts``)."""
+    bound: Callable[[int, int], int] | None = None
+    """With ``span``: where the span ends as its reader goes (``Mapped.bound``)."""
     stopped_at: int | None = None
     """Where the reading of a mapped file stopped: after its last record, or where damage
     ended it (a span's end is checked against it)."""
@@ -99,7 +101,7 @@ class CaptureReader:
                     if len(mm) < 24:
                         raise InputError(f"{name}: pcap file header is cut off")
                     start, end = self.span or (24, len(mm))
-                    self._mapped = Mapped(mm, start, end)
+                    self._mapped = Mapped(mm, start, end, self.bound)
                     yield from read_pcap(raw, mm[:24], weird, name, self._mapped, skip)
             elif self.span is not None:
                 raise InputError(f"{name}: a span of records needs a plain pcap file")

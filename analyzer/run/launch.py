@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analyzer.capture import CaptureReader
-from analyzer.capture.formats import PCAP_MAGIC
+from analyzer.capture.formats import PCAP_MAGIC, pcap_cut_near
 from analyzer.config import Config
 from analyzer.lean import start_lean
 
@@ -45,10 +45,9 @@ if TYPE_CHECKING:
 MIN_SPAN = 64 << 20
 """Bytes per worker below which a file is sharded by flow hash instead (spans cost a fixed
 start-up and the fragments of the flows that cross each cut)."""
-TAIL_SHARE = 5
-"""One part in this many of a large file is cut into the smaller spans of ``span_targets``."""
-MIN_TAIL = 32 << 20
-"""The smallest of those spans (each costs a span's start-up, end and cut)."""
+STEAL_MIN = 64 << 20
+"""Bytes a span must still have ahead of its reader for a free process to take the second half
+of them (``Board.steal``): a cut costs both sides about as much as 25 MB of analysis."""
 
 
 def usable_cores() -> int:
@@ -83,50 +82,143 @@ def spans_apply(
 
 
 def span_targets(size: int, workers: int) -> list[int]:
-    """Where the cuts of a ``size``-byte file aim: ``workers`` large spans, one per process at
-    the start, then a tail of ever smaller spans (each half of what is left, down to
-    ``MIN_TAIL``) that whichever process is free takes next, so that the processes finish
-    together however the load of the machine or the traffic's density differ between them."""
-    tail = size // TAIL_SHARE
-    if tail < 2 * MIN_TAIL:
-        return [size * k // workers for k in range(1, workers)]
-    big = (size - tail) // workers
-    targets = [big * k for k in range(1, workers + 1)]
-    at, rest = targets[-1], size - targets[-1]
-    while rest // 2 >= MIN_TAIL:
-        at += rest // 2
-        rest -= rest // 2
-        targets.append(at)
-    return targets
+    """Where the first cuts of a ``size``-byte file aim: one span per process, of equal size.
+    A process that finishes its span while another still has at least ``STEAL_MIN`` bytes
+    ahead takes the second half of them (``Board.steal``), so that the processes finish
+    together however the load of the machine or the traffic's density differ between them,
+    with a cut only where one is needed."""
+    return [size * k // workers for k in range(1, workers)]
+
+
+def room(workers: int) -> int:
+    """Spans a run's board holds: one per process, then the steals."""
+    return 4 * workers + 4
 
 
 @dataclasses.dataclass(slots=True)
 class Board:
-    """What the processes of one run share: the cuts, the next span to take, who took which,
-    each span's progress."""
+    """What the processes of one run share: the spans (their first cuts, then one more per
+    steal), who took which, how far each one's reader may have read, each one's progress. Its
+    lock is ``next_span``'s."""
 
-    cuts: SynchronizedArray[int]
+    starts: SynchronizedArray[int]
+    """Per span, the offset of its first record (-1 in the first: the run does not take place)."""
+    ends: SynchronizedArray[int]
+    """Per span, where its records end: moved earlier when another process takes the rest."""
+    reach: SynchronizedArray[int]
+    """Per span, the offset before which its reader may take a record before it asks for its
+    end again (``SpanEnd``): a steal cuts at or after it."""
+    spans: Synchronized[int]
+    """Spans on the board: the first ones (one per process), then one per steal."""
     ready: Event
     next_span: Synchronized[int]
     taken_by: SynchronizedArray[int]
     """Per span, the process that took it (0: the main process), -1 while nobody has."""
     done: list[Synchronized[int]]
     packets: list[Synchronized[int]]
+    steal_min: int = STEAL_MIN
+
+    @classmethod
+    def new(cls, ctx: SpawnContext, n: int, steal_min: int) -> Board:
+        """An empty board with room for ``n`` spans, to pass to processes at their start."""
+        taken_by = ctx.Array("i", n)
+        taken_by[:] = [-1] * n
+        return cls(
+            starts=ctx.Array("q", n),
+            ends=ctx.Array("q", n),
+            reach=ctx.Array("q", n),
+            spans=ctx.Value("i", 0),
+            ready=ctx.Event(),
+            next_span=ctx.Value("i", 0),
+            taken_by=taken_by,
+            done=[ctx.Value("q", 0) for _ in range(n)],
+            packets=[ctx.Value("q", 0) for _ in range(n)],
+            steal_min=steal_min,
+        )
+
+    def set_cuts(self, cuts: list[int] | None) -> None:
+        """The first spans, ``cuts[k]`` to ``cuts[k + 1]`` (None: the run does not take place),
+        then ``ready``."""
+        with self.next_span.get_lock():
+            if cuts is None:
+                self.starts[0] = -1
+                self.spans.value = 0
+            else:
+                n = len(cuts) - 1
+                self.starts[:n] = cuts[:-1]
+                self.ends[:n] = cuts[1:]
+                self.reach[:n] = cuts[:-1]
+                self.spans.value = n
+        self.ready.set()
+
+    def abandoned(self) -> bool:
+        return bool(self.starts[0] < 0)
 
     def take(self, k: int) -> int | None:
-        """The next span for process ``k``, or None when every span is taken."""
+        """The next span for process ``k`` that nobody took yet, or None."""
         with self.next_span.get_lock():
             j: int = self.next_span.value
-            if j >= len(self.taken_by):
+            if j >= self.spans.value:
                 return None
             self.next_span.value = j + 1
             self.taken_by[j] = k
         return j
 
-    def close(self) -> None:
-        """No span is taken any more (Ctrl-C)."""
+    def steal(self, k: int, path: str | os.PathLike[str]) -> int | None:
+        """For process ``k``, once no span is left to take: the second half of what the span
+        with most bytes ahead of its reader still has (at least ``steal_min``), cut at a record
+        boundary (``pcap_cut_near``) that its reader has not reached; None when there is no
+        such span (or no room on the board, or no boundary found, or the board is closed)."""
+        while True:
+            with self.next_span.get_lock():
+                if self.next_span.value > len(self.taken_by) or self.spans.value >= len(
+                    self.taken_by
+                ):
+                    return None
+                best, most = -1, self.steal_min - 1
+                for j in range(self.spans.value):
+                    if self.taken_by[j] >= 0 and self.ends[j] - self.reach[j] > most:
+                        best, most = j, self.ends[j] - self.reach[j]
+                if best < 0:
+                    return None
+                end = self.ends[best]
+                target = self.reach[best] + most // 2
+            cut = pcap_cut_near(path, target)
+            if cut is None or cut >= end:
+                return None
+            with self.next_span.get_lock():
+                if self.next_span.value > len(self.taken_by):
+                    return None
+                if self.ends[best] == end and self.reach[best] <= cut:
+                    m: int = self.spans.value
+                    if m >= len(self.taken_by):
+                        return None
+                    self.starts[m], self.ends[m], self.reach[m] = cut, end, cut
+                    self.taken_by[m] = k
+                    self.ends[best] = cut
+                    self.spans.value = m + 1
+                    self.next_span.value = max(self.next_span.value, m + 1)
+                    return m
+            # its reader went past the cut meanwhile, or another process stole first: again
+
+    def bound(self, j: int) -> SpanEnd:
+        return SpanEnd(self, j)
+
+    def finish(self, j: int) -> int:
+        """Span ``j``'s reader is done: nothing more of it is stolen; its end."""
         with self.next_span.get_lock():
-            self.next_span.value = len(self.taken_by)
+            end: int = self.ends[j]
+            self.reach[j] = end
+        return end
+
+    def order(self) -> list[int]:
+        """The spans on the board in the file's order."""
+        return sorted(range(self.spans.value), key=lambda j: self.starts[j])
+
+    def close(self) -> None:
+        """No span is taken or stolen any more (Ctrl-C)."""
+        with self.next_span.get_lock():
+            self.next_span.value = len(self.taken_by) + 1
 
     def wait_ready(self) -> bool:
         """In a worker: wait for the cuts; False when the process that started this one is
@@ -135,6 +227,24 @@ class Board:
             if parent_gone():
                 return False
         return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpanEnd:
+    """Span ``j``'s end, as its reader asks for it before each window of records (``Mapped``):
+    it may have moved earlier (a steal), never before what the reader was told it may read,
+    and the reader's position plus the window becomes what it may read before it asks again."""
+
+    board: Board
+    j: int
+
+    def __call__(self, pos: int, window: int) -> int:
+        board, j = self.board, self.j
+        with board.next_span.get_lock():
+            end: int = board.ends[j]
+            if min(end, pos + window) > board.reach[j]:
+                board.reach[j] = min(end, pos + window)
+        return end
 
 
 def parent_gone() -> bool:
@@ -236,8 +346,7 @@ class Launch:
         """Nothing of the run is merged: no span is taken any more (without cuts, none was),
         the processes end, the scratch goes."""
         if not self.board.ready.is_set():
-            self.board.cuts[:] = [-1] * len(self.board.cuts)
-            self.board.ready.set()
+            self.board.set_cuts(None)
         self.board.close()
         for p in self.procs:
             p.join(30)
@@ -255,22 +364,13 @@ def launch_spans(
         config = dataclasses.replace(config, salt=secrets.token_bytes(32))
     assert reader.size is not None
     targets = span_targets(reader.size, workers)
-    n = len(targets) + 1
+    n = room(workers)
     ctx = multiprocessing.get_context("spawn")
     scratch = Path(tempfile.mkdtemp(prefix=".workers-", dir=outdir))
     dirs = [scratch / f"s{j}" for j in range(n)]
     for d in dirs:
         d.mkdir(mode=0o700)
-    taken_by = ctx.Array("i", n)
-    taken_by[:] = [-1] * n
-    board = Board(
-        cuts=ctx.Array("q", n + 1),
-        ready=ctx.Event(),
-        next_span=ctx.Value("i", 0),
-        taken_by=taken_by,
-        done=[ctx.Value("q", 0) for _ in range(n)],
-        packets=[ctx.Value("q", 0) for _ in range(n)],
-    )
+    board = Board.new(ctx, n, STEAL_MIN)
     results: Queue[Result] = ctx.Queue()
     procs = [
         ctx.Process(
@@ -289,15 +389,16 @@ def launch_spans(
 __all__ = [
     "MERGE",
     "MIN_SPAN",
-    "MIN_TAIL",
     "SPAN_WORKER",
-    "TAIL_SHARE",
+    "STEAL_MIN",
     "Board",
     "Entry",
     "Launch",
     "Merger",
+    "SpanEnd",
     "launch_spans",
     "parent_gone",
+    "room",
     "span_targets",
     "spans_apply",
     "splittable",

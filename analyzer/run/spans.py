@@ -3,14 +3,17 @@
 Sharding by flow hash (``run/workers.py``) makes every worker read and frame the whole file,
 which costs each of them about a fifth of a whole run on bulk C-STORE traffic. A plain pcap
 file can instead be cut into spans of records (``pcap_cuts_at``, at record boundaries, each
-checked by the span before it: ``CutMissed``): one large span per process, then a tail of
-smaller ones (``span_targets``) that whichever process is free takes next (``Board``), so that
-the processes finish together. A process reads only the spans it takes, as the cluster's tasks
-read their run of files (``run/carry.py``): the flows still open at a span's end are followed
-into the rest of the file (only their packets are analysed; the others move the clock, and a
-fast check skips them once the span is done), and stop being followed when they end. The
-next span sees their tail as a flow begun mid-stream; the merge drops those fragments
-(``run/fragments.py``), then runs the cross-flow stage once (``run/merge.py``).
+checked by the span before it: ``CutMissed``): one span per process, of equal size
+(``span_targets``); a process done with its span takes the second half of what another
+span's reader has not reached yet (``Board.steal``: the cut falls at a record boundary past
+where that reader may have read, which it learns before its next window, ``SpanEnd``), so
+that the processes finish together with no more cuts than needed. A process reads only the
+spans it takes, as the cluster's tasks read their run of files (``run/carry.py``): the flows
+still open at a span's end are followed into the rest of the file (only their packets are
+analysed; the others move the clock, and a fast check skips them once the span is done), and
+stop being followed when they end. The next span sees their tail as a flow begun mid-stream;
+the merge drops those fragments (``run/fragments.py``, the spans in the file's order), then
+runs the cross-flow stage once (``run/merge.py``).
 The tables equal a single process's, as multisets of rows, uids included
 (``tests/run/test_spans.py``).
 
@@ -81,18 +84,30 @@ class SpanProgress(Progress):
 
 
 def analyze_span(
-    config: Config, reader: CaptureReader, cuts: list[int], k: int, outdir: Path, progress: Progress
+    config: Config,
+    reader: CaptureReader,
+    span: tuple[int, int],
+    outdir: Path,
+    progress: Progress,
+    board: Board | None = None,
+    j: int = 0,
 ) -> RunSummary:
-    """The per-flow stage of span ``k`` of ``reader``'s file into ``outdir``; the flows open at
-    its end are followed into the rest of the file."""
-    assert reader.path is not None
-    start, end, size = cuts[k], cuts[k + 1], cuts[-1]
-    own = dataclasses.replace(reader, span=(start, end))
+    """The per-flow stage of the records of ``reader``'s file from ``span[0]`` to ``span[1]``
+    into ``outdir``; the flows open at its end are followed into the rest of the file. With
+    ``board``: it is span ``j`` there, whose end may move earlier while it is read (a steal)."""
+    assert reader.path is not None and reader.size is not None
+    start, end = span
+    size = reader.size
+    bound = board.bound(j) if board is not None else None
+    own = dataclasses.replace(reader, span=(start, end), bound=bound)
 
     def rest(weird: WeirdSink, skip: Skip) -> Iterator[Record]:
-        return dataclasses.replace(reader, span=(end, size)).records(weird, skip)
+        # a generator: the span's end is final only once its own records are read
+        at = board.finish(j) if board is not None else end
+        if at < size:
+            later = dataclasses.replace(reader, span=(at, size), bound=None)
+            yield from later.records(weird, skip)
 
-    follow = rest if end < size else None
     summary = run_analysis(
         config,
         [own],
@@ -100,11 +115,17 @@ def analyze_span(
         "parquet",
         progress,
         shard=(0, 1),
-        follow=follow,
+        follow=rest if board is not None or end < size else None,
         follow_in_file_order=True,
     )
     summary.span_end = own.stopped_at
     return summary
+
+
+def _next(board: Board, k: int, path: Path) -> int | None:
+    """Process ``k``'s next span: one nobody took yet, else a steal."""
+    j = board.take(k)
+    return j if j is not None else board.steal(k, path)
 
 
 def _worker(
@@ -121,18 +142,17 @@ def _worker(
     signal.signal(signal.SIGINT, interrupt_once)
     j = -1
     try:
-        if not board.wait_ready():
+        if not board.wait_ready() or board.abandoned():
             return
-        offsets: list[int] = board.cuts[:]
-        if offsets[0] < 0:
-            return
+        assert reader.path is not None
         while True:
-            taken = board.take(k)
+            taken = _next(board, k, reader.path)
             if taken is None:
                 return
             j = taken
-            progress = SpanProgress(offsets[j], offsets[j + 1], board.done[j], board.packets[j])
-            summary = analyze_span(config, reader, offsets, j, Path(dirs[j]), progress)
+            start, end = board.starts[j], board.ends[j]
+            progress = SpanProgress(start, end, board.done[j], board.packets[j])
+            summary = analyze_span(config, reader, (start, end), Path(dirs[j]), progress, board, j)
             results.put((j, summary, None))
             if summary.interrupted:
                 return
@@ -162,7 +182,6 @@ def run_spans(
     procs, merger, scratch, dirs = launch.procs, launch.merger, launch.scratch, launch.dirs
     abandon = launch.stop
     assert reader.path is not None
-    n = len(launch.targets) + 1
     summaries: dict[int, RunSummary] = {}
     errors: list[str] = []
     warnings: list[str] = []
@@ -193,19 +212,19 @@ def run_spans(
     reported: set[int] = set()
     try:
         cuts = pcap_cuts_at(reader.path, launch.targets)  # while the processes import
-        board.cuts[:] = cuts if cuts is not None else [-1] * (n + 1)
-        board.ready.set()
+        board.set_cuts(cuts)
         if cuts is None:
             abandon()
             return None
         while not interrupted:
             try:
-                taken = board.take(0)
+                taken = _next(board, 0, reader.path)
                 if taken is None:
                     break
                 j = taken
-                span = SpanProgress(cuts[j], cuts[j + 1], board.done[j], board.packets[j], show)
-                summaries[j] = analyze_span(config, reader, cuts, j, dirs[j], span)
+                start, end = board.starts[j], board.ends[j]
+                span = SpanProgress(start, end, board.done[j], board.packets[j], show)
+                summaries[j] = analyze_span(config, reader, (start, end), dirs[j], span, board, j)
                 reported.add(j)
                 if summaries[j].interrupted:
                     interrupt()
@@ -218,7 +237,9 @@ def run_spans(
             except KeyboardInterrupt:
                 interrupt()
         while True:
-            waiting = [j for j in range(n) if board.taken_by[j] > 0 and j not in reported]
+            waiting = [
+                j for j in range(board.spans.value) if board.taken_by[j] > 0 and j not in reported
+            ]
             if not waiting:
                 break
             try:
@@ -245,14 +266,15 @@ def run_spans(
     if errors:  # no table that silently lacks a span
         abandon()
         raise RuntimeError("; ".join(errors))
-    ks = sorted(summaries)
+    ks = [j for j in board.order() if j in summaries]  # in the file's order
     if not interrupted:
-        wrong = [j for j in ks if j + 1 < n and summaries[j].span_end != cuts[j + 1]]
+        size = reader.size or 0
+        wrong = [j for j in ks if board.ends[j] < size and summaries[j].span_end != board.ends[j]]
         if wrong:  # a cut that is not where the records are: nothing of this run is used
             abandon()
             raise CutMissed(
                 f"span {wrong[0]} ended at offset {summaries[wrong[0]].span_end}, "
-                f"not at its cut {cuts[wrong[0] + 1]}"
+                f"not at its cut {board.ends[wrong[0]]}"
             )
     try:
         merger.start_merge(

@@ -4,6 +4,7 @@ associations, PDUs and datasets, between the fragments of a datagram)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -205,7 +206,7 @@ def test_followed_flows_take_the_fast_path(tmp_path: Path, monkeypatch: pytest.M
     readers, _ = open_inputs([str(capture)])
     out = tmp_path / "span0"
     out.mkdir()
-    summary = spans.analyze_span(Config(strict=True), readers[0], cuts, 0, out, QUIET)
+    summary = spans.analyze_span(Config(strict=True), readers[0], (cuts[0], cuts[1]), out, QUIET)
     assert summary.followed, "the cut falls inside the stores"
     followed_hits = sum(1 for ts in hits if ts >= cut_ts)
     assert followed_hits > 100, followed_hits
@@ -260,32 +261,113 @@ def test_a_worker_that_dies_before_taking_a_span_leaves_no_hole(
 
 
 def test_span_targets() -> None:
-    """Large files: one large span per process, then ever smaller ones down to ``MIN_TAIL``;
-    smaller files: equal spans."""
-    size = 4_015_353_817
-    targets = launch.span_targets(size, 2)
-    cuts = [0, *targets, size]
-    lengths = [b - a for a, b in zip(cuts, cuts[1:], strict=False)]
-    assert lengths[0] == lengths[1] > size // 3
-    assert sum(lengths[2:]) == size - 2 * lengths[0] >= size // 5 - 2
-    assert all(a >= b for a, b in zip(lengths[2:], lengths[3:-1], strict=False))
-    assert min(lengths[2:]) >= launch.MIN_TAIL and lengths[-1] < 2 * launch.MIN_TAIL
-    assert launch.span_targets(300 << 20, 2) == [150 << 20]  # no tail of spans that small
-    gib = 1 << 30
-    big = (gib - gib // launch.TAIL_SHARE) // 4
-    assert launch.span_targets(gib, 4)[:4] == [big, 2 * big, 3 * big, 4 * big]
+    """One span per process, of equal size (the rest is balanced by steals)."""
+    assert launch.span_targets(300 << 20, 2) == [150 << 20]
+    assert launch.span_targets(1000, 4) == [250, 500, 750]
+    assert launch.span_targets(1000, 1) == []
 
 
-def test_tail_spans_equal_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two processes taking a tail of small spans in turn (the minimum lowered so that a small
-    file has one): the tables equal one process's."""
+def board_of(cuts: list[int], steal_min: int) -> launch.Board:
+    """A board in this process, as ``launch_spans`` makes it, its first spans set."""
+    import multiprocessing
+
+    board = launch.Board.new(multiprocessing.get_context("spawn"), launch.room(2), steal_min)
+    board.set_cuts(cuts)
+    return board
+
+
+def test_a_steal_cuts_where_the_reader_has_not_been(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A free process takes the second half of what a span's reader has not yet been allowed to
+    read: the cut is a record boundary at or after that reach, the span's reader stops exactly
+    there, and the stolen span holds the rest, record for record. A span with less than the
+    minimum ahead, one whose reader is done, and a closed board give nothing to steal."""
+    from analyzer.capture.formats import Mapped
+
+    monkeypatch.setattr(Mapped, "WINDOW", 4096)
+    capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
+    data = capture.read_bytes()
+    offsets = record_offsets(data)
+    size = len(data)
+    cuts = pcap_cuts(capture, 2)
+    assert cuts is not None
+    board = board_of(cuts, steal_min=4096)
+    assert board.take(0) == 0 and board.take(1) == 1 and board.take(1) is None
+    board.finish(1)
+    readers, _ = open_inputs([str(capture)])
+    own = [o for o in offsets if o < cuts[1]]
+    span0 = dataclasses.replace(readers[0], span=(24, cuts[1]), bound=board.bound(0))
+    records = span0.records(lambda *a: None)
+    first = [next(records) for _ in range(len(own) // 3)]
+    reach = board.reach[0]
+    assert own[len(first) - 1] < reach < cuts[1], "the reader may read a window ahead"
+    assert board.steal(1, capture) == 2
+    cut = board.starts[2]
+    assert cut in offsets and reach <= cut < cuts[1]
+    assert cut - reach >= (cuts[1] - reach) // 2
+    assert (board.ends[0], board.ends[2], board.taken_by[2]) == (cut, cuts[1], 1)
+    rest = list(records)
+    assert len(first) + len(rest) == sum(1 for o in own if o < cut)
+    assert span0.stopped_at == cut
+    stolen = dataclasses.replace(readers[0], span=(cut, cuts[1])).records(lambda *a: None)
+    assert [r[2] for r in stolen] == [
+        data[o + 16 : o + 16 + int.from_bytes(data[o + 8 : o + 12], "little")]
+        for o in own
+        if o >= cut
+    ]
+    assert board.finish(0) == cut and board.order() == [0, 2, 1]
+    assert board.steal(0, capture) == 3, "span 2 was not read yet: its second half goes"
+    assert board.ends[2] == board.starts[3] and board.ends[3] == cuts[1]
+    for j in (2, 3):
+        board.finish(j)
+    assert board.steal(0, capture) is None, "every reader is done"
+    assert board_of(cuts, steal_min=size).steal(1, capture) is None, "less than the minimum"
+    closed = board_of(cuts, steal_min=4096)
+    closed.take(0)
+    closed.close()
+    assert closed.steal(1, capture) is None and closed.take(1) is None
+
+
+def test_a_free_process_takes_the_rest_of_a_slow_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker finishes its span while this process has read a third of its own, and takes
+    the second half of the rest (this process's reader waits there until it has): the span
+    ends early at the steal's cut and the tables still equal one process's, uids included."""
+    import time
+
+    from analyzer.capture.formats import Mapped
+
     capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
     size = capture.stat().st_size
-    monkeypatch.setattr(launch, "MIN_TAIL", size // 40)
-    assert len(launch.span_targets(size, 2)) >= 5
     run(capture, tmp_path / "one", FAST)
-    spans_run(capture, tmp_path / "two", 2)
-    assert tables(tmp_path / "two") == tables(tmp_path / "one")
+    monkeypatch.setattr(launch, "STEAL_MIN", size // 20)
+    monkeypatch.setattr(Mapped, "WINDOW", 4096)  # this process's reader only
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "two"
+    out.mkdir()
+    started = launch.launch_spans(FAST, readers[0], out, "parquet", 2)
+    board = started.board
+    real = launch.SpanEnd.__call__
+    waited: list[float] = []
+
+    def slow(self: launch.SpanEnd, pos: int, window: int) -> int:
+        if self.j == 0 and not waited and pos > board.ends[0] // 3:
+            deadline = time.monotonic() + 60
+            while board.spans.value < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            waited.append(pos)
+        return real(self, pos, window)
+
+    monkeypatch.setattr(launch.SpanEnd, "__call__", slow)
+    summary = spans.run_spans(FAST, readers[0], out, "parquet", QUIET, 2, started)
+    assert summary is not None
+    assert waited and board.spans.value >= 3, "the worker stole"
+    assert board.taken_by[2] == 1 and board.starts[2] > waited[0]
+    cuts = pcap_cuts(capture, 2)
+    assert cuts is not None and board.ends[0] == board.starts[2] < cuts[1]
+    assert tables(out) == tables(tmp_path / "one")
 
 
 def test_spans_take_records_in_file_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,9 +379,9 @@ def test_spans_take_records_in_file_order(tmp_path: Path, monkeypatch: pytest.Mo
     frames = [(ts + 0.005 if i % 7 == 3 else ts, buf) for i, (ts, buf) in enumerate(frames)]
     assert any(a[0] > b[0] for a, b in zip(frames, frames[1:], strict=False))
     capture = write(frames, tmp_path / "c.pcap")
-    monkeypatch.setattr(launch, "MIN_TAIL", capture.stat().st_size // 40)
+    monkeypatch.setattr(launch, "STEAL_MIN", capture.stat().st_size // 40)
     run(capture, tmp_path / "one", FAST)
-    spans_run(capture, tmp_path / "two", 2)
+    spans_run(capture, tmp_path / "two", 3)
     assert tables(tmp_path / "two") == tables(tmp_path / "one")
 
 
@@ -336,13 +418,13 @@ def test_ctrl_c_in_a_span_stops_the_spans_and_keeps_the_tables(
     no span is taken after it, the workers are told, and the run still merges what was
     decoded into tables, says it was interrupted and leaves no scratch directory."""
     capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
-    monkeypatch.setattr(launch, "MIN_TAIL", capture.stat().st_size // 40)
+    monkeypatch.setattr(launch, "STEAL_MIN", capture.stat().st_size // 40)  # else it would steal
     real = spans.analyze_span
     taken: list[int] = []
 
     def interrupted_first(*args: object, **kw: object) -> object:
         summary = real(*args, **kw)  # type: ignore[arg-type]
-        taken.append(int(args[3]))  # type: ignore[call-overload]
+        taken.append(int(args[6]))  # type: ignore[call-overload]
         if len(taken) == 1:
             summary.interrupted = True
         return summary
@@ -374,7 +456,6 @@ def test_past_its_span_a_task_reads_only_its_followed_flows(
     time where they overlap: the same here, where they do not.
     The capture: two stores cut in their middle, then, 100 s later, two new sessions on the
     same ports (no longer followed: their flows ended)."""
-    import dataclasses
     import socket
 
     import polars as pl
