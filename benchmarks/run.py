@@ -24,6 +24,9 @@ does (with ``PYTHONDONTWRITEBYTECODE`` set, every run would compile it again).
 ``--live-rates`` (default ``400,600,800,1000``; empty to skip) then runs ``live_replay.py`` on
 the second capture (the first when there is one): the highest replay rate ``live`` takes with
 zero drops, with one worker and with the default workers, in the same run (root, tcpreplay).
+
+The programs it runs (tshark, tcpdump and dumpcap, tcpreplay, taskset, ip, ethtool) are
+installed with apt-get first when missing (as root; otherwise it says which are missing).
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def main() -> None:
         help="Mbps rates for the live replay (empty: no live replay)",
     )
     args = ap.parse_args()
+    ensure_tools(bool(args.live_rates))
     DATA.mkdir(exist_ok=True)
     sizes = [float(s) for s in args.sizes_mb.split(",")]
     suffix = "" if args.workload == "ct" else f"_c{args.clients}"
@@ -143,6 +147,38 @@ def main() -> None:
     if not args.keep:
         for p in paths:
             p.unlink()
+
+
+TOOLS = {
+    "tshark": "tshark",
+    "dumpcap": "wireshark-common",
+    "tcpdump": "tcpdump",
+    "taskset": "util-linux",
+    "ip": "iproute2",
+    "ethtool": "ethtool",
+}
+"""Programs the benchmark runs, and the Debian package of each."""
+
+
+def ensure_tools(live: bool) -> None:
+    """Install the missing programs of ``TOOLS`` (and tcpreplay for ``live``) with apt-get."""
+    tools = {**TOOLS, "tcpreplay": "tcpreplay"} if live else TOOLS
+    missing = sorted({pkg for cmd, pkg in tools.items() if shutil.which(cmd) is None})
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(
+            f"missing programs; install them first: apt-get install {' '.join(missing)}"
+        )
+    print(f"installing {' '.join(missing)} ...", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
 
 
 def compile_package(package: Path) -> None:
