@@ -329,6 +329,51 @@ def test_a_steal_cuts_where_the_reader_has_not_been(
     assert closed.steal(1, capture) is None and closed.take(1) is None
 
 
+def test_no_steal_without_room_on_the_board(tmp_path: Path) -> None:
+    import multiprocessing
+
+    capture = write(busy_stores(4, stores=2), tmp_path / "c.pcap")
+    cuts = pcap_cuts(capture, 2)
+    assert cuts is not None
+    full = launch.Board.new(multiprocessing.get_context("spawn"), 2, 4096)
+    full.set_cuts(cuts)
+    full.take(0)
+    full.take(1)
+    assert full.steal(0, capture) is None
+    roomy = board_of(cuts, steal_min=4096)
+    roomy.take(0)
+    roomy.take(1)
+    assert roomy.steal(0, capture) == 2
+
+
+def test_a_stolen_cut_fooled_by_record_lookalikes_is_caught_by_its_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A steal finds its cut as the first cuts are found, near its target: bytes inside a
+    record that read as records fool it as they fool those. The span it was cut from does not
+    end there (the record that holds the cut is read whole, or ends the reading), which is what ``run_spans``
+    checks of every span, stolen or not, before it uses any (``CutMissed``)."""
+    first = store_session(1_700_000_000.0).out
+    last = store_session(1_700_000_100.0).out
+    before = sum(16 + len(buf) for _, buf in first)
+    after = sum(16 + len(buf) for _, buf in last)
+    payload = before + after + 24 - 16 - 14 + 4000  # the middle of the file falls inside it
+    big = (1_700_000_050.0, b"\x00" * 12 + b"\x88\xb5" + fake_records(payload, 1_700_000_050))
+    capture = write([*first, big, *last], tmp_path / "c.pcap")
+    data = capture.read_bytes()
+    board = board_of([24, len(data)], steal_min=4096)
+    board.take(0)
+    assert board.steal(1, capture) == 1
+    cut = board.starts[1]
+    assert cut not in record_offsets(data), "the lookalikes fool the steal"
+    readers, _ = open_inputs([str(capture)])
+    out = tmp_path / "span0"
+    out.mkdir()
+    summary = spans.analyze_span(FAST, readers[0], (24, len(data)), out, QUIET, board, 0)
+    assert board.ends[0] == cut < len(data)
+    assert summary.span_end != cut, "caught"
+
+
 def test_a_free_process_takes_the_rest_of_a_slow_span(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
