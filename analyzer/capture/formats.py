@@ -18,7 +18,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 
 Record = tuple[float, int, bytes, int]
 WeirdSink = Callable[[float, str, str], None]
@@ -206,6 +206,8 @@ def map_file(fh: IO[bytes]) -> mmap.mmap | None:
         return None
 
 
+_T = TypeVar("_T")
+
 CHAIN = 16
 """Record headers in a row that must be plausible where ``pcap_cuts`` resynchronises."""
 
@@ -234,6 +236,44 @@ def pcap_cuts_at(path: str | os.PathLike[str], targets: list[int]) -> list[int] 
     exactly there (``CaptureReader.stopped_at``), and ``run_spans`` gives up the cuts when it
     does not. Where no chain is found near the target, the record headers are walked from the
     previous cut (None when one is implausible or cut off before the target)."""
+
+    def find(mm: mmap.mmap, order: str, unit: float, earliest: int) -> list[int] | None:
+        cuts = [24]
+        for t in targets:
+            target = max(t, cuts[-1])
+            cut = _resync(mm, order, unit, target, earliest)
+            if cut is None:
+                cut = _walk(mm, order, cuts[-1], target)
+            if cut is None:
+                return None
+            cuts.append(cut)
+        cuts.append(len(mm))
+        return cuts
+
+    return _in_pcap(path, find)
+
+
+def pcap_cut_near(path: str | os.PathLike[str], target: int) -> int | None:
+    """The first record boundary at or after ``target`` in a classic pcap file, found near it
+    as ``pcap_cuts_at`` finds one (never walked from the start); None where none is found
+    there, or the file is not one."""
+
+    def find(mm: mmap.mmap, order: str, unit: float, earliest: int) -> int | None:
+        if not 24 <= target < len(mm) - 16:
+            return None
+        return _resync(mm, order, unit, target, earliest)
+
+    try:
+        return _in_pcap(path, find)
+    except OSError:
+        return None
+
+
+def _in_pcap(
+    path: str | os.PathLike[str], find: Callable[[mmap.mmap, str, float, int], _T | None]
+) -> _T | None:
+    """``find(mm, byte order, time unit, earliest seconds)`` on a classic pcap file mapped into
+    memory (earliest: a day before its first record); None when the file is not one."""
     with open(path, "rb") as fh:
         if fh.read(4) not in PCAP_MAGIC:
             return None
@@ -242,40 +282,8 @@ def pcap_cuts_at(path: str | os.PathLike[str], targets: list[int]) -> list[int] 
             return None
         with mm:
             order, unit = PCAP_MAGIC[mm[:4]]
-            size = len(mm)
-            first = struct.unpack_from(order + "I", mm, 24)[0] if size >= 40 else 0
-            cuts = [24]
-            for t in targets:
-                target = max(t, cuts[-1])
-                cut = _resync(mm, order, unit, target, first - 86400)
-                if cut is None:
-                    cut = _walk(mm, order, cuts[-1], target)
-                if cut is None:
-                    return None
-                cuts.append(cut)
-            cuts.append(size)
-    return cuts
-
-
-def pcap_cut_near(path: str | os.PathLike[str], target: int) -> int | None:
-    """The first record boundary at or after ``target`` in a classic pcap file, found near it
-    as ``pcap_cuts_at`` finds one (never walked from the start); None where none is found
-    there, or the file is not one."""
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(4) not in PCAP_MAGIC:
-                return None
-            mm = map_file(fh)
-            if mm is None:
-                return None
-            with mm:
-                if not 24 <= target < len(mm) - 16:
-                    return None
-                order, unit = PCAP_MAGIC[mm[:4]]
-                first = struct.unpack_from(order + "I", mm, 24)[0]
-                return _resync(mm, order, unit, target, first - 86400)
-    except OSError:
-        return None
+            first = struct.unpack_from(order + "I", mm, 24)[0] if len(mm) >= 40 else 0
+            return find(mm, order, unit, first - 86400)
 
 
 def _resync(mm: mmap.mmap, order: str, unit: float, target: int, earliest: int) -> int | None:

@@ -98,6 +98,18 @@ def fake_records(size: int, ts: int) -> bytes:
     return chain[:size]
 
 
+def lookalike_capture(path: Path) -> Path:
+    """Two store sessions with a frame between them whose 200 kB read as pcap records, and the
+    middle of the file inside it."""
+    first = store_session(1_700_000_000.0).out
+    last = store_session(1_700_000_100.0).out
+    before = sum(16 + len(buf) for _, buf in first)
+    after = sum(16 + len(buf) for _, buf in last)
+    payload = before + after + 24 - 16 - 14 + 4000
+    big = (1_700_000_050.0, b"\x00" * 12 + b"\x88\xb5" + fake_records(payload, 1_700_000_050))
+    return write([*first, big, *last], path)
+
+
 def missed_cut_equals_one_process(
     capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
@@ -121,13 +133,7 @@ def test_a_cut_fooled_by_record_lookalikes_is_caught(
     found there is not a record boundary. The span before it does not end at the cut, so the
     spans' work is dropped and the file is analysed by flow hash: the tables equal one
     process's, and the run says why it took the long way."""
-    first = store_session(1_700_000_000.0).out
-    last = store_session(1_700_000_100.0).out
-    before = sum(16 + len(buf) for _, buf in first)
-    after = sum(16 + len(buf) for _, buf in last)
-    payload = before + after + 24 - 16 - 14 + 4000  # the middle of the file falls inside it
-    big = (1_700_000_050.0, b"\x00" * 12 + b"\x88\xb5" + fake_records(payload, 1_700_000_050))
-    capture = write([*first, big, *last], tmp_path / "c.pcap")
+    capture = lookalike_capture(tmp_path / "c.pcap")
     data = capture.read_bytes()
     cuts = pcap_cuts(capture, 2)
     assert cuts is not None and cuts[1] not in record_offsets(data), "the lookalikes fool the cut"
@@ -353,13 +359,7 @@ def test_a_stolen_cut_fooled_by_record_lookalikes_is_caught_by_its_span(
     record that read as records fool it as they fool those. The span it was cut from does not
     end there (the record that holds the cut is read whole, or ends the reading), which is what ``run_spans``
     checks of every span, stolen or not, before it uses any (``CutMissed``)."""
-    first = store_session(1_700_000_000.0).out
-    last = store_session(1_700_000_100.0).out
-    before = sum(16 + len(buf) for _, buf in first)
-    after = sum(16 + len(buf) for _, buf in last)
-    payload = before + after + 24 - 16 - 14 + 4000  # the middle of the file falls inside it
-    big = (1_700_000_050.0, b"\x00" * 12 + b"\x88\xb5" + fake_records(payload, 1_700_000_050))
-    capture = write([*first, big, *last], tmp_path / "c.pcap")
+    capture = lookalike_capture(tmp_path / "c.pcap")
     data = capture.read_bytes()
     board = board_of([24, len(data)], steal_min=4096)
     board.take(0)
