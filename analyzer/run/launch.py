@@ -171,9 +171,7 @@ class Board:
         such span (or no room on the board, or no boundary found, or the board is closed)."""
         while True:
             with self.next_span.get_lock():
-                if self.next_span.value > len(self.taken_by) or self.spans.value >= len(
-                    self.taken_by
-                ):
+                if self._closed() or self.spans.value >= len(self.taken_by):
                     return None
                 best, most = -1, self.steal_min - 1
                 for j in range(self.spans.value):
@@ -187,7 +185,7 @@ class Board:
             if cut is None or cut >= end:
                 return None
             with self.next_span.get_lock():
-                if self.next_span.value > len(self.taken_by):
+                if self._closed():
                     return None
                 if self.ends[best] == end and self.reach[best] <= cut:
                     m: int = self.spans.value
@@ -219,6 +217,10 @@ class Board:
         """No span is taken or stolen any more (Ctrl-C)."""
         with self.next_span.get_lock():
             self.next_span.value = len(self.taken_by) + 1
+
+    def _closed(self) -> bool:
+        """Was ``close`` called? (Asked under the lock; ``take`` sees it as no span left.)"""
+        return bool(self.next_span.value > len(self.taken_by))
 
     def wait_ready(self) -> bool:
         """In a worker: wait for the cuts; False when the process that started this one is
